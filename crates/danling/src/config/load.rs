@@ -1,0 +1,249 @@
+//! Reading config files, applying dotted overrides, and turning the merged tree into a typed config.
+//!
+//! The layers are merged as JSON trees (defaults < file < overrides) and deserialised once, so a wrong
+//! key or type is reported the same way wherever it came from.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::error::{ConfigError, DeError};
+use super::schema::{Config, NoSections, Sections};
+
+/// One command-line override: a dotted key and a value parsed as YAML.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// The key's path, one element per dotted part.
+    pub path: Vec<String>,
+    /// The value, parsed as YAML (`0.01` is a number, `[64,32]` a list, `abc` a string).
+    pub value: Value,
+}
+
+impl Override {
+    /// Parses `key` (dotted, without leading dashes) and its value text.
+    pub fn parse(key: &str, value: &str) -> Result<Self, ConfigError> {
+        let arg = format!("--{key} {value}");
+        let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+        if path.iter().any(|part| part.is_empty()) {
+            return Err(ConfigError::BadOverride {
+                arg,
+                reason: "empty key part".into(),
+            });
+        }
+        let value =
+            parse_yaml_value(value).map_err(|message| ConfigError::BadOverride { arg, reason: message })?;
+        Ok(Self { path, value })
+    }
+
+    /// The dotted key.
+    pub fn key(&self) -> String {
+        self.path.join(".")
+    }
+}
+
+/// Reads a config document from a file, choosing the format by extension.
+///
+/// A `runner.yaml` document (a mapping with `config` and `identity`) is accepted: its `config` is used.
+pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let parsed = match ext.as_deref() {
+        Some("yaml" | "yml") => parse_yaml_value(&text),
+        Some("json") => serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()),
+        Some("toml") => toml::from_str::<Value>(&text).map_err(|e| e.to_string()),
+        _ => {
+            return Err(ConfigError::UnsupportedFormat {
+                path: path.to_owned(),
+            });
+        }
+    };
+    let value = parsed.map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message: one_line(&message),
+    })?;
+    match value {
+        Value::Null => Ok(Value::Object(Map::new())),
+        Value::Object(map) => Ok(unwrap_runner_document(map)),
+        _ => Err(ConfigError::NotAMapping {
+            source_name: path.display().to_string(),
+        }),
+    }
+}
+
+/// `runner.yaml` holds `{config, identity}`; reading it back means reading its `config`.
+fn unwrap_runner_document(mut map: Map<String, Value>) -> Value {
+    if map.len() == 2 && map.contains_key("identity") && map.get("config").is_some_and(Value::is_object) {
+        if let Some(config) = map.remove("config") {
+            return config;
+        }
+    }
+    Value::Object(map)
+}
+
+/// Parses YAML with YAML 1.2 booleans only (`yes`, `on` and friends stay strings).
+fn parse_yaml_value(text: &str) -> Result<Value, String> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
+        e.to_string()
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+    })
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Sets each override's value in `tree`, creating intermediate mappings as needed.
+pub fn apply_overrides(tree: &mut Value, overrides: &[Override]) -> Result<(), ConfigError> {
+    for item in overrides {
+        let mut node = &mut *tree;
+        for (depth, part) in item.path.iter().enumerate() {
+            if node.is_null() {
+                *node = Value::Object(Map::new());
+            }
+            let Value::Object(map) = node else {
+                return Err(ConfigError::BadOverride {
+                    arg: format!("--{}", item.key()),
+                    reason: format!("`{}` is not a mapping", item.path[..depth].join(".")),
+                });
+            };
+            node = map.entry(part.clone()).or_insert(Value::Null);
+        }
+        *node = item.value.clone();
+    }
+    Ok(())
+}
+
+impl<S: Sections> Config<S> {
+    /// Reads `file` (if any), applies `overrides`, and resolves and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Self, ConfigError> {
+        let mut tree = match file {
+            Some(path) => read_file(path)?,
+            None => Value::Object(Map::new()),
+        };
+        apply_overrides(&mut tree, overrides)?;
+        Self::from_value(tree)
+    }
+
+    /// Resolves a config tree (missing keys take their defaults) and validates it.
+    pub fn from_value(tree: Value) -> Result<Self, ConfigError> {
+        let Value::Object(map) = tree else {
+            return Err(ConfigError::NotAMapping {
+                source_name: "document".into(),
+            });
+        };
+        let core_keys = core_keys();
+        let (core, user): (Map<String, Value>, Map<String, Value>) =
+            map.into_iter().partition(|(key, _)| core_keys.contains(key));
+        let core_keys: Vec<&str> = core_keys.iter().map(String::as_str).collect();
+
+        let mut config: Config<S> = deserialize(Value::Object(core), &[])?;
+        config.sections = deserialize(Value::Object(user), &core_keys)?;
+        config.resolve()?;
+        Ok(config)
+    }
+
+    /// The full resolved config as one mapping: core keys in their documented order, then the sections.
+    pub fn to_value(&self) -> Value {
+        let mut map = match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        if let Ok(Value::Object(sections)) = serde_json::to_value(&self.sections) {
+            map.extend(sections);
+        }
+        Value::Object(map)
+    }
+}
+
+/// The names of the core keys, in declaration order, read off the serialised default so that the
+/// list can never drift from the struct.
+pub(crate) fn core_keys() -> Vec<String> {
+    match serde_json::to_value(Config::<NoSections>::default()) {
+        Ok(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Deserialises `tree` into `T`, turning serde's error into a [`ConfigError`] that names the dotted
+/// key. `siblings` are extra known keys at the top level, offered as suggestions for a typo there.
+fn deserialize<T: DeserializeOwned>(tree: Value, siblings: &[&str]) -> Result<T, ConfigError> {
+    let tree = serde_value::to_value(tree).map_err(|e| ConfigError::NotAMapping {
+        source_name: e.to_string(),
+    })?;
+    let deserializer = serde_value::ValueDeserializer::<DeError>::new(tree);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = dotted(error.path());
+        match error.into_inner() {
+            DeError::UnknownField { field, expected } => {
+                // The path ends with the unknown key itself; suggestions live beside it.
+                let parent = key
+                    .strip_suffix(field.as_str())
+                    .unwrap_or("")
+                    .trim_end_matches('.');
+                let mut candidates: Vec<&str> = expected.to_vec();
+                if parent.is_empty() {
+                    candidates.extend_from_slice(siblings);
+                }
+                let closest = closest(&field, &candidates).map(|c| {
+                    if parent.is_empty() {
+                        c
+                    } else {
+                        format!("{parent}.{c}")
+                    }
+                });
+                ConfigError::UnknownKey { key, closest }
+            }
+            DeError::WrongType { found, expected } => ConfigError::WrongType { key, expected, found },
+            DeError::InvalidValue { found, expected } => ConfigError::InvalidValue {
+                key,
+                value: found,
+                expected,
+            },
+            DeError::Custom(message) => ConfigError::InvalidValue {
+                key,
+                value: message,
+                expected: "a valid value".into(),
+            },
+        }
+    })
+}
+
+fn dotted(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The candidate closest to `key`, if it is close enough to be a plausible typo.
+fn closest(key: &str, candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(key, c), *c))
+        .filter(|(score, _)| *score >= 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_owned())
+}

@@ -1,0 +1,452 @@
+//! The on-disk config schema: core keys, the optimizer and scheduler sections, and user sections.
+//!
+//! Every key has a default here, so a config file only names what it changes. The resolved config,
+//! with every key present, is what `runner.yaml` stores and what the run's identity hashes.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ConfigError;
+use crate::results::ScoreMode;
+
+/// The typed core of a run's config, plus the user's sections `S`.
+///
+/// Core keys are the ones every run has (naming, budget, scoring, locations, logging, loading, training
+/// and runtime knobs). `sections` holds everything else at the top level of the config file: the CLI's
+/// built-in task uses `model` and `data`; a library user supplies their own serde struct (see
+/// [`Sections`]). Config is immutable for the life of a run: progress lives in the run's state instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config<S = NoSections> {
+    /// Catchy name of the experiment (one commit); the default name is `{experiment_name}-{run_name}`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub experiment_name: String,
+    /// Catchy name of the run (one config of an experiment).
+    #[serde(deserialize_with = "lenient_string")]
+    pub run_name: String,
+    /// Overrides the derived `{experiment_name}-{run_name}`.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub name: Option<String>,
+    /// Overrides the derived `{experiment_id[..8]}-{run_id[..8]}-{uuid[..8]}`.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub id: Option<String>,
+    /// Overrides the experiment id that is otherwise read from git.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub experiment_id: Option<String>,
+
+    /// Seed for the data order and burn's RNG (1016, as in Python DanLing).
+    pub seed: u64,
+    /// Asks for bit-reproducible kernels where the backend offers a choice.
+    pub deterministic: bool,
+
+    /// Budget in epochs; exactly one of `epochs` and `steps` is set after resolution.
+    pub epochs: Option<u64>,
+    /// Budget in optimizer steps.
+    pub steps: Option<u64>,
+
+    /// The split whose metric scores a run; see [`crate::Scoring`] for the fallback chain.
+    pub score_split: Option<String>,
+    /// The metric that scores a run.
+    pub score_name: String,
+    /// Whether lower or higher scores are better; derived from `score_name` when unset.
+    pub score_mode: Option<ScoreMode>,
+    /// Stop after this many consecutive evaluations that do not improve on the best.
+    pub patience: Option<u64>,
+
+    /// Root of all runs of this project.
+    pub project_root: PathBuf,
+    /// Overrides the run directory `{project_root}/{name}-{id}`.
+    pub dir: Option<PathBuf>,
+    /// Overrides the checkpoint directory `{dir}/{checkpoint_dir_name}`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Name of the checkpoint directory inside the run directory.
+    pub checkpoint_dir_name: String,
+
+    /// Writes `run.log` in the run directory.
+    pub log: bool,
+    /// Batches between step log lines; a tenth of the longest split when unset.
+    pub log_interval: Option<u64>,
+    /// Keep `epoch-N` checkpoints every this many epochs (unset or 0: none).
+    pub save_interval: Option<u64>,
+    /// Also write `latest` every this many optimizer steps.
+    pub save_steps: Option<u64>,
+    /// How many history checkpoints (`epoch-N`, `step-N`) to keep; `latest` and `best` are never deleted.
+    pub keep_latest_k: Option<u64>,
+    /// Writes TensorBoard event files under `{dir}/tensorboard/`.
+    pub tensorboard: bool,
+    /// Shows progress bars on a terminal.
+    pub progress: bool,
+
+    /// Resume the full state from this checkpoint file.
+    pub checkpoint: Option<PathBuf>,
+    /// Resume from `{checkpoint_dir}/latest.safetensors` if it exists.
+    pub resume: bool,
+    /// Load only the model weights from this checkpoint file.
+    pub pretrained: Option<PathBuf>,
+
+    /// Micro-batches accumulated per optimizer step.
+    pub accum_steps: u64,
+    /// Clip gradients by their global norm.
+    pub max_grad_norm: Option<f64>,
+    /// Clip each gradient element to `[-v, v]`.
+    pub max_grad_value: Option<f64>,
+    /// What to do when the loss or a gradient is not finite.
+    pub nonfinite: NonFinite,
+    /// Compute precision.
+    pub precision: Precision,
+    /// Where the run executes.
+    pub device: Device,
+
+    /// The optimizer.
+    pub optim: OptimConfig,
+    /// The learning-rate schedule.
+    pub sched: SchedConfig,
+
+    /// The user's sections: every other top-level key.
+    #[serde(skip)]
+    pub sections: S,
+}
+
+impl<S: Default> Default for Config<S> {
+    fn default() -> Self {
+        Self {
+            experiment_name: "DanLing".into(),
+            run_name: "Run".into(),
+            name: None,
+            id: None,
+            experiment_id: None,
+            seed: 1016,
+            deterministic: false,
+            epochs: None,
+            steps: None,
+            score_split: None,
+            score_name: "loss".into(),
+            score_mode: None,
+            patience: None,
+            project_root: PathBuf::from("experiments"),
+            dir: None,
+            checkpoint_dir: None,
+            checkpoint_dir_name: "checkpoints".into(),
+            log: true,
+            log_interval: None,
+            save_interval: None,
+            save_steps: None,
+            keep_latest_k: None,
+            tensorboard: false,
+            progress: true,
+            checkpoint: None,
+            resume: false,
+            pretrained: None,
+            accum_steps: 1,
+            max_grad_norm: None,
+            max_grad_value: None,
+            nonfinite: NonFinite::Skip,
+            precision: Precision::F32,
+            device: Device::Flex,
+            optim: OptimConfig::default(),
+            sched: SchedConfig::default(),
+            sections: S::default(),
+        }
+    }
+}
+
+/// The user's part of a config: every top-level key that is not a core key.
+///
+/// Implement it for your own serde struct (with `#[serde(default, deny_unknown_fields)]`) so that a typo
+/// inside your sections is an error too. `validate` is called once, after the core keys are checked, and
+/// may reject values that serde accepts (ranges, cross-field rules).
+pub trait Sections: Serialize + DeserializeOwned + Default + Clone + fmt::Debug {
+    /// Checks constraints serde cannot express. The default accepts everything.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// No user sections: any top-level key that is not a core key is an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSections {}
+
+impl Sections for NoSections {}
+
+/// Free-form user sections, for quick experiments: any key is accepted, nothing is checked.
+impl Sections for std::collections::BTreeMap<String, serde_json::Value> {}
+
+/// What a run trains for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// A number of passes over the train splits.
+    Epochs(u64),
+    /// A number of optimizer steps.
+    Steps(u64),
+}
+
+/// The default budget when a config sets neither `epochs` nor `steps`.
+pub const DEFAULT_EPOCHS: u64 = 10;
+
+/// What to do with a step whose loss or gradients are not finite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinite {
+    /// Skip the update, count it in the results, and go on.
+    Skip,
+    /// Stop the run with an error.
+    Stop,
+}
+
+/// Compute precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats everywhere.
+    F32,
+    /// bfloat16 compute with f32 master weights.
+    Bf16,
+    /// float16 compute with f32 master weights.
+    F16,
+}
+
+/// Where a run executes. Every backend but `flex` needs its cargo feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// burn's pure-Rust CPU backend (the default).
+    Flex,
+    /// burn's LLVM CPU backend.
+    Cpu,
+    /// An NVIDIA GPU, by index.
+    Cuda(usize),
+    /// An AMD GPU, by index.
+    Rocm(usize),
+    /// The Vulkan backend.
+    Vulkan,
+    /// The Metal backend.
+    Metal,
+    /// The wgpu backend on its default adapter.
+    Wgpu,
+}
+
+/// The spellings [`Device`] accepts, for error messages.
+pub const DEVICE_SPELLINGS: &str = "flex, cpu, cuda:N, rocm:N, vulkan, metal, wgpu";
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Flex => f.write_str("flex"),
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Rocm(i) => write!(f, "rocm:{i}"),
+            Device::Vulkan => f.write_str("vulkan"),
+            Device::Metal => f.write_str("metal"),
+            Device::Wgpu => f.write_str("wgpu"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    /// Parses `flex`, `cpu`, `cuda`, `cuda:N`, `rocm`, `rocm:N`, `vulkan`, `metal` or `wgpu`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, index) = match s.split_once(':') {
+            Some((kind, index)) => {
+                let index = index
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad device index in {s:?}"))?;
+                (kind, Some(index))
+            }
+            None => (s, None),
+        };
+        match (kind, index) {
+            ("flex", None) => Ok(Device::Flex),
+            ("cpu", None) => Ok(Device::Cpu),
+            ("cuda", i) => Ok(Device::Cuda(i.unwrap_or(0))),
+            ("rocm", i) => Ok(Device::Rocm(i.unwrap_or(0))),
+            ("vulkan", None) => Ok(Device::Vulkan),
+            ("metal", None) => Ok(Device::Metal),
+            ("wgpu", None) => Ok(Device::Wgpu),
+            _ => Err(format!("unknown device {s:?}")),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<Se: Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::invalid_value(serde::de::Unexpected::Str(&text), &DeviceExpected))
+    }
+}
+
+struct DeviceExpected;
+
+impl serde::de::Expected for DeviceExpected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "one of {DEVICE_SPELLINGS}")
+    }
+}
+
+/// The optimizer section, `optim`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Which optimizer.
+    #[serde(rename = "type")]
+    pub kind: OptimKind,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Weight decay (decoupled for `adamw`, L2 for `sgd` and `adam`).
+    pub weight_decay: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Adam's `(beta1, beta2)`.
+    pub betas: [f64; 2],
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimKind::Adamw,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            betas: [0.9, 0.999],
+        }
+    }
+}
+
+/// Optimizers danling builds from config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimKind {
+    /// Stochastic gradient descent, with optional momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
+}
+
+/// The learning-rate schedule section, `sched`, with Python DanLing's `LRScheduler` semantics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedConfig {
+    /// The decay curve; `none` keeps the optimizer's lr.
+    #[serde(rename = "type")]
+    pub kind: SchedKind,
+    /// Steps of linear warmup; DanLing's default when unset.
+    pub warmup_steps: Option<u64>,
+    /// Steps of cooldown at the end; DanLing's default when unset.
+    pub cooldown_steps: Option<u64>,
+    /// Final lr as a fraction of the peak lr.
+    pub final_lr_ratio: Option<f64>,
+    /// Final lr as an absolute value (wins over `final_lr_ratio`).
+    pub final_lr: Option<f64>,
+    /// Lower bound of the lr.
+    pub min_lr: Option<f64>,
+    /// How the curve is parameterised: by the fraction of steps done, or by the step number.
+    pub scaling: Scaling,
+}
+
+impl Default for SchedConfig {
+    fn default() -> Self {
+        Self {
+            kind: SchedKind::None,
+            warmup_steps: None,
+            cooldown_steps: None,
+            final_lr_ratio: None,
+            final_lr: None,
+            min_lr: None,
+            scaling: Scaling::Percentile,
+        }
+    }
+}
+
+/// LR decay curves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedKind {
+    /// Constant lr (warmup and cooldown still apply).
+    Constant,
+    /// Linear decay to the final lr.
+    Linear,
+    /// Cosine decay to the final lr.
+    Cosine,
+    /// No scheduler.
+    None,
+}
+
+/// DanLing's scheduler scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scaling {
+    /// Progress is the fraction of steps done.
+    Percentile,
+    /// Progress is the step number.
+    Numerical,
+}
+
+/// Accepts a YAML/JSON number or boolean where a string is expected (`name: 2024`), as text.
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_any(LenientString)
+}
+
+fn lenient_opt_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    deserializer.deserialize_option(OptLenientString)
+}
+
+struct LenientString;
+
+impl serde::de::Visitor<'_> for LenientString {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+struct OptLenientString;
+
+impl<'de> serde::de::Visitor<'de> for OptLenientString {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        lenient_string(deserializer).map(Some)
+    }
+}

@@ -1,0 +1,131 @@
+//! Checks that serde cannot express, in one place: ranges, cross-field rules, and the budget.
+
+use std::path::Path;
+
+use super::ConfigError;
+use super::schema::{Budget, Config, DEFAULT_EPOCHS, Sections};
+
+impl<S: Sections> Config<S> {
+    /// Fills the default budget and validates. Called once by every constructor that reads user input.
+    pub(crate) fn resolve(&mut self) -> Result<(), ConfigError> {
+        self.validate()?;
+        if self.epochs.is_none() && self.steps.is_none() {
+            self.epochs = Some(DEFAULT_EPOCHS);
+        }
+        Ok(())
+    }
+
+    /// Checks every range and cross-field rule of the core keys, then the user's sections.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.epochs.is_some() && self.steps.is_some() {
+            return Err(ConfigError::Conflict {
+                first: "epochs".into(),
+                second: "steps".into(),
+                reason: "the budget is either epochs or steps; set one to null".into(),
+            });
+        }
+        at_least_one("epochs", self.epochs)?;
+        at_least_one("steps", self.steps)?;
+        at_least_one("accum_steps", Some(self.accum_steps))?;
+        at_least_one("log_interval", self.log_interval)?;
+        at_least_one("save_steps", self.save_steps)?;
+        at_least_one("patience", self.patience)?;
+
+        for (key, value) in [
+            ("experiment_name", Some(&self.experiment_name)),
+            ("run_name", Some(&self.run_name)),
+            ("name", self.name.as_ref()),
+            ("id", self.id.as_ref()),
+            ("experiment_id", self.experiment_id.as_ref()),
+            ("checkpoint_dir_name", Some(&self.checkpoint_dir_name)),
+        ] {
+            if let Some(value) = value {
+                path_component(key, value)?;
+            }
+        }
+        if self.score_name.is_empty() {
+            return Err(ConfigError::invalid_value("score_name", "\"\"", "a metric name"));
+        }
+
+        positive("optim.lr", Some(self.optim.lr))?;
+        non_negative("optim.weight_decay", Some(self.optim.weight_decay))?;
+        unit_interval("optim.momentum", self.optim.momentum)?;
+        unit_interval("optim.betas[0]", self.optim.betas[0])?;
+        unit_interval("optim.betas[1]", self.optim.betas[1])?;
+        positive("max_grad_norm", self.max_grad_norm)?;
+        positive("max_grad_value", self.max_grad_value)?;
+        non_negative("sched.final_lr", self.sched.final_lr)?;
+        non_negative("sched.min_lr", self.sched.min_lr)?;
+        if let Some(ratio) = self.sched.final_lr_ratio {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(ConfigError::invalid_value(
+                    "sched.final_lr_ratio",
+                    ratio,
+                    "a number in [0, 1]",
+                ));
+            }
+        }
+        self.sections.validate()
+    }
+
+    /// What the run trains for.
+    pub fn budget(&self) -> Budget {
+        match (self.epochs, self.steps) {
+            (_, Some(steps)) => Budget::Steps(steps),
+            (Some(epochs), None) => Budget::Epochs(epochs),
+            (None, None) => Budget::Epochs(DEFAULT_EPOCHS),
+        }
+    }
+}
+
+/// `value` must be at least 1 when set.
+pub fn at_least_one(key: &str, value: Option<u64>) -> Result<(), ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::invalid_value(key, 0, "an integer >= 1")),
+        _ => Ok(()),
+    }
+}
+
+/// `value` must be finite and > 0 when set.
+pub fn positive(key: &str, value: Option<f64>) -> Result<(), ConfigError> {
+    match value {
+        Some(v) if !(v.is_finite() && v > 0.0) => {
+            Err(ConfigError::invalid_value(key, v, "a finite number > 0"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `value` must be finite and >= 0 when set.
+pub fn non_negative(key: &str, value: Option<f64>) -> Result<(), ConfigError> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => {
+            Err(ConfigError::invalid_value(key, v, "a finite number >= 0"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn unit_interval(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid_value(key, value, "a number in [0, 1)"))
+    }
+}
+
+/// Names become path components of the run directory, so they must be one non-empty component.
+fn path_component(key: &str, value: &str) -> Result<(), ConfigError> {
+    let mut components = Path::new(value).components();
+    let single =
+        matches!(components.next(), Some(std::path::Component::Normal(_))) && components.next().is_none();
+    if single && !value.contains(['/', '\\']) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid_value(
+            key,
+            format!("{value:?}"),
+            "a non-empty name without path separators",
+        ))
+    }
+}

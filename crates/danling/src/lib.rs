@@ -1,0 +1,36 @@
+//! danling sets up everything around a neural-network training loop on burn: config with files and
+//! overrides, experiment identity from git and the config, the run directory, logging, results and
+//! scores. The user writes the model; danling does the rest, correctly.
+//!
+//! ```
+//! use danling::{Config, Identity, Override};
+//!
+//! let overrides = [Override::parse("optim.lr", "0.01")?];
+//! let config: Config = Config::load(None, &overrides)?;
+//! let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "")?;
+//! assert_eq!(identity.name, "DanLing-Run");
+//! assert!(identity.id.starts_with("xxxxxxxx-"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod config;
+pub mod env;
+pub mod identity;
+pub mod log;
+pub mod results;
+pub mod workspace;
+
+pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};
+pub use identity::{Identity, IdentityError};
+pub use results::{Results, ScoreMode, Scoring};
+pub use workspace::{RunDir, WorkspaceError};
+
+/// The version of this crate, as written into `runner.yaml` and the `run.log` header.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The items most programs need.
+pub mod prelude {
+    pub use crate::{Config, Identity, Override, Results, RunDir, Scoring, Sections};
+}

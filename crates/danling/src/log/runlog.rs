@@ -1,0 +1,118 @@
+//! Console and `run.log` logging through `tracing`.
+//!
+//! The subscriber is installed as the calling thread's default for the life of a [`LogGuard`], so that
+//! a program (or a test binary) can run several runs one after another, each with its own `run.log`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::fmt;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::env;
+
+/// Where console log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// Standard output (the default for training).
+    Stdout,
+    /// Standard error (for commands whose stdout is a document to pipe).
+    Stderr,
+    /// Nowhere.
+    Off,
+}
+
+/// Why the log could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// `run.log` could not be opened or written.
+    #[error("cannot {action} log file {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Keeps the logging set up by [`init_logging`] in force on this thread until dropped.
+#[derive(Debug)]
+pub struct LogGuard {
+    _default: DefaultGuard,
+}
+
+/// The header line that starts each attempt in `run.log`.
+pub fn log_header(id: &str) -> String {
+    format!(
+        "===== {} danling {} id {id} =====",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        crate::VERSION
+    )
+}
+
+/// Logs to `console` and, when `file` is given, appends to it after writing `header` on a line of its
+/// own. Only the main process should pass a file. The level comes from `DANLING_LOG` (default `info`).
+pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<LogGuard, LogError> {
+    let level = env::log_level();
+    let console_layer = match console {
+        Console::Stdout => Some(
+            fmt::layer()
+                .with_target(false)
+                .with_ansi(std::io::stdout().is_terminal())
+                .with_writer(std::io::stdout)
+                .boxed(),
+        ),
+        Console::Stderr => Some(
+            fmt::layer()
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .boxed(),
+        ),
+        Console::Off => None,
+    };
+    let file_layer = match file {
+        Some((path, header)) => {
+            let file = open_log(path, header)?;
+            Some(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(Mutex::new(file)),
+            )
+        }
+        None => None,
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(console_layer)
+        .with(file_layer)
+        .with(level);
+    Ok(LogGuard {
+        _default: tracing::subscriber::set_default(subscriber),
+    })
+}
+
+fn open_log(path: &Path, header: &str) -> Result<File, LogError> {
+    let io = |action| {
+        move |source| LogError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io("open"))?;
+    writeln!(file, "{header}").map_err(io("write"))?;
+    Ok(file)
+}

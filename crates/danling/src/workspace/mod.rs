@@ -1,0 +1,11 @@
+//! The run directory: its layout, atomic file writes, and the lock that keeps two trainings out of it.
+
+mod atomic;
+mod error;
+mod lock;
+mod rundir;
+
+pub use atomic::{AtomicFile, write_atomic};
+pub use error::WorkspaceError;
+pub use lock::RunLock;
+pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};

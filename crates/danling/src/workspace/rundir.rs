@@ -1,0 +1,202 @@
+//! The run directory and the files danling writes into it.
+//!
+//! ```text
+//! {dir}/
+//!   checkpoints/      latest.safetensors, best.safetensors, epoch-{N}.safetensors
+//!   run.log           appended across attempts
+//!   runner.yaml       {config, identity}
+//!   results.json      {name, id, timestamp, results: {index: {split: {metric: value}}}}
+//!   latest.json       {name, id, timestamp, index, split: {...}, ...}
+//!   best.json         the same shape, for the best index
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::atomic::{sync_dir, write_atomic};
+use super::{RunLock, WorkspaceError};
+use crate::identity::Identity;
+use crate::results::{Results, Scoring};
+
+/// File names inside a run directory.
+pub mod files {
+    /// The resolved config and identity.
+    pub const RUNNER: &str = "runner.yaml";
+    /// The log, appended across attempts.
+    pub const LOG: &str = "run.log";
+    /// The whole results history.
+    pub const RESULTS: &str = "results.json";
+    /// The latest result.
+    pub const LATEST: &str = "latest.json";
+    /// The best result.
+    pub const BEST: &str = "best.json";
+    /// TensorBoard event files go in this subdirectory.
+    pub const TENSORBOARD: &str = "tensorboard";
+    /// Checkpoint files end in this extension.
+    pub const CHECKPOINT_EXTENSION: &str = "safetensors";
+}
+
+/// How a training process enters its run directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A new run: refused if the directory already holds checkpoints.
+    Fresh,
+    /// Continue from a checkpoint: existing files are kept.
+    Resume,
+    /// Start again: existing checkpoints are moved aside to `{checkpoint_dir}.old-{timestamp}`.
+    Overwrite,
+}
+
+/// An open run directory, locked for the life of this value.
+#[derive(Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+    checkpoint_dir: PathBuf,
+    _lock: RunLock,
+}
+
+impl RunDir {
+    /// Creates (if needed) and locks the run directory of `identity`.
+    pub fn open(identity: &Identity, mode: StartMode) -> Result<Self, WorkspaceError> {
+        let dir = identity.dir.clone();
+        let checkpoint_dir = identity.checkpoint_dir.clone();
+        fs::create_dir_all(&dir).map_err(WorkspaceError::io("create directory", &dir))?;
+        let lock = RunLock::acquire(&dir)?;
+        if mode != StartMode::Resume && holds_checkpoints(&checkpoint_dir)? {
+            if mode == StartMode::Fresh {
+                return Err(WorkspaceError::ExistingCheckpoints { dir, checkpoint_dir });
+            }
+            set_aside(&checkpoint_dir)?;
+        }
+        fs::create_dir_all(&checkpoint_dir)
+            .map_err(WorkspaceError::io("create directory", &checkpoint_dir))?;
+        Ok(Self {
+            dir,
+            checkpoint_dir,
+            _lock: lock,
+        })
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The checkpoint directory.
+    pub fn checkpoint_dir(&self) -> &Path {
+        &self.checkpoint_dir
+    }
+
+    /// A file inside the run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes `runner.yaml`: the full resolved config tree and the identity.
+    pub fn write_runner(&self, config: &Value, identity: &Identity) -> Result<(), WorkspaceError> {
+        let path = self.file(files::RUNNER);
+        let text = runner_yaml(config, identity).map_err(|message| WorkspaceError::Serialize {
+            path: path.clone(),
+            message,
+        })?;
+        write_atomic(&path, text.as_bytes())
+    }
+
+    /// Writes `name` in the run directory as pretty JSON, atomically.
+    pub fn write_json(&self, name: &str, value: &Value) -> Result<(), WorkspaceError> {
+        let path = self.file(name);
+        let mut text = serde_json::to_string_pretty(value).map_err(|e| WorkspaceError::Serialize {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        text.push('\n');
+        write_atomic(&path, text.as_bytes())
+    }
+
+    /// Writes `results.json`, `latest.json` and `best.json` from the results history.
+    pub fn write_results(
+        &self,
+        results: &Results,
+        scoring: &Scoring,
+        identity: &Identity,
+    ) -> Result<(), WorkspaceError> {
+        let now = timestamp();
+        let (name, id) = (identity.name.as_str(), identity.id.as_str());
+        self.write_json(files::RESULTS, &results.results_document(name, id, &now))?;
+        if let Some(latest) = results.latest_document(name, id, &now) {
+            self.write_json(files::LATEST, &latest)?;
+        }
+        if let Some(best) = results.best_document(scoring, name, id, &now) {
+            self.write_json(files::BEST, &best)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `runner.yaml` document: `{config, identity}`.
+#[derive(Serialize)]
+struct RunnerDocument<'a> {
+    config: &'a Value,
+    identity: &'a Identity,
+}
+
+/// Renders the `runner.yaml` document as YAML.
+pub fn runner_yaml(config: &Value, identity: &Identity) -> Result<String, String> {
+    serde_saphyr::to_string(&RunnerDocument { config, identity }).map_err(|e| e.to_string())
+}
+
+/// The `runner.yaml` document as a JSON tree (what `danling config --json` prints).
+pub fn runner_tree(config: &Value, identity: &Identity) -> Value {
+    serde_json::to_value(RunnerDocument { config, identity }).unwrap_or(Value::Null)
+}
+
+fn holds_checkpoints(checkpoint_dir: &Path) -> Result<bool, WorkspaceError> {
+    let entries = match fs::read_dir(checkpoint_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(WorkspaceError::Io {
+                action: "read directory",
+                path: checkpoint_dir.to_owned(),
+                source,
+            });
+        }
+    };
+    Ok(entries.filter_map(Result::ok).any(|entry| {
+        entry
+            .path()
+            .extension()
+            .is_some_and(|ext| ext == files::CHECKPOINT_EXTENSION)
+    }))
+}
+
+/// Moves a checkpoint directory aside, never deleting it.
+fn set_aside(checkpoint_dir: &Path) -> Result<PathBuf, WorkspaceError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let name = checkpoint_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = checkpoint_dir.with_file_name(format!("{name}.old-{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        target = checkpoint_dir.with_file_name(format!("{name}.old-{stamp}-{n}"));
+        n += 1;
+    }
+    fs::rename(checkpoint_dir, &target).map_err(WorkspaceError::io("move aside", checkpoint_dir))?;
+    sync_dir(checkpoint_dir.parent().unwrap_or(Path::new(".")))?;
+    tracing::warn!(
+        "moved the old checkpoints {} to {}",
+        checkpoint_dir.display(),
+        target.display()
+    );
+    Ok(target)
+}
+
+/// The current time as RFC 3339 UTC with seconds, as written into the results files.
+pub fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
