@@ -25,12 +25,12 @@ pub mod workspace;
 pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};
 pub use identity::{Identity, IdentityError};
 pub use results::{Results, ScoreMode, Scoring};
-pub use workspace::{RunDir, WorkspaceError};
+pub use workspace::{RunDir, StartMode, Workspace, WorkspaceError};
 
 /// The version of this crate, as written into `runner.yaml` and the `run.log` header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The items most programs need.
 pub mod prelude {
-    pub use crate::{Config, Identity, Override, Results, RunDir, Scoring, Sections};
+    pub use crate::{Config, Identity, Override, Results, Scoring, Sections, StartMode, Workspace};
 }

@@ -79,10 +79,11 @@ pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
 
 /// `runner.yaml` holds `{config, identity}`; reading it back means reading its `config`.
 fn unwrap_runner_document(mut map: Map<String, Value>) -> Value {
-    if map.len() == 2 && map.contains_key("identity") && map.get("config").is_some_and(Value::is_object) {
-        if let Some(config) = map.remove("config") {
-            return config;
-        }
+    if map.len() == 2
+        && map.contains_key("identity")
+        && let Some(config) = map.remove("config").filter(Value::is_object)
+    {
+        return config;
     }
     Value::Object(map)
 }

@@ -179,7 +179,7 @@ fn user_sections_are_typed_and_serialised_after_the_core_keys() {
     let value = config.to_value();
     assert_eq!(value["model"], json!({"width": 32, "depth": 2}));
     assert_eq!(
-        value.as_object().unwrap().keys().last().map(String::as_str),
+        value.as_object().unwrap().keys().next_back().map(String::as_str),
         Some("model")
     );
     let err = Config::<MySections>::load(None, &overrides(&[("model.widht", "3")])).unwrap_err();

@@ -56,14 +56,14 @@ impl<S: Sections> Config<S> {
         positive("max_grad_value", self.max_grad_value)?;
         non_negative("sched.final_lr", self.sched.final_lr)?;
         non_negative("sched.min_lr", self.sched.min_lr)?;
-        if let Some(ratio) = self.sched.final_lr_ratio {
-            if !(0.0..=1.0).contains(&ratio) {
-                return Err(ConfigError::invalid_value(
-                    "sched.final_lr_ratio",
-                    ratio,
-                    "a number in [0, 1]",
-                ));
-            }
+        if let Some(ratio) = self.sched.final_lr_ratio
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(ConfigError::invalid_value(
+                "sched.final_lr_ratio",
+                ratio,
+                "a number in [0, 1]",
+            ));
         }
         self.sections.validate()
     }
@@ -127,5 +127,13 @@ fn path_component(key: &str, value: &str) -> Result<(), ConfigError> {
             format!("{value:?}"),
             "a non-empty name without path separators",
         ))
+    }
+}
+
+impl<S> Config<S> {
+    /// How results are scored: `score_split`, `score_name`, and `score_mode` (derived from the name
+    /// when unset).
+    pub fn scoring(&self) -> crate::results::Scoring {
+        crate::results::Scoring::new(self.score_split.clone(), self.score_name.clone(), self.score_mode)
     }
 }

@@ -8,6 +8,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use super::*;
 use crate::config::{Config, Override, canonical_config};
@@ -141,7 +142,7 @@ fn configured_name_id_dir_and_checkpoint_dir_win() {
 fn git_is_read_from_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     let git = |args: &[&str]| {
-        let status = std::process::Command::new("git")
+        let status = Command::new("git")
             .args([
                 "-c",
                 "user.name=t",

@@ -40,6 +40,12 @@ pub enum WorkspaceError {
         /// Its checkpoint directory.
         checkpoint_dir: PathBuf,
     },
+    /// The log could not be set up.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// The TensorBoard event file could not be written.
+    #[error(transparent)]
+    TensorBoard(#[from] crate::log::tensorboard::TensorBoardError),
     /// A document could not be serialised.
     #[error("cannot serialise {}: {message}", path.display())]
     Serialize {

@@ -4,8 +4,10 @@ mod atomic;
 mod error;
 mod lock;
 mod rundir;
+mod session;
 
 pub use atomic::{AtomicFile, write_atomic};
 pub use error::WorkspaceError;
 pub use lock::RunLock;
 pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};
+pub use session::{Recorded, Role, Workspace};

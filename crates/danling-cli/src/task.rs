@@ -1,0 +1,174 @@
+//! The config sections of the CLI's built-in task: `model` (an MLP) and `data` (a small data set).
+
+use std::path::PathBuf;
+
+use danling::config::{ConfigError, Sections};
+use serde::{Deserialize, Serialize};
+
+/// The CLI's sections: `model` and `data`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskSections {
+    /// The model.
+    pub model: ModelConfig,
+    /// The data.
+    pub data: DataConfig,
+}
+
+/// The `model` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The architecture.
+    #[serde(rename = "type")]
+    pub kind: ModelKind,
+    /// Widths of the hidden layers.
+    pub hidden: Vec<usize>,
+    /// Dropout probability after each hidden layer.
+    pub dropout: f64,
+    /// Activation after each hidden layer.
+    pub activation: Activation,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Mlp,
+            hidden: vec![128],
+            dropout: 0.0,
+            activation: Activation::Relu,
+        }
+    }
+}
+
+/// Model architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// A multi-layer perceptron.
+    Mlp,
+}
+
+/// Activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// max(0, x).
+    Relu,
+    /// Gaussian error linear unit.
+    Gelu,
+    /// x·sigmoid(x).
+    Silu,
+    /// tanh(x).
+    Tanh,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+}
+
+/// The `data` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Which data set.
+    pub name: DataName,
+    /// The file (or directory) for `csv` and `mnist`.
+    pub path: Option<PathBuf>,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Fraction of a single-file data set held out for validation.
+    pub val_fraction: f64,
+    /// Shuffle the train split every epoch.
+    pub shuffle: bool,
+    /// `synthetic`: train samples.
+    pub n_train: usize,
+    /// `synthetic`: validation samples.
+    pub n_val: usize,
+    /// `synthetic`: features per sample.
+    pub features: usize,
+    /// `synthetic`: classes.
+    pub classes: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            name: DataName::Digits,
+            path: None,
+            batch_size: 32,
+            val_fraction: 0.2,
+            shuffle: true,
+            n_train: 1024,
+            n_val: 256,
+            features: 16,
+            classes: 4,
+        }
+    }
+}
+
+/// Data sets of the built-in task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataName {
+    /// UCI handwritten digits, 8×8 (classification, 10 classes).
+    Digits,
+    /// UCI breast cancer Wisconsin (binary).
+    BreastCancer,
+    /// Efron et al.'s diabetes (regression).
+    Diabetes,
+    /// A seeded, learnable generator.
+    Synthetic,
+    /// A numeric CSV file whose last column is the target.
+    Csv,
+    /// MNIST in IDX files.
+    Mnist,
+}
+
+impl Sections for TaskSections {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (model, data) = (&self.model, &self.data);
+        if model.hidden.contains(&0) {
+            return Err(ConfigError::invalid_value(
+                "model.hidden",
+                format!("{:?}", model.hidden),
+                "widths >= 1",
+            ));
+        }
+        if !(0.0..1.0).contains(&model.dropout) {
+            return Err(ConfigError::invalid_value(
+                "model.dropout",
+                model.dropout,
+                "a number in [0, 1)",
+            ));
+        }
+        for (key, value, least) in [
+            ("data.batch_size", data.batch_size, 1),
+            ("data.n_train", data.n_train, 1),
+            ("data.n_val", data.n_val, 1),
+            ("data.features", data.features, 1),
+            ("data.classes", data.classes, 2),
+        ] {
+            if value < least {
+                return Err(ConfigError::invalid_value(
+                    key,
+                    value,
+                    &format!("an integer >= {least}"),
+                ));
+            }
+        }
+        if !(data.val_fraction > 0.0 && data.val_fraction < 1.0) {
+            return Err(ConfigError::invalid_value(
+                "data.val_fraction",
+                data.val_fraction,
+                "a number in (0, 1)",
+            ));
+        }
+        if matches!(data.name, DataName::Csv | DataName::Mnist) && data.path.is_none() {
+            return Err(ConfigError::invalid_value(
+                "data.path",
+                "null",
+                "a path, which data.name csv and mnist need",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! A run's files for the life of one training process: the locked run directory, `runner.yaml`,
+//! `run.log`, TensorBoard, and the results files.
+
+use std::path::Path;
+
+use super::rundir::files;
+use super::{RunDir, StartMode, WorkspaceError};
+use crate::config::{Config, Sections};
+use crate::identity::Identity;
+use crate::log::tensorboard::EventWriter;
+use crate::log::{Console, LogGuard, init_logging, log_header};
+use crate::results::{Record, Results, Scoring};
+
+/// Where a process stands in a (possibly multi-process) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    /// Only the main process writes files.
+    pub is_main: bool,
+    /// Where console log lines go.
+    pub console: Console,
+}
+
+impl Default for Role {
+    fn default() -> Self {
+        Self {
+            is_main: true,
+            console: Console::Stdout,
+        }
+    }
+}
+
+/// Everything a run writes, opened for one attempt (a fresh start or a resume).
+///
+/// Opening it locks the run directory, writes `runner.yaml`, appends an attempt header to `run.log`
+/// (unless `log: false`) and opens a TensorBoard event file (if `tensorboard: true`). Logging is
+/// installed for the calling thread until this value is dropped, which also releases the lock. On a
+/// process that is not the main one, nothing is written.
+#[derive(Debug)]
+pub struct Workspace {
+    identity: Identity,
+    scoring: Scoring,
+    patience: Option<u64>,
+    results: Results,
+    tensorboard: Option<EventWriter>,
+    // Dropped in declaration order: the log goes first, the lock last.
+    _log: LogGuard,
+    dir: Option<RunDir>,
+}
+
+/// What recording a result found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The recorded index is now the best.
+    pub is_best: bool,
+    /// Early stopping says to stop.
+    pub should_stop: bool,
+}
+
+impl Workspace {
+    /// Opens the run's files for this attempt.
+    pub fn open<S: Sections>(
+        config: &Config<S>,
+        identity: Identity,
+        mode: StartMode,
+        role: Role,
+    ) -> Result<Self, WorkspaceError> {
+        let dir = if role.is_main {
+            Some(RunDir::open(&identity, mode)?)
+        } else {
+            None
+        };
+        let log_file = dir.as_ref().filter(|_| config.log).map(|d| d.file(files::LOG));
+        let header = log_header(&identity.id);
+        let log = init_logging(role.console, log_file.as_deref().map(|p| (p, header.as_str())))?;
+        let mut tensorboard = None;
+        if let Some(dir) = &dir {
+            dir.write_runner(&config.to_value(), &identity)?;
+            if config.tensorboard {
+                tensorboard = Some(EventWriter::create(&dir.file(files::TENSORBOARD))?);
+            }
+        }
+        Ok(Self {
+            identity,
+            scoring: config.scoring(),
+            patience: config.patience,
+            results: Results::new(),
+            tensorboard,
+            _log: log,
+            dir,
+        })
+    }
+
+    /// The run's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The run directory, on the main process.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(RunDir::path)
+    }
+
+    /// The checkpoint directory, on the main process.
+    pub fn checkpoint_dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(RunDir::checkpoint_dir)
+    }
+
+    /// The results so far.
+    pub fn results(&self) -> &Results {
+        &self.results
+    }
+
+    /// How results are scored.
+    pub fn scoring(&self) -> &Scoring {
+        &self.scoring
+    }
+
+    /// Replaces the results history (on resume), and rewrites the results files from it.
+    pub fn restore(&mut self, results: Results) -> Result<(), WorkspaceError> {
+        self.results = results;
+        self.write_results()
+    }
+
+    /// Records the result of `index` (merging into an earlier one of the same index), writes the
+    /// results files and TensorBoard scalars `{split}/{metric}`, and says whether it is the best and
+    /// whether early stopping fires.
+    pub fn record(&mut self, index: u64, record: Record) -> Result<Recorded, WorkspaceError> {
+        if let Some(writer) = &mut self.tensorboard {
+            let step = i64::try_from(index).unwrap_or(i64::MAX);
+            let tags: Vec<(String, f64)> = record
+                .iter()
+                .flat_map(|(split, metrics)| metrics.iter().map(move |(m, v)| (format!("{split}/{m}"), *v)))
+                .collect();
+            writer.add_scalars(step, tags.iter().map(|(t, v)| (t.as_str(), *v)))?;
+        }
+        self.results.insert(index, record);
+        self.write_results()?;
+        let is_best = self
+            .results
+            .best(&self.scoring)
+            .is_some_and(|(best, _)| best == index);
+        Ok(Recorded {
+            is_best,
+            should_stop: self.results.should_stop(&self.scoring, self.patience),
+        })
+    }
+
+    fn write_results(&self) -> Result<(), WorkspaceError> {
+        match &self.dir {
+            Some(dir) => dir.write_results(&self.results, &self.scoring, &self.identity),
+            None => Ok(()),
+        }
+    }
+}
+
+impl StartMode {
+    /// The mode a config asks for: `checkpoint` or `resume` continue the run; otherwise a fresh start,
+    /// or an overwrite when the user says so.
+    pub fn from_config<S>(config: &Config<S>, overwrite: bool) -> Self {
+        if config.checkpoint.is_some() || config.resume {
+            StartMode::Resume
+        } else if overwrite {
+            StartMode::Overwrite
+        } else {
+            StartMode::Fresh
+        }
+    }
+}
