@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing::subscriber::DefaultGuard;
-use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env;
@@ -62,23 +62,23 @@ pub fn log_header(id: &str) -> String {
 /// own. Only the main process should pass a file. The level comes from `DANLING_LOG` (default `info`).
 pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<LogGuard, LogError> {
     let level = env::log_level();
-    let console_layer = match console {
-        Console::Stdout => Some(
-            fmt::layer()
-                .with_target(false)
-                .with_ansi(std::io::stdout().is_terminal())
-                .with_writer(std::io::stdout)
-                .boxed(),
-        ),
-        Console::Stderr => Some(
-            fmt::layer()
-                .with_target(false)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
-                .boxed(),
-        ),
+    let console_writer = match console {
+        Console::Stdout => Some((
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )),
+        Console::Stderr => Some((
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )),
         Console::Off => None,
     };
+    let console_layer = console_writer.map(|(writer, ansi)| {
+        fmt::layer()
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_writer(writer)
+    });
     let file_layer = match file {
         Some((path, header)) => {
             let file = open_log(path, header)?;
