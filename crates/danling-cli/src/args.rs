@@ -8,22 +8,67 @@ use danling::Override;
 /// The commands danling has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
+    /// Train the built-in task.
+    Train,
+    /// Evaluate a checkpoint.
+    Evaluate,
+    /// Write predictions of a checkpoint.
+    Infer,
     /// Print the resolved config and identity.
     Config,
 }
 
+/// A flag of a command: its name and whether it takes a value.
+struct Flag {
+    name: &'static str,
+    takes_value: bool,
+}
+
+const JSON: Flag = Flag {
+    name: "json",
+    takes_value: false,
+};
+const OVERWRITE: Flag = Flag {
+    name: "overwrite",
+    takes_value: false,
+};
+const SPLIT: Flag = Flag {
+    name: "split",
+    takes_value: true,
+};
+const OUTPUT: Flag = Flag {
+    name: "output",
+    takes_value: true,
+};
+
 impl Command {
+    /// The command's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Train => "train",
+            Command::Evaluate => "evaluate",
+            Command::Infer => "infer",
+            Command::Config => "config",
+        }
+    }
+
     fn parse(name: &str) -> Option<Self> {
         match name {
+            "train" => Some(Command::Train),
+            "evaluate" => Some(Command::Evaluate),
+            "infer" => Some(Command::Infer),
             "config" => Some(Command::Config),
             _ => None,
         }
     }
 
     /// The flags that belong to this command (without `--help`).
-    fn flags(self) -> &'static [&'static str] {
+    fn flags(self) -> &'static [Flag] {
         match self {
-            Command::Config => &["json"],
+            Command::Train => &[OVERWRITE],
+            Command::Evaluate => &[SPLIT],
+            Command::Infer => &[SPLIT, OUTPUT],
+            Command::Config => &[JSON],
         }
     }
 }
@@ -50,6 +95,12 @@ pub struct Args {
     pub overrides: Vec<Override>,
     /// `--json`.
     pub json: bool,
+    /// `--overwrite`.
+    pub overwrite: bool,
+    /// `--split`, in order.
+    pub splits: Vec<String>,
+    /// `--output`.
+    pub output: Option<PathBuf>,
 }
 
 /// A usage error: the message names the argument at fault.
@@ -76,7 +127,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation, UsageError> {
             ))
         } else {
             UsageError(format!(
-                "unknown command `{first}` (commands: config); run `danling --help`"
+                "unknown command `{first}` (commands: train, evaluate, infer, config); run `danling --help`"
             ))
         }
     })?;
@@ -90,6 +141,9 @@ pub fn parse(argv: &[String]) -> Result<Invocation, UsageError> {
         config: None,
         overrides: Vec::new(),
         json: false,
+        overwrite: false,
+        splits: Vec::new(),
+        output: None,
     };
     let mut i = 0;
     while i < rest.len() {
@@ -100,11 +154,20 @@ pub fn parse(argv: &[String]) -> Result<Invocation, UsageError> {
                 Some((key, value)) => (key, Some(value.to_owned())),
                 None => (body, None),
             };
-            if command.flags().contains(&key) {
-                if inline.is_some() {
-                    return Err(UsageError(format!("flag `--{key}` takes no value")));
-                }
-                set_flag(&mut args, key);
+            if let Some(flag) = command.flags().iter().find(|f| f.name == key) {
+                let value = match (flag.takes_value, inline) {
+                    (false, Some(_)) => return Err(UsageError(format!("flag `--{key}` takes no value"))),
+                    (false, None) => None,
+                    (true, Some(value)) => Some(value),
+                    (true, None) => match rest.get(i) {
+                        Some(next) if !next.starts_with("--") => {
+                            i += 1;
+                            Some(next.clone())
+                        }
+                        _ => return Err(UsageError(format!("flag `--{key}` needs a value"))),
+                    },
+                };
+                set_flag(&mut args, key, value);
                 continue;
             }
             if key.is_empty() {
@@ -139,9 +202,13 @@ pub fn parse(argv: &[String]) -> Result<Invocation, UsageError> {
     Ok(Invocation::Run(args))
 }
 
-fn set_flag(args: &mut Args, key: &str) {
-    if key == "json" {
-        args.json = true;
+fn set_flag(args: &mut Args, key: &str, value: Option<String>) {
+    match (key, value) {
+        ("json", _) => args.json = true,
+        ("overwrite", _) => args.overwrite = true,
+        ("split", Some(value)) => args.splits.push(value),
+        ("output", Some(value)) => args.output = Some(PathBuf::from(value)),
+        _ => {}
     }
 }
 
@@ -181,6 +248,16 @@ mod tests {
     }
 
     #[test]
+    fn command_flags_take_values_and_repeat() {
+        let args = run("evaluate --split val --checkpoint a.safetensors --split=train");
+        assert_eq!(args.splits, ["val", "train"]);
+        assert_eq!(args.overrides[0].key(), "checkpoint");
+        let args = run("infer c.yaml --output out.csv --split val");
+        assert_eq!(args.output, Some(PathBuf::from("out.csv")));
+        assert!(run("train --overwrite").overwrite);
+    }
+
+    #[test]
     fn negative_numbers_are_values_not_flags() {
         let args = run("config --optim.lr -1");
         assert_eq!(args.overrides[0].value, json!(-1));
@@ -208,5 +285,6 @@ mod tests {
         assert!(err("config a.yaml b.yaml").contains("`b.yaml`"));
         assert!(err("config -x").contains("`-x`"));
         assert!(err("config --json=1").contains("`--json`"));
+        assert!(err("infer --split").contains("`--split` needs a value"));
     }
 }

@@ -1,6 +1,8 @@
 //! The `danling` command.
 
 mod args;
+mod builtin;
+mod commands;
 mod help;
 mod task;
 
@@ -8,15 +10,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use danling::log::{Console, init_logging};
-use danling::workspace::{runner_tree, runner_yaml};
-use danling::{Config, Identity};
 
-use crate::args::{Args, Command, Invocation, UsageError};
-use crate::task::TaskSections;
+use crate::args::{Command, Invocation, UsageError};
 
 /// How a command failed, which decides the exit code.
-enum Failure {
+pub(crate) enum Failure {
     /// Bad usage, config or input: exit code 2.
     Input(anyhow::Error),
     /// Anything else: exit code 1.
@@ -58,34 +56,18 @@ fn run(argv: &[String]) -> Result<(), Failure> {
         Invocation::Help(command) => print(help::text(command)),
         Invocation::Version => print(&format!("danling {}\n", danling::VERSION)),
         Invocation::Run(args) => match args.command {
-            Command::Config => config(&args),
+            Command::Train => commands::train(&args),
+            Command::Evaluate => commands::evaluate(&args),
+            Command::Infer => commands::infer(&args),
+            Command::Config => commands::config(&args),
         },
     }
 }
 
-fn print(text: &str) -> Result<(), Failure> {
+pub(crate) fn print(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("cannot write to stdout")
         .map_err(Failure::Other)
-}
-
-/// `danling config`: print the runner.yaml document, YAML or JSON.
-fn config(args: &Args) -> Result<(), Failure> {
-    let _log = init_logging(Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
-    let config: Config<TaskSections> =
-        Config::load(args.config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))?;
-    let identity = Identity::new(&config).map_err(|e| Failure::Other(e.into()))?;
-    let tree = config.to_value();
-    let text = if args.json {
-        let document = runner_tree(&tree, &identity);
-        serde_json::to_string_pretty(&document)
-            .map(|s| s + "\n")
-            .context("cannot render JSON")
-    } else {
-        runner_yaml(&tree, &identity).map_err(|e| anyhow::anyhow!("cannot render YAML: {e}"))
-    }
-    .map_err(Failure::Other)?;
-    print(&text)
 }

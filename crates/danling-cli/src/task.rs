@@ -87,6 +87,22 @@ pub struct DataConfig {
     pub features: usize,
     /// `synthetic`: classes.
     pub classes: usize,
+    /// `csv`: whether the first line is a header (detected when unset).
+    pub header: Option<bool>,
+    /// `csv`: what the last column is; `auto` reads integer targets as classes.
+    pub task: CsvTaskKind,
+}
+
+/// What the target column of a CSV file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CsvTaskKind {
+    /// Classes when every target is a non-negative integer, values otherwise.
+    Auto,
+    /// Class indices.
+    Classification,
+    /// Regression values.
+    Regression,
 }
 
 impl Default for DataConfig {
@@ -101,6 +117,8 @@ impl Default for DataConfig {
             n_val: 256,
             features: 16,
             classes: 4,
+            header: None,
+            task: CsvTaskKind::Auto,
         }
     }
 }

@@ -59,7 +59,12 @@ fn help_texts() {
         assert!(stderr(&output).is_empty());
     }
     insta::assert_snapshot!("help", stdout(&danling(dir.path(), &["--help"])));
-    insta::assert_snapshot!("help_config", stdout(&danling(dir.path(), &["config", "--help"])));
+    for command in ["train", "evaluate", "infer", "config"] {
+        insta::assert_snapshot!(
+            format!("help_{command}"),
+            stdout(&danling(dir.path(), &[command, "--help"]))
+        );
+    }
 }
 
 #[test]
@@ -110,7 +115,7 @@ fn the_same_input_gives_the_same_id() {
     // Pinned: the built-in task's default config with optim.lr 0.01, outside git, as computed
     // independently from this command's `config` by Python's json (sorted keys, integral floats as
     // integers), uuid and hashlib. Adding a config key changes every id: update this deliberately.
-    assert_eq!(first["identity"]["id"], "xxxxxxxx-6a04d943-24b209d0");
+    assert_eq!(first["identity"]["id"], "xxxxxxxx-39f21197-93867c15");
 }
 
 #[test]
@@ -215,7 +220,7 @@ fn config_errors_exit_2_with_one_line_naming_the_key_or_file() {
         (&["config", "missing.yaml"], "missing.yaml"),
         (&["config", "bad.yaml"], "bad.yaml"),
         (&["config", "a.yaml", "b.yaml"], "`b.yaml`"),
-        (&["train"], "unknown command `train`"),
+        (&["frobnicate"], "unknown command `frobnicate`"),
         (&["config", "-x"], "`-x`"),
         (&["config", "--=3"], "`--=3`"),
     ];
@@ -242,4 +247,175 @@ fn version_and_no_arguments() {
     let bare = danling(dir.path(), &[]);
     assert!(bare.status.success());
     assert!(stdout(&bare).starts_with("danling sets up"));
+}
+
+/// Trains the digits example for a few epochs in `dir`; returns the run dir.
+fn train_digits(dir: &Path, extra: &[&str]) -> std::path::PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
+    let mut args = vec![
+        "train",
+        example.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--progress",
+        "false",
+    ];
+    args.extend_from_slice(extra);
+    let output = danling(dir, &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let last = out.lines().last().expect("train prints the run dir last");
+    dir.join(last)
+}
+
+#[test]
+fn train_writes_the_run_dir_and_learns_digits() {
+    let dir = scratch();
+    let run = train_digits(dir.path(), &[]);
+    for file in [
+        "runner.yaml",
+        "run.log",
+        "results.json",
+        "latest.json",
+        "best.json",
+    ] {
+        assert!(run.join(file).is_file(), "{file}");
+    }
+    for file in ["latest.safetensors", "best.safetensors"] {
+        assert!(run.join("checkpoints").join(file).is_file(), "{file}");
+    }
+    let latest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(latest["index"], 4);
+    let accuracy = latest["val"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.9, "val accuracy {accuracy}");
+    for key in [
+        "auroc",
+        "auprc",
+        "accuracy",
+        "f1",
+        "mcc",
+        "loss",
+        "time",
+        "samples_per_s",
+    ] {
+        assert!(latest["val"][key].is_number(), "val {key}");
+    }
+    assert!(latest["train"]["lr"].is_number() && latest["train"]["samples_per_s"].as_f64().unwrap() > 0.0);
+    let log = std::fs::read_to_string(run.join("run.log")).unwrap();
+    assert!(log.starts_with("===== ") && log.contains("epoch 4/4"), "{log}");
+
+    // A second fresh start into the same run dir is refused, and --overwrite starts again.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
+    let again = danling(
+        dir.path(),
+        &[
+            "train",
+            example.to_str().unwrap(),
+            "--epochs",
+            "4",
+            "--progress",
+            "false",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--overwrite"));
+    train_digits(dir.path(), &["--overwrite"]);
+}
+
+#[test]
+fn evaluate_and_infer_agree_on_the_same_predictions() {
+    let dir = scratch();
+    let run = train_digits(dir.path(), &[]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
+    let checkpoint = run.join("checkpoints/best.safetensors");
+    let (example, checkpoint) = (example.to_str().unwrap(), checkpoint.to_str().unwrap());
+
+    let output = danling(
+        dir.path(),
+        &["evaluate", example, "--checkpoint", checkpoint, "--split", "val"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let evaluated: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let best: Value = serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+    for metric in ["loss", "accuracy", "auroc", "f1"] {
+        let (a, b) = (
+            evaluated["val"][metric].as_f64().unwrap(),
+            best["val"][metric].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-6, "{metric}: evaluate {a}, training {b}");
+    }
+
+    let csv_path = dir.path().join("val.csv");
+    let output = danling(
+        dir.path(),
+        &[
+            "infer",
+            example,
+            "--checkpoint",
+            checkpoint,
+            "--split",
+            "val",
+            "--output",
+            csv_path.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let expected: Vec<String> = ["index", "target"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..10).map(|c| format!("prob_{c}")))
+        .collect();
+    assert_eq!(header, expected);
+    let (mut probs, mut targets) = (Vec::new(), Vec::new());
+    for (i, line) in lines.enumerate() {
+        let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
+        assert_eq!(fields[0], i as f64);
+        targets.push(fields[1] as i64);
+        let row = &fields[2..];
+        assert!(
+            (row.iter().sum::<f64>() - 1.0).abs() < 1e-5,
+            "probabilities sum to 1"
+        );
+        probs.extend_from_slice(row);
+    }
+    assert_eq!(targets.len(), 359, "a fifth of 1797 digits");
+    use danling::metrics::functional::{multiclass_accuracy, multiclass_auroc};
+    let accuracy = multiclass_accuracy(&probs, &targets, 10);
+    let auroc = multiclass_auroc(&probs, &targets, 10);
+    assert!((accuracy - evaluated["val"]["accuracy"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(
+        (auroc - evaluated["val"]["auroc"].as_f64().unwrap()).abs() < 1e-4,
+        "probabilities are written rounded to f32"
+    );
+}
+
+#[test]
+fn evaluate_and_infer_need_their_arguments() {
+    let dir = scratch();
+    let cases: &[(&[&str], &str)] = &[
+        (&["evaluate"], "--checkpoint"),
+        (
+            &["evaluate", "--checkpoint", "missing.safetensors"],
+            "missing.safetensors",
+        ),
+        (&["infer", "--checkpoint", "x.safetensors"], "--split"),
+        (&["train", "--data.name", "csv"], "data.path"),
+        (
+            &["train", "--data.name", "csv", "--data.path", "nope.csv"],
+            "nope.csv",
+        ),
+        (&["evaluate", "--checkpoint", "x", "--device", "cuda:0"], "cuda"),
+    ];
+    for (args, needle) in cases {
+        let output = danling(dir.path(), args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
 }

@@ -15,16 +15,23 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod env;
 pub mod identity;
 pub mod log;
+pub mod metrics;
+pub mod optim;
 pub mod results;
+pub mod rng;
+pub mod runner;
 pub mod workspace;
 
 pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};
 pub use identity::{Identity, IdentityError};
 pub use results::{Results, ScoreMode, Scoring};
+pub use runner::{Runner, RunnerError, StepOutput, Targets, Task};
 pub use workspace::{RunDir, StartMode, Workspace, WorkspaceError};
 
 /// The version of this crate, as written into `runner.yaml` and the `run.log` header.

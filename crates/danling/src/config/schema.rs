@@ -353,8 +353,9 @@ pub struct SchedConfig {
     pub final_lr: Option<f64>,
     /// Lower bound of the lr.
     pub min_lr: Option<f64>,
-    /// How the curve is parameterised: by the fraction of steps done, or by the step number.
-    pub scaling: Scaling,
+    /// How the lr moves between the peak and the final lr: geometrically (`percentile`) or
+    /// arithmetically (`numerical`). Unset: DanLing's choice, `numerical` when only `final_lr` is set.
+    pub scaling: Option<Scaling>,
 }
 
 impl Default for SchedConfig {
@@ -366,7 +367,7 @@ impl Default for SchedConfig {
             final_lr_ratio: None,
             final_lr: None,
             min_lr: None,
-            scaling: Scaling::Percentile,
+            scaling: None,
         }
     }
 }
@@ -385,13 +386,13 @@ pub enum SchedKind {
     None,
 }
 
-/// DanLing's scheduler scaling.
+/// DanLing's scheduler scaling: how the lr is interpolated between the peak and the final lr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scaling {
-    /// Progress is the fraction of steps done.
+    /// Geometric: `base · (final / base)^r`.
     Percentile,
-    /// Progress is the step number.
+    /// Arithmetic: `base + (final − base) · r`.
     Numerical,
 }
 

@@ -188,9 +188,9 @@ const WORKED_CANONICAL: &str = concat!(
     r#"ull,"max_grad_value":null,"nonfinite":"skip","optim":{"betas":[0.9,0.999],"lr":0.01,"momentum":0"#,
     r#","type":"adamw","weight_decay":0},"patience":null,"precision":"f32","pretrained":null,"run_name""#,
     r#":"Run","sched":{"cooldown_steps":null,"final_lr":null,"final_lr_ratio":null,"min_lr":null,"scali"#,
-    r#"ng":"percentile","type":"none","warmup_steps":null},"score_mode":null,"score_name":"loss","score"#,
-    r#"_split":null,"seed":1016,"steps":null}"#,
+    r#"ng":null,"type":"none","warmup_steps":null},"score_mode":null,"score_name":"loss","score_split":"#,
+    r#"null,"seed":1016,"steps":null}"#,
 );
-const WORKED_RUN_UUID: &str = "cb2b23c7-3e17-50e8-97bc-120559083753";
-const WORKED_UUID: &str = "5e0eadfb-a235-5bed-97dd-f80a0c831f1e";
-const WORKED_ID: &str = "xxxxxxxx-cb2b23c7-5e0eadfb";
+const WORKED_RUN_UUID: &str = "0b8fc21f-80f6-5ec7-8056-a0cab5843c69";
+const WORKED_UUID: &str = "96f0d094-9903-50e9-8005-2a973eac75c9";
+const WORKED_ID: &str = "xxxxxxxx-0b8fc21f-96f0d094";

@@ -1,0 +1,127 @@
+//! Checkpoint files. For now a checkpoint holds the model's parameters only, as `model.{path}` tensors
+//! in PyTorch layout (so Python's `safetensors` and PyTorch load them), written atomically.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{
+    BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
+
+use crate::workspace::{WorkspaceError, write_atomic};
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Writing the file failed.
+    #[error(transparent)]
+    Write(#[from] WorkspaceError),
+    /// The tensors could not be encoded or decoded.
+    #[error("checkpoint {}: {message}", path.display())]
+    Format {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file does not exist.
+    #[error("checkpoint {} does not exist", path.display())]
+    Missing {
+        /// The checkpoint file.
+        path: PathBuf,
+    },
+    /// The checkpoint's tensors do not match the model.
+    #[error("checkpoint {} does not match the model: parameter `{parameter}` {problem}", path.display())]
+    Mismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The first mismatched parameter.
+        parameter: String,
+        /// How it mismatches.
+        problem: String,
+    },
+}
+
+/// The prefix of model tensors in a checkpoint.
+pub const MODEL_PREFIX: &str = "model.";
+
+/// Writes the model's parameters to `path` atomically.
+pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointError> {
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let remap = KeyRemapper::new()
+        .add_pattern("^(.*)$", format!("{MODEL_PREFIX}$1"))
+        .map_err(|e| format(e.to_string()))?;
+    let mut store = SafetensorsStore::from_bytes(None)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .remap(remap)
+        .metadata("format", "danling.checkpoint")
+        .metadata("version", "1");
+    model.save_into(&mut store).map_err(|e| format(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| format(e.to_string()))?;
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Loads the model's parameters from `path`; every parameter must be present with its shape, and the
+/// file may hold no other model tensor.
+pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
+    if !path.is_file() {
+        return Err(CheckpointError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let remap = KeyRemapper::new()
+        .add_pattern(format!("^{}(.*)$", regex_escape(MODEL_PREFIX)), "$1")
+        .map_err(|e| format(e.to_string()))?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(remap)
+        .allow_partial(true)
+        .validate(true);
+    let mut model = model;
+    let result = model.load_from(&mut store).map_err(|e| format(e.to_string()))?;
+    let mismatch = |parameter: String, problem: String| CheckpointError::Mismatch {
+        path: path.to_owned(),
+        parameter,
+        problem,
+    };
+    if let Some(error) = result.errors.first() {
+        return Err(mismatch(error_path(error), error.to_string()));
+    }
+    if let Some((name, _)) = result.missing.first() {
+        return Err(mismatch(name.clone(), "is missing from the checkpoint".into()));
+    }
+    if let Some(name) = result
+        .unused
+        .iter()
+        .find(|n| !n.starts_with("optimizer.") && !n.starts_with("scheduler."))
+    {
+        return Err(mismatch(
+            name.clone(),
+            "is in the checkpoint but not in the model".into(),
+        ));
+    }
+    Ok(model)
+}
+
+fn error_path(error: &burn::store::ApplyError) -> String {
+    use burn::store::ApplyError as E;
+    match error {
+        E::ShapeMismatch { path, .. }
+        | E::DTypeMismatch { path, .. }
+        | E::AdapterError { path, .. }
+        | E::LoadError { path, .. } => path.clone(),
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    text.replace('.', "\\.")
+}

@@ -1,0 +1,621 @@
+//! The runner: owns the config, model, optimizer, scheduler, data order and state, and runs the
+//! train, evaluate and infer loops.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use indexmap::IndexMap;
+use tracing::{info, warn};
+
+use super::grads;
+use super::report::{epoch_line, progress_bar, step_line};
+use super::{Platform, RunnerError, State, StepOutput, Targets, Task};
+use crate::checkpoint::{load_model, save_model};
+use crate::config::{Budget, Config, NoSections, NonFinite, Sections};
+use crate::identity::Identity;
+use crate::log::Console;
+use crate::metrics::MetricSet;
+use crate::optim::{LrScheduler, build_optimizer};
+use crate::results::{Record, Results, SplitResult};
+use crate::rng::Rng;
+use crate::workspace::{Role, StartMode, Workspace};
+
+/// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
+const ORDER_STREAM: u64 = 0x0DA7_A0DE;
+/// Stream tag of the per-step device reseeding (dropout and the like).
+const STEP_STREAM: u64 = 0x57E9;
+
+struct Split<I> {
+    name: String,
+    dataset: Arc<dyn Dataset<I>>,
+    train: bool,
+}
+
+/// What a finished `train` call leaves.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The run directory (on the main process).
+    pub dir: Option<PathBuf>,
+    /// The results history.
+    pub results: Results,
+    /// The best index, if any result was scored.
+    pub best: Option<u64>,
+    /// The final state.
+    pub state: State,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// What `infer` returns: one row of outputs per sample, in the split's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Predictions {
+    /// Outputs per sample.
+    pub width: usize,
+    /// Row-major `[n, width]` outputs.
+    pub outputs: Vec<f64>,
+    /// Targets per sample (0 when the split has none).
+    pub target_width: usize,
+    /// Row-major `[n, target_width]` targets.
+    pub targets: Vec<f64>,
+}
+
+/// Runs a [`Task`] on a model: training with checkpoints and results, evaluation, inference.
+///
+/// ```ignore
+/// let mut runner = Runner::new(config, task, model)?
+///     .train_split("train", train_set)
+///     .eval_split("val", val_set);
+/// let trained = runner.train()?;
+/// ```
+pub struct Runner<T: Task, S: Sections = NoSections> {
+    config: Config<S>,
+    identity: Identity,
+    platform: Platform,
+    task: T,
+    model: T::Model,
+    optimizer: ModuleOptimizer,
+    state: State,
+    splits: Vec<Split<T::Item>>,
+    batch_size: usize,
+    shuffle: bool,
+    overwrite: bool,
+    console: Console,
+}
+
+impl<T: Task, S: Sections> std::fmt::Debug for Runner<T, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("id", &self.identity.id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Task, S: Sections> Runner<T, S> {
+    /// A runner for `config`, whose identity is derived from git in the working directory.
+    pub fn new(config: Config<S>, task: T, model: T::Model) -> Result<Self, RunnerError> {
+        let identity = Identity::new(&config)?;
+        Self::with_identity(config, identity, task, model)
+    }
+
+    /// A runner with a given identity.
+    pub fn with_identity(
+        config: Config<S>,
+        identity: Identity,
+        task: T,
+        model: T::Model,
+    ) -> Result<Self, RunnerError> {
+        config.validate()?;
+        let platform = Platform::new(config.device, config.precision)?;
+        platform.seed(config.seed);
+        let model = platform.prepare(model);
+        let optimizer = build_optimizer(&config.optim);
+        Ok(Self {
+            config,
+            identity,
+            platform,
+            task,
+            model,
+            optimizer,
+            state: State::default(),
+            splits: Vec::new(),
+            batch_size: 32,
+            shuffle: true,
+            overwrite: false,
+            console: Console::Stdout,
+        })
+    }
+
+    /// Adds a split that is trained on, in the order added.
+    pub fn train_split(mut self, name: &str, dataset: impl Dataset<T::Item> + 'static) -> Self {
+        self.splits.push(Split {
+            name: name.to_owned(),
+            dataset: Arc::new(dataset),
+            train: true,
+        });
+        self
+    }
+
+    /// Adds a split that is evaluated after the train splits of every epoch.
+    pub fn eval_split(mut self, name: &str, dataset: impl Dataset<T::Item> + 'static) -> Self {
+        self.splits.push(Split {
+            name: name.to_owned(),
+            dataset: Arc::new(dataset),
+            train: false,
+        });
+        self
+    }
+
+    /// Samples per batch (32 by default).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Whether train splits are shuffled each epoch (true by default).
+    pub fn shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
+    /// Lets `train` start fresh in a run directory that holds checkpoints (moving them aside).
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Where console log lines go (stdout by default).
+    pub fn console(mut self, console: Console) -> Self {
+        self.console = console;
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config<S> {
+        &self.config
+    }
+
+    /// The identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The task.
+    pub fn task(&self) -> &T {
+        &self.task
+    }
+
+    /// The model.
+    pub fn model(&self) -> &T::Model {
+        &self.model
+    }
+
+    /// The progress so far.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// Replaces the model's weights with those of a checkpoint file.
+    pub fn load_weights(&mut self, path: &Path) -> Result<(), RunnerError> {
+        // Load into a plain (non-autodiff) copy, then track it for training again.
+        let model = load_model(self.model.valid(), path)?;
+        self.model = self.platform.prepare(model);
+        Ok(())
+    }
+
+    /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
+    pub fn train(&mut self) -> Result<Trained, RunnerError> {
+        if self.config.checkpoint.is_some() {
+            return Err(RunnerError::ResumeUnsupported { key: "checkpoint" });
+        }
+        if self.config.resume {
+            return Err(RunnerError::ResumeUnsupported { key: "resume" });
+        }
+        let train: Vec<usize> = (0..self.splits.len()).filter(|&i| self.splits[i].train).collect();
+        if train.is_empty() {
+            return Err(RunnerError::NoTrainSplit);
+        }
+        if let Some(split) = train
+            .iter()
+            .map(|&i| &self.splits[i])
+            .find(|s| s.dataset.is_empty())
+        {
+            return Err(RunnerError::EmptySplit {
+                split: split.name.clone(),
+            });
+        }
+        let role = Role {
+            is_main: self.platform.is_main_process(),
+            console: self.console,
+        };
+        let mode = StartMode::from_config(&self.config, self.overwrite);
+        let mut workspace = Workspace::open(&self.config, self.identity.clone(), mode, role)?;
+        if let Some(path) = self.config.pretrained.clone() {
+            self.load_weights(&path)?;
+            info!("loaded pretrained weights from {}", path.display());
+        }
+
+        let batches_per_epoch: u64 = train.iter().map(|&i| self.batches(i) as u64).sum();
+        let steps_per_epoch = batches_per_epoch.div_ceil(self.config.accum_steps);
+        let budget = self.config.budget();
+        let total_steps = match budget {
+            Budget::Epochs(epochs) => epochs * steps_per_epoch,
+            Budget::Steps(steps) => steps,
+        };
+        let mut scheduler = LrScheduler::new(&self.config.sched, self.config.optim.lr, total_steps)?;
+        scheduler.set_steps_taken(self.state.step);
+        info!(
+            "run {} in {}: {} optimizer steps ({} per epoch), device {}",
+            self.identity.id,
+            workspace
+                .dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            total_steps,
+            steps_per_epoch,
+            self.platform.kind()
+        );
+
+        let mut stopped_early = false;
+        while !self.budget_spent(budget) {
+            let epoch = self.state.epoch;
+            let limit = match budget {
+                Budget::Steps(steps) => Some(steps),
+                Budget::Epochs(_) => None,
+            };
+            let mut record = Record::new();
+            for &i in &train {
+                let result = self.train_epoch(i, &mut scheduler, limit, workspace.checkpoint_dir())?;
+                record.insert(self.splits[i].name.clone(), result);
+            }
+            for i in (0..self.splits.len()).filter(|&i| !self.splits[i].train) {
+                let result = self.evaluate_split(i)?;
+                record.insert(self.splits[i].name.clone(), result);
+            }
+            self.state.epoch = epoch + 1;
+            self.state.cursor = 0;
+            let index = match budget {
+                Budget::Epochs(_) => self.state.epoch,
+                Budget::Steps(_) => self.state.step,
+            };
+            let label = match budget {
+                Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
+                Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
+            };
+            let recorded = workspace.record(index, record.clone())?;
+            self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
+            self.save_checkpoints(&workspace, recorded.is_best)?;
+            info!("{}", epoch_line(&label, &record, recorded.is_best));
+            if recorded.should_stop {
+                info!(
+                    "early stopping: {} evaluations without improvement",
+                    self.state.early_stop_counter
+                );
+                stopped_early = true;
+                break;
+            }
+        }
+        let results = workspace.results().clone();
+        let best = results.best(workspace.scoring()).map(|(index, _)| index);
+        Ok(Trained {
+            dir: workspace.dir().map(Path::to_owned),
+            results,
+            best,
+            state: self.state.clone(),
+            stopped_early,
+        })
+    }
+
+    /// Evaluates the named splits (all evaluation splits when empty) with the current model.
+    pub fn evaluate(&mut self, names: &[&str]) -> Result<Record, RunnerError> {
+        let indices = if names.is_empty() {
+            (0..self.splits.len())
+                .filter(|&i| !self.splits[i].train)
+                .collect()
+        } else {
+            names
+                .iter()
+                .map(|name| self.split_index(name))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut record = Record::new();
+        for i in indices {
+            let result = self.evaluate_split(i)?;
+            record.insert(self.splits[i].name.clone(), result);
+        }
+        Ok(record)
+    }
+
+    /// The outputs of `infer_step` for every sample of a split, in order.
+    pub fn infer(&mut self, name: &str) -> Result<Predictions, RunnerError> {
+        let i = self.split_index(name)?;
+        let model = self.model.valid();
+        let device = self.platform.device().clone();
+        let mut predictions = Predictions::default();
+        for rows in self.order(i, false).chunks(self.batch_size) {
+            let batch = self.collate(i, rows, &device)?;
+            let out = self.task.infer_step(&model, &batch);
+            if let Some(outputs) = out.outputs {
+                predictions.width = outputs.dims()[1];
+                predictions.outputs.extend(host(outputs.into_data()));
+            }
+            match out.targets {
+                Some(Targets::Classes(labels)) => {
+                    predictions.target_width = 1;
+                    predictions.targets.extend(host(labels.into_data()));
+                }
+                Some(Targets::Values(values)) => {
+                    predictions.target_width = values.dims()[1];
+                    predictions.targets.extend(host(values.into_data()));
+                }
+                None => {}
+            }
+        }
+        Ok(predictions)
+    }
+
+    fn split_index(&self, name: &str) -> Result<usize, RunnerError> {
+        self.splits
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| RunnerError::UnknownSplit {
+                name: name.to_owned(),
+                known: self
+                    .splits
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn budget_spent(&self, budget: Budget) -> bool {
+        match budget {
+            Budget::Epochs(epochs) => self.state.epoch >= epochs,
+            Budget::Steps(steps) => self.state.step + self.state.skipped >= steps,
+        }
+    }
+
+    fn batches(&self, split: usize) -> usize {
+        self.splits[split].dataset.len().div_ceil(self.batch_size)
+    }
+
+    /// The order of a split's items: a permutation drawn from (seed, epoch, split) when shuffling.
+    fn order(&self, split: usize, shuffle: bool) -> Vec<usize> {
+        let n = self.splits[split].dataset.len();
+        if shuffle {
+            Rng::from_parts(&[self.config.seed, ORDER_STREAM, self.state.epoch, split as u64]).permutation(n)
+        } else {
+            (0..n).collect()
+        }
+    }
+
+    fn collate(&self, split: usize, rows: &[usize], device: &Device) -> Result<T::Batch, RunnerError> {
+        let dataset = &self.splits[split].dataset;
+        let items = rows
+            .iter()
+            .map(|&index| {
+                dataset.get(index).map_err(|e| RunnerError::Data {
+                    split: self.splits[split].name.clone(),
+                    index,
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.task.collate(items, device))
+    }
+
+    fn log_interval(&self) -> usize {
+        match self.config.log_interval {
+            Some(n) => n as usize,
+            None => ((0..self.splits.len()).map(|i| self.batches(i)).max().unwrap_or(1) / 10).max(1),
+        }
+    }
+
+    /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
+    fn train_epoch(
+        &mut self,
+        split: usize,
+        scheduler: &mut LrScheduler,
+        limit: Option<u64>,
+        checkpoint_dir: Option<&Path>,
+    ) -> Result<SplitResult, RunnerError> {
+        let order = self.order(split, self.shuffle);
+        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let label = format!("epoch {} {}", self.state.epoch + 1, self.splits[split].name);
+        let bar = progress_bar(self.config.progress, batches.len(), &label);
+        let device = self.platform.train_device();
+        let log_interval = self.log_interval();
+        let mut metrics = MetricSet::new(self.task.metrics());
+        let (mut loss_sum, mut samples, mut done) = (0.0, 0usize, 0usize);
+        let skipped_before = self.state.skipped;
+        let start = Instant::now();
+
+        for group in batches.chunks(self.config.accum_steps as usize) {
+            if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
+                break;
+            }
+            let group_samples: usize = group.iter().map(|rows| rows.len()).sum();
+            let mut accumulator = GradientsAccumulator::new();
+            let mut finite = true;
+            for rows in group {
+                self.platform
+                    .train_device()
+                    .seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
+                let batch = self.collate(split, rows, &device)?;
+                let out: StepOutput = self.task.train_step(&self.model, &batch);
+                let loss = f64::from(out.loss.clone().into_scalar::<f32>());
+                finite &= loss.is_finite();
+                if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
+                    metrics.update(&outputs.clone().detach(), targets);
+                }
+                // Weighting each micro-batch by its share of the group makes the accumulated gradient
+                // the gradient of the mean loss over the whole group, as one big batch would give.
+                let weight = rows.len() as f64 / group_samples as f64;
+                let gradients = out.loss.mul_scalar(weight).backward();
+                accumulator.accumulate(&self.model, GradientsParams::from_grads(gradients, &self.model));
+                loss_sum += loss * rows.len() as f64;
+                samples += rows.len();
+                done += 1;
+                self.state.iter += 1;
+                self.state.cursor += 1;
+                bar.inc(1);
+                if done % log_interval == 0 {
+                    let elapsed = start.elapsed();
+                    let line = step_line(
+                        &label,
+                        done,
+                        batches.len(),
+                        loss_sum / samples as f64,
+                        scheduler.lr(),
+                        elapsed / done as u32,
+                        samples as f64 / elapsed.as_secs_f64(),
+                    );
+                    bar.suspend(|| info!("{line}"));
+                }
+            }
+            self.optimizer_step(accumulator.grads(), finite, scheduler)?;
+            if let (Some(every), Some(dir)) = (self.config.save_steps, checkpoint_dir)
+                && self.state.step > 0
+                && self.state.step.is_multiple_of(every)
+            {
+                save_model(&self.model, &dir.join("latest.safetensors"))?;
+            }
+        }
+        bar.finish_and_clear();
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut result: SplitResult = IndexMap::new();
+        result.insert("loss".into(), loss_sum / samples.max(1) as f64);
+        result.extend(metrics.compute());
+        result.insert("lr".into(), scheduler.lr());
+        result.insert("skipped".into(), (self.state.skipped - skipped_before) as f64);
+        result.insert("time".into(), elapsed / done.max(1) as f64);
+        result.insert(
+            "samples_per_s".into(),
+            samples as f64 / elapsed.max(f64::MIN_POSITIVE),
+        );
+        Ok(result)
+    }
+
+    /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group.
+    fn optimizer_step(
+        &mut self,
+        mut gradients: GradientsParams,
+        loss_finite: bool,
+        scheduler: &mut LrScheduler,
+    ) -> Result<(), RunnerError> {
+        let norm = grads::global_norm(&self.model, &gradients);
+        let norm_finite = norm
+            .as_ref()
+            .is_none_or(|n| f64::from(n.clone().into_scalar::<f32>()).is_finite());
+        if !(loss_finite && norm_finite) {
+            return match self.config.nonfinite {
+                NonFinite::Stop => Err(RunnerError::NonFinite {
+                    step: self.state.step + 1,
+                    epoch: self.state.epoch + 1,
+                }),
+                NonFinite::Skip => {
+                    self.state.skipped += 1;
+                    warn!(
+                        "skipped a non-finite update at step {} ({} skipped so far)",
+                        self.state.step + 1,
+                        self.state.skipped
+                    );
+                    Ok(())
+                }
+            };
+        }
+        if let (Some(max_norm), Some(norm)) = (self.config.max_grad_norm, &norm) {
+            grads::clip_norm(&self.model, &mut gradients, norm, max_norm);
+        }
+        if let Some(value) = self.config.max_grad_value {
+            grads::clamp(&self.model, &mut gradients, value);
+        }
+        self.model = self.optimizer.step(scheduler.lr(), self.model.clone(), gradients);
+        scheduler.step();
+        self.state.step += 1;
+        Ok(())
+    }
+
+    /// Loss and metrics of one split with a validation snapshot of the model.
+    fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
+        let model = self.model.valid();
+        let device = self.platform.device().clone();
+        let mut metrics = MetricSet::new(self.task.metrics());
+        let (mut loss_sum, mut samples, mut done) = (0.0, 0usize, 0usize);
+        let order = self.order(split, false);
+        let bar = progress_bar(
+            self.config.progress,
+            self.batches(split),
+            &format!("eval {}", self.splits[split].name),
+        );
+        let start = Instant::now();
+        for rows in order.chunks(self.batch_size) {
+            let batch = self.collate(split, rows, &device)?;
+            let out = self.task.evaluate_step(&model, &batch);
+            loss_sum += f64::from(out.loss.into_scalar::<f32>()) * rows.len() as f64;
+            if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
+                metrics.update(outputs, targets);
+            }
+            samples += rows.len();
+            done += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut result: SplitResult = IndexMap::new();
+        result.insert(
+            "loss".into(),
+            if samples == 0 {
+                f64::NAN
+            } else {
+                loss_sum / samples as f64
+            },
+        );
+        result.extend(metrics.compute());
+        result.insert("time".into(), elapsed / done.max(1) as f64);
+        result.insert(
+            "samples_per_s".into(),
+            samples as f64 / elapsed.max(f64::MIN_POSITIVE),
+        );
+        Ok(result)
+    }
+
+    fn save_checkpoints(&self, workspace: &Workspace, is_best: bool) -> Result<(), RunnerError> {
+        let Some(dir) = workspace.checkpoint_dir() else {
+            return Ok(());
+        };
+        save_model(&self.model, &dir.join("latest.safetensors"))?;
+        if is_best {
+            save_model(&self.model, &dir.join("best.safetensors"))?;
+        }
+        if let Some(every) = self.config.save_interval.filter(|&n| n > 0)
+            && self.state.epoch.is_multiple_of(every)
+        {
+            save_model(
+                &self.model,
+                &dir.join(format!("epoch-{}.safetensors", self.state.epoch)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Mixes the seed with a stream tag and a counter into one device seed.
+fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
+    Rng::from_parts(&[seed, stream, counter]).next_u64()
+}
+
+fn host(data: burn::tensor::TensorData) -> Vec<f64> {
+    data.convert::<f64>().try_to_vec::<f64>().unwrap_or_default()
+}

@@ -1,0 +1,76 @@
+//! Runner errors.
+
+use crate::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+use crate::identity::IdentityError;
+use crate::optim::SchedulerError;
+use crate::workspace::WorkspaceError;
+
+use super::PlatformError;
+
+/// Why a run could not start or go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The identity could not be derived.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The device could not be set up.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The run directory could not be used.
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The learning-rate schedule is invalid for this run.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// A dataset item could not be read.
+    #[error("split `{split}`: cannot read item {index}: {message}")]
+    Data {
+        /// The split.
+        split: String,
+        /// The item's index.
+        index: usize,
+        /// The dataset's message.
+        message: String,
+    },
+    /// A split name that the runner does not have.
+    #[error("unknown split `{name}` (splits: {known})")]
+    UnknownSplit {
+        /// The name asked for.
+        name: String,
+        /// The splits there are.
+        known: String,
+    },
+    /// Training was asked for without a train split.
+    #[error("no train split: add one with `Runner::train_split`")]
+    NoTrainSplit,
+    /// A train split has no items.
+    #[error("split `{split}` is empty")]
+    EmptySplit {
+        /// The split.
+        split: String,
+    },
+    /// The loss or a gradient was not finite and `nonfinite: stop` is set.
+    #[error(
+        "non-finite loss or gradient at optimizer step {step} (epoch {epoch}); `nonfinite: skip` skips such updates"
+    )]
+    NonFinite {
+        /// The optimizer step that would have been taken.
+        step: u64,
+        /// The epoch (1-based).
+        epoch: u64,
+    },
+    /// Resuming the full training state is not available yet.
+    #[error("resuming a run (`{key}`) is not supported yet; start from its weights with `pretrained: PATH`")]
+    ResumeUnsupported {
+        /// `checkpoint` or `resume`.
+        key: &'static str,
+    },
+}

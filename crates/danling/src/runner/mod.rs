@@ -1,0 +1,17 @@
+//! The runner: the platform (device, gradient step) and the platform-agnostic loops that train,
+//! evaluate and infer, record results and write the run's files.
+
+mod base;
+mod error;
+mod grads;
+mod platform;
+mod report;
+mod state;
+mod task;
+
+pub use base::{Predictions, Runner, Trained};
+pub use error::RunnerError;
+pub use grads::{clamp, clip_norm, global_norm};
+pub use platform::{Platform, PlatformError};
+pub use state::State;
+pub use task::{StepOutput, Targets, Task};

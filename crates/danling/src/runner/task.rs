@@ -1,0 +1,78 @@
+//! What the user supplies: a task that turns dataset items into batches, and a batch into a loss plus
+//! the inputs of the metrics.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::metrics::MetricKind;
+
+/// What one forward pass produced: the loss to minimise, and what the metrics compare.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// The mean loss of the batch, a one-element tensor.
+    pub loss: Tensor<1>,
+    /// Model outputs for the metrics and for inference: logits `[n, classes]` for classification
+    /// (binary uses two classes), predictions `[n, outputs]` for regression.
+    pub outputs: Option<Tensor<2>>,
+    /// The targets the outputs are compared with.
+    pub targets: Option<Targets>,
+}
+
+/// Targets of a batch.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// Class indices `[n]` (-100 is ignored by the metrics).
+    Classes(Tensor<1, Int>),
+    /// Regression targets, or 0/1 labels for multi-label tasks, `[n, outputs]`.
+    Values(Tensor<2>),
+}
+
+/// A training task: how items become batches, and how a model turns a batch into a loss and metric
+/// inputs. The runner does everything else (data order, devices, gradient steps, results, files).
+///
+/// `collate` and `forward` are required. The three steps default to `forward` and may be overridden:
+/// `train_step` is called with the training (autodiff) model and its loss is back-propagated;
+/// `evaluate_step` with a validation snapshot of the model (no autodiff, dropout off); `infer_step`
+/// returns the outputs to write, one row per sample.
+pub trait Task {
+    /// The model.
+    type Model: Module;
+    /// One dataset item.
+    type Item: Clone + Send + Sync + 'static;
+    /// A batch on a device.
+    type Batch;
+
+    /// Builds a batch on `device` from dataset items, in order.
+    fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch;
+
+    /// The forward pass: loss and metric inputs.
+    fn forward(&self, model: &Self::Model, batch: &Self::Batch) -> StepOutput;
+
+    /// The metrics computed for every split (none by default).
+    fn metrics(&self) -> MetricKind {
+        MetricKind::None
+    }
+
+    /// One training micro-batch; its loss is back-propagated by the runner.
+    fn train_step(&self, model: &Self::Model, batch: &Self::Batch) -> StepOutput {
+        self.forward(model, batch)
+    }
+
+    /// One evaluation batch.
+    fn evaluate_step(&self, model: &Self::Model, batch: &Self::Batch) -> StepOutput {
+        self.forward(model, batch)
+    }
+
+    /// One inference batch: the outputs to report, `[n, k]`, and the targets if the split has them. By
+    /// default the evaluation outputs, turned into probabilities for classification (softmax over
+    /// classes, or a sigmoid per label).
+    fn infer_step(&self, model: &Self::Model, batch: &Self::Batch) -> StepOutput {
+        let mut out = self.evaluate_step(model, batch);
+        out.outputs = out.outputs.map(|outputs| match self.metrics() {
+            MetricKind::Binary | MetricKind::Multiclass(_) => burn::tensor::activation::softmax(outputs, 1),
+            MetricKind::Multilabel(_) => burn::tensor::activation::sigmoid(outputs),
+            MetricKind::None | MetricKind::Regression(_) => outputs,
+        });
+        out
+    }
+}
