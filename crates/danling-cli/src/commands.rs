@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use danling::log::{Console, init_logging};
-use danling::runner::{Predictions, Runner};
+use danling::runner::{Platform, Predictions, Runner};
 use danling::workspace::{runner_tree, runner_yaml, write_atomic};
 use danling::{Config, Identity, RunnerError, WorkspaceError};
 use std::fmt::Write as _;
