@@ -24,12 +24,10 @@ fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTa
     let splits = load_splits(data, config.seed).map_err(|e| Failure::Input(e.into()))?;
     let task = TabularTask::for_data(&splits.train);
     let (inputs, outputs) = (splits.train.d, splits.train.targets.outputs());
-    let model = Mlp::new(
-        &config.sections.model,
-        inputs,
-        outputs,
-        &burn::tensor::Device::flex(),
-    );
+    // Seed the device before initialising the weights, so that the seed decides the initial model.
+    let platform = Platform::new(config.device, config.precision).map_err(|e| runner_failure(e.into()))?;
+    platform.seed(config.seed);
+    let model = Mlp::new(&config.sections.model, inputs, outputs, platform.device());
     let (batch_size, shuffle) = (data.batch_size, data.shuffle);
     let mut runner = Runner::new(config, task, model)
         .map_err(runner_failure)?

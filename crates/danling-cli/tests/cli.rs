@@ -419,3 +419,33 @@ fn evaluate_and_infer_need_their_arguments() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn pretrained_loads_matching_weights_and_names_the_first_mismatch() {
+    let dir = scratch();
+    let run = train_digits(dir.path(), &[]);
+    let weights = run.join("checkpoints/latest.safetensors");
+    let weights = weights.to_str().unwrap();
+    let second = train_digits(dir.path(), &["--pretrained", weights, "--run_name", "finetune"]);
+    let log = std::fs::read_to_string(second.join("run.log")).unwrap();
+    assert!(log.contains("loaded pretrained weights"), "{log}");
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
+    let args = [
+        "train",
+        example.to_str().unwrap(),
+        "--pretrained",
+        weights,
+        "--model.hidden",
+        "[32]",
+        "--progress",
+        "false",
+    ];
+    let output = danling(dir.path(), &args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("layers.0") && err.contains("does not match the model"),
+        "{err}"
+    );
+}

@@ -106,23 +106,21 @@ fn weights(model: &Linear) -> Vec<f32> {
     w
 }
 
-#[test]
-fn accumulating_k_batches_of_b_equals_one_batch_of_k_times_b() {
+/// Trains `n` samples twice, with accumulation (`small` batches, `accum` of them per step) and with
+/// batches as large as a whole group, and checks both end at the same weights.
+fn assert_accumulation_matches_big_batches(budget: (&str, &str), n: usize, small: usize, accum: usize) {
     let root = tempfile::tempdir().unwrap();
-    let data = samples(48);
-    let mut accumulated = runner(
-        config(
-            root.path(),
-            &[("epochs", "3"), ("accum_steps", "4"), ("name", "a")],
-        ),
-        3,
-        data.clone(),
+    let accum_text = accum.to_string();
+    let accumulated = [budget, ("accum_steps", accum_text.as_str()), ("name", "a")];
+    let mut accumulated = runner(config(root.path(), &accumulated), small, samples(n));
+    let mut big = runner(
+        config(root.path(), &[budget, ("name", "b")]),
+        small * accum,
+        samples(n),
     );
-    let mut big = runner(config(root.path(), &[("epochs", "3"), ("name", "b")]), 12, data);
     accumulated.train().unwrap();
     big.train().unwrap();
-    assert_eq!(accumulated.state().step, 12);
-    assert_eq!(big.state().step, 12);
+    assert_eq!(accumulated.state().step, big.state().step);
     let (a, b) = (weights(accumulated.model()), weights(big.model()));
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
@@ -131,24 +129,14 @@ fn accumulating_k_batches_of_b_equals_one_batch_of_k_times_b() {
 }
 
 #[test]
+fn accumulating_k_batches_of_b_equals_one_batch_of_k_times_b() {
+    assert_accumulation_matches_big_batches(("epochs", "3"), 48, 3, 4);
+}
+
+#[test]
 fn accumulation_weights_an_uneven_last_group_by_its_samples() {
     // 10 samples, batch 4, accum 2: groups are (4+4) and (2); each group's gradient is its mean.
-    let root = tempfile::tempdir().unwrap();
-    let data = samples(10);
-    let mut accumulated = runner(
-        config(
-            root.path(),
-            &[("steps", "2"), ("accum_steps", "2"), ("name", "a")],
-        ),
-        4,
-        data.clone(),
-    );
-    let mut big = runner(config(root.path(), &[("steps", "2"), ("name", "b")]), 8, data);
-    accumulated.train().unwrap();
-    big.train().unwrap();
-    for (x, y) in weights(accumulated.model()).iter().zip(&weights(big.model())) {
-        assert!((x - y).abs() < 1e-5);
-    }
+    assert_accumulation_matches_big_batches(("steps", "2"), 10, 4, 2);
 }
 
 #[test]

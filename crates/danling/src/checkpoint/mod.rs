@@ -85,7 +85,7 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
         .with_from_adapter(PyTorchToBurnAdapter)
         .remap(remap)
         .allow_partial(true)
-        .validate(true);
+        .validate(false);
     let mut model = model;
     let result = model.load_from(&mut store).map_err(|e| format(e.to_string()))?;
     let mismatch = |parameter: String, problem: String| CheckpointError::Mismatch {
@@ -94,7 +94,8 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
         problem,
     };
     if let Some(error) = result.errors.first() {
-        return Err(mismatch(error_path(error), error.to_string()));
+        let (parameter, problem) = describe(error);
+        return Err(mismatch(parameter, problem));
     }
     if let Some((name, _)) = result.missing.first() {
         return Err(mismatch(name.clone(), "is missing from the checkpoint".into()));
@@ -112,13 +113,31 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
     Ok(model)
 }
 
-fn error_path(error: &burn::store::ApplyError) -> String {
+/// The parameter an apply error is about, and what is wrong with it.
+fn describe(error: &burn::store::ApplyError) -> (String, String) {
     use burn::store::ApplyError as E;
     match error {
-        E::ShapeMismatch { path, .. }
-        | E::DTypeMismatch { path, .. }
-        | E::AdapterError { path, .. }
-        | E::LoadError { path, .. } => path.clone(),
+        E::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => (
+            path.clone(),
+            format!(
+                "has shape {:?} in the checkpoint, the model expects {:?}",
+                found.as_slice(),
+                expected.as_slice()
+            ),
+        ),
+        E::DTypeMismatch {
+            path,
+            expected,
+            found,
+        } => (
+            path.clone(),
+            format!("has dtype {found:?} in the checkpoint, the model expects {expected:?}"),
+        ),
+        E::AdapterError { path, message } | E::LoadError { path, message } => (path.clone(), message.clone()),
     }
 }
 

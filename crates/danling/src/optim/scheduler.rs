@@ -7,7 +7,7 @@
 //!   `numerical` interpolates arithmetically, `(1 - r) * (base_lr - final_lr) + final_lr`.
 //! - Warmup (default `total_steps / 20`): while `step_count < warmup_steps`, the decayed lr is pulled
 //!   linearly towards `min_lr` by `step_count / warmup_steps`.
-//! - Cooldown (default `total_steps / 5`): over the last `cooldown_steps` steps the decayed lr is
+//! - Cooldown (default `total_steps / 5`, shrunk to what the warmup leaves): over the last `cooldown_steps` steps the decayed lr is
 //!   pulled linearly down to `min_lr`, reaching it at the last step.
 //! - Bounds: the lr never drops below `min_lr` (default `1e-9`, lowered to `final_lr` when that is
 //!   smaller); `final_lr` defaults to `base_lr * final_lr_ratio` (default ratio `1e-3`).
@@ -26,32 +26,13 @@ pub const DEFAULT_MIN_LR: f64 = 1e-9;
 /// DanLing's `final_lr_ratio` when neither `final_lr_ratio` nor `final_lr` is set.
 pub const DEFAULT_FINAL_LR_RATIO: f64 = 1e-3;
 
-/// The scaling Python DanLing picks when `scaling` is not given: `numerical` when only `final_lr`
-/// is set, `percentile` otherwise. [`Scaling`] has no "unset", so a config loader that wants DanLing's
-/// choice applies this before building the scheduler.
+/// The scaling Python DanLing picks when `sched.scaling` is not set: `numerical` when only `final_lr`
+/// is set, `percentile` otherwise.
 pub fn default_scaling(final_lr_ratio: Option<f64>, final_lr: Option<f64>) -> Scaling {
     match (final_lr_ratio, final_lr) {
         (None, Some(_)) => Scaling::Numerical,
         _ => Scaling::Percentile,
     }
-}
-
-/// A schedule's decay curve, as checkpointed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Curve {
-    Constant,
-    Linear,
-    Cosine,
-    None,
-}
-
-/// How the lr is interpolated between `base_lr` and `final_lr`, as checkpointed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Interpolation {
-    Percentile,
-    Numerical,
 }
 
 /// A learning-rate schedule with Python DanLing's semantics, evaluated in f64.
@@ -60,8 +41,8 @@ enum Interpolation {
 /// the whole schedule can be checkpointed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrScheduler {
-    kind: Curve,
-    scaling: Interpolation,
+    kind: SchedKind,
+    scaling: Scaling,
     base_lr: f64,
     final_lr: f64,
     min_lr: f64,
@@ -102,7 +83,10 @@ impl LrScheduler {
                 expected,
             ));
         }
-        let cooldown_steps = config.cooldown_steps.unwrap_or(total_steps / 5);
+        // DanLing's default cooldown shrinks to what the warmup leaves; a configured one must fit.
+        let cooldown_steps = config
+            .cooldown_steps
+            .unwrap_or((total_steps / 5).min(total_steps - warmup_steps));
         if cooldown_steps > total_steps - warmup_steps {
             let expected = format!(
                 "at most {} (the {total_steps} total steps less {warmup_steps} warmup steps)",
@@ -149,18 +133,13 @@ impl LrScheduler {
             ));
         }
         Ok(Self {
-            kind: match config.kind {
-                SchedKind::Constant => Curve::Constant,
-                SchedKind::Linear => Curve::Linear,
-                SchedKind::Cosine => Curve::Cosine,
-                SchedKind::None => Curve::None,
-            },
+            kind: config.kind,
             scaling: match config
                 .scaling
                 .unwrap_or_else(|| default_scaling(config.final_lr_ratio, config.final_lr))
             {
-                Scaling::Percentile => Interpolation::Percentile,
-                Scaling::Numerical => Interpolation::Numerical,
+                Scaling::Percentile => Scaling::Percentile,
+                Scaling::Numerical => Scaling::Numerical,
             },
             base_lr,
             final_lr,
@@ -176,7 +155,7 @@ impl LrScheduler {
     ///
     /// Steps at or past `total_steps` get the last step's lr.
     pub fn lr_at(&self, step: u64) -> f64 {
-        if self.kind == Curve::None {
+        if self.kind == SchedKind::None {
             return self.base_lr;
         }
         // DanLing's torch-side `_step_count`: 1 before the first optimizer step.
@@ -184,14 +163,14 @@ impl LrScheduler {
         let total = self.total_steps;
         let progress = (count as f64 / total as f64).clamp(0.0, 1.0);
         let ratio = match self.kind {
-            Curve::Linear => progress,
-            Curve::Cosine => 1.0 - (1.0 + (PI * progress).cos()) / 2.0,
-            Curve::Constant | Curve::None => 0.0,
+            SchedKind::Linear => progress,
+            SchedKind::Cosine => 1.0 - (1.0 + (PI * progress).cos()) / 2.0,
+            SchedKind::Constant | SchedKind::None => 0.0,
         };
         let (base, last, floor) = (self.base_lr, self.final_lr, self.min_lr);
         let mut lr = match self.scaling {
-            Interpolation::Percentile => base * (last / base).powf(ratio),
-            Interpolation::Numerical => (1.0 - ratio) * (base - last) + last,
+            Scaling::Percentile => base * (last / base).powf(ratio),
+            Scaling::Numerical => (1.0 - ratio) * (base - last) + last,
         };
         let cooldown_begin = total.saturating_sub(self.cooldown_steps);
         if count < self.warmup_steps {

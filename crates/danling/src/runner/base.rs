@@ -234,14 +234,18 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 split: split.name.clone(),
             });
         }
+        // Weights load before the run directory is touched, so a bad file leaves nothing behind.
+        let pretrained = self.config.pretrained.clone();
+        if let Some(path) = &pretrained {
+            self.load_weights(path)?;
+        }
         let role = Role {
             is_main: self.platform.is_main_process(),
             console: self.console,
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let mut workspace = Workspace::open(&self.config, self.identity.clone(), mode, role)?;
-        if let Some(path) = self.config.pretrained.clone() {
-            self.load_weights(&path)?;
+        if let Some(path) = pretrained {
             info!("loaded pretrained weights from {}", path.display());
         }
 
