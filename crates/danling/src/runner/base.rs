@@ -7,16 +7,15 @@ use std::time::Instant;
 
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use indexmap::IndexMap;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::grads;
-use super::report::{epoch_line, progress_bar, step_line};
-use super::{Platform, RunnerError, State, StepOutput, Targets, Task};
+use super::report::{epoch_line, progress_bar};
+use super::{Platform, RunnerError, State, Targets, Task};
 use crate::checkpoint::{load_model, save_model};
-use crate::config::{Budget, Config, NoSections, NonFinite, Sections};
+use crate::config::{Budget, Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
 use crate::metrics::MetricSet;
@@ -26,14 +25,14 @@ use crate::rng::Rng;
 use crate::workspace::{Role, StartMode, Workspace};
 
 /// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
-const ORDER_STREAM: u64 = 0x0DA7_A0DE;
+pub(super) const ORDER_STREAM: u64 = 0x0DA7_A0DE;
 /// Stream tag of the per-step device reseeding (dropout and the like).
-const STEP_STREAM: u64 = 0x57E9;
+pub(super) const STEP_STREAM: u64 = 0x57E9;
 
-struct Split<I> {
-    name: String,
-    dataset: Arc<dyn Dataset<I>>,
-    train: bool,
+pub(super) struct Split<I> {
+    pub(super) name: String,
+    pub(super) dataset: Arc<dyn Dataset<I>>,
+    pub(super) train: bool,
 }
 
 /// What a finished `train` call leaves.
@@ -73,18 +72,18 @@ pub struct Predictions {
 /// let trained = runner.train()?;
 /// ```
 pub struct Runner<T: Task, S: Sections = NoSections> {
-    config: Config<S>,
-    identity: Identity,
-    platform: Platform,
-    task: T,
-    model: T::Model,
-    optimizer: ModuleOptimizer,
-    state: State,
-    splits: Vec<Split<T::Item>>,
-    batch_size: usize,
-    shuffle: bool,
-    overwrite: bool,
-    console: Console,
+    pub(super) config: Config<S>,
+    pub(super) identity: Identity,
+    pub(super) platform: Platform,
+    pub(super) task: T,
+    pub(super) model: T::Model,
+    pub(super) optimizer: ModuleOptimizer,
+    pub(super) state: State,
+    pub(super) splits: Vec<Split<T::Item>>,
+    pub(super) batch_size: usize,
+    pub(super) shuffle: bool,
+    pub(super) overwrite: bool,
+    pub(super) console: Console,
 }
 
 impl<T: Task, S: Sections> std::fmt::Debug for Runner<T, S> {
@@ -390,12 +389,12 @@ impl<T: Task, S: Sections> Runner<T, S> {
         }
     }
 
-    fn batches(&self, split: usize) -> usize {
+    pub(super) fn batches(&self, split: usize) -> usize {
         self.splits[split].dataset.len().div_ceil(self.batch_size)
     }
 
     /// The order of a split's items: a permutation drawn from (seed, epoch, split) when shuffling.
-    fn order(&self, split: usize, shuffle: bool) -> Vec<usize> {
+    pub(super) fn order(&self, split: usize, shuffle: bool) -> Vec<usize> {
         let n = self.splits[split].dataset.len();
         if shuffle {
             Rng::from_parts(&[self.config.seed, ORDER_STREAM, self.state.epoch, split as u64]).permutation(n)
@@ -404,7 +403,12 @@ impl<T: Task, S: Sections> Runner<T, S> {
         }
     }
 
-    fn collate(&self, split: usize, rows: &[usize], device: &Device) -> Result<T::Batch, RunnerError> {
+    pub(super) fn collate(
+        &self,
+        split: usize,
+        rows: &[usize],
+        device: &Device,
+    ) -> Result<T::Batch, RunnerError> {
         let dataset = &self.splits[split].dataset;
         let items = rows
             .iter()
@@ -419,136 +423,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
         Ok(self.task.collate(items, device))
     }
 
-    fn log_interval(&self) -> usize {
+    pub(super) fn log_interval(&self) -> usize {
         match self.config.log_interval {
             Some(n) => n as usize,
             None => ((0..self.splits.len()).map(|i| self.batches(i)).max().unwrap_or(1) / 10).max(1),
         }
-    }
-
-    /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
-    fn train_epoch(
-        &mut self,
-        split: usize,
-        scheduler: &mut LrScheduler,
-        limit: Option<u64>,
-        checkpoint_dir: Option<&Path>,
-    ) -> Result<SplitResult, RunnerError> {
-        let order = self.order(split, self.shuffle);
-        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
-        let label = format!("epoch {} {}", self.state.epoch + 1, self.splits[split].name);
-        let bar = progress_bar(self.config.progress, batches.len(), &label);
-        let device = self.platform.train_device();
-        let log_interval = self.log_interval();
-        let mut metrics = MetricSet::new(self.task.metrics());
-        let (mut loss_sum, mut samples, mut done) = (0.0, 0usize, 0usize);
-        let skipped_before = self.state.skipped;
-        let start = Instant::now();
-
-        for group in batches.chunks(self.config.accum_steps as usize) {
-            if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
-                break;
-            }
-            let group_samples: usize = group.iter().map(|rows| rows.len()).sum();
-            let mut accumulator = GradientsAccumulator::new();
-            let mut finite = true;
-            for rows in group {
-                self.platform
-                    .train_device()
-                    .seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
-                let batch = self.collate(split, rows, &device)?;
-                let out: StepOutput = self.task.train_step(&self.model, &batch);
-                let loss = f64::from(out.loss.clone().into_scalar::<f32>());
-                finite &= loss.is_finite();
-                if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
-                    metrics.update(&outputs.clone().detach(), targets);
-                }
-                // Weighting each micro-batch by its share of the group makes the accumulated gradient
-                // the gradient of the mean loss over the whole group, as one big batch would give.
-                let weight = rows.len() as f64 / group_samples as f64;
-                let gradients = out.loss.mul_scalar(weight).backward();
-                accumulator.accumulate(&self.model, GradientsParams::from_grads(gradients, &self.model));
-                loss_sum += loss * rows.len() as f64;
-                samples += rows.len();
-                done += 1;
-                self.state.iter += 1;
-                self.state.cursor += 1;
-                bar.inc(1);
-                if done % log_interval == 0 {
-                    let elapsed = start.elapsed();
-                    let line = step_line(
-                        &label,
-                        done,
-                        batches.len(),
-                        loss_sum / samples as f64,
-                        scheduler.lr(),
-                        elapsed / done as u32,
-                        samples as f64 / elapsed.as_secs_f64(),
-                    );
-                    bar.suspend(|| info!("{line}"));
-                }
-            }
-            self.optimizer_step(accumulator.grads(), finite, scheduler)?;
-            if let (Some(every), Some(dir)) = (self.config.save_steps, checkpoint_dir)
-                && self.state.step > 0
-                && self.state.step.is_multiple_of(every)
-            {
-                save_model(&self.model, &dir.join("latest.safetensors"))?;
-            }
-        }
-        bar.finish_and_clear();
-        let elapsed = start.elapsed().as_secs_f64();
-        let mut result: SplitResult = IndexMap::new();
-        result.insert("loss".into(), loss_sum / samples.max(1) as f64);
-        result.extend(metrics.compute());
-        result.insert("lr".into(), scheduler.lr());
-        result.insert("skipped".into(), (self.state.skipped - skipped_before) as f64);
-        result.insert("time".into(), elapsed / done.max(1) as f64);
-        result.insert(
-            "samples_per_s".into(),
-            samples as f64 / elapsed.max(f64::MIN_POSITIVE),
-        );
-        Ok(result)
-    }
-
-    /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group.
-    fn optimizer_step(
-        &mut self,
-        mut gradients: GradientsParams,
-        loss_finite: bool,
-        scheduler: &mut LrScheduler,
-    ) -> Result<(), RunnerError> {
-        let norm = grads::global_norm(&self.model, &gradients);
-        let norm_finite = norm
-            .as_ref()
-            .is_none_or(|n| f64::from(n.clone().into_scalar::<f32>()).is_finite());
-        if !(loss_finite && norm_finite) {
-            return match self.config.nonfinite {
-                NonFinite::Stop => Err(RunnerError::NonFinite {
-                    step: self.state.step + 1,
-                    epoch: self.state.epoch + 1,
-                }),
-                NonFinite::Skip => {
-                    self.state.skipped += 1;
-                    warn!(
-                        "skipped a non-finite update at step {} ({} skipped so far)",
-                        self.state.step + 1,
-                        self.state.skipped
-                    );
-                    Ok(())
-                }
-            };
-        }
-        if let (Some(max_norm), Some(norm)) = (self.config.max_grad_norm, &norm) {
-            grads::clip_norm(&self.model, &mut gradients, norm, max_norm);
-        }
-        if let Some(value) = self.config.max_grad_value {
-            grads::clamp(&self.model, &mut gradients, value);
-        }
-        self.model = self.optimizer.step(scheduler.lr(), self.model.clone(), gradients);
-        scheduler.step();
-        self.state.step += 1;
-        Ok(())
     }
 
     /// Loss and metrics of one split with a validation snapshot of the model.
@@ -616,7 +495,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
 }
 
 /// Mixes the seed with a stream tag and a counter into one device seed.
-fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
+pub(super) fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
     Rng::from_parts(&[seed, stream, counter]).next_u64()
 }
 

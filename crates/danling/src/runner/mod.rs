@@ -8,6 +8,7 @@ mod platform;
 mod report;
 mod state;
 mod task;
+mod train;
 
 pub use base::{Predictions, Runner, Trained};
 pub use error::RunnerError;

@@ -1,0 +1,146 @@
+//! The training half of the loop: one pass over a train split in groups of `accum_steps`
+//! micro-batches, and the optimizer step that ends each group.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use indexmap::IndexMap;
+use tracing::{info, warn};
+
+use super::base::{STEP_STREAM, mix};
+use super::grads;
+use super::report::{progress_bar, step_line};
+use super::{Runner, RunnerError, StepOutput, Task};
+use crate::checkpoint::save_model;
+use crate::config::{NonFinite, Sections};
+use crate::metrics::MetricSet;
+use crate::optim::LrScheduler;
+use crate::results::SplitResult;
+
+impl<T: Task, S: Sections> Runner<T, S> {
+    /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
+    pub(super) fn train_epoch(
+        &mut self,
+        split: usize,
+        scheduler: &mut LrScheduler,
+        limit: Option<u64>,
+        checkpoint_dir: Option<&Path>,
+    ) -> Result<SplitResult, RunnerError> {
+        let order = self.order(split, self.shuffle);
+        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let label = format!("epoch {} {}", self.state.epoch + 1, self.splits[split].name);
+        let bar = progress_bar(self.config.progress, batches.len(), &label);
+        let device = self.platform.train_device();
+        let log_interval = self.log_interval();
+        let mut metrics = MetricSet::new(self.task.metrics());
+        let (mut loss_sum, mut samples, mut done) = (0.0, 0usize, 0usize);
+        let skipped_before = self.state.skipped;
+        let start = Instant::now();
+
+        for group in batches.chunks(self.config.accum_steps as usize) {
+            if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
+                break;
+            }
+            let group_samples: usize = group.iter().map(|rows| rows.len()).sum();
+            let mut accumulator = GradientsAccumulator::new();
+            let mut finite = true;
+            for rows in group {
+                self.platform
+                    .train_device()
+                    .seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
+                let batch = self.collate(split, rows, &device)?;
+                let out: StepOutput = self.task.train_step(&self.model, &batch);
+                let loss = f64::from(out.loss.clone().into_scalar::<f32>());
+                finite &= loss.is_finite();
+                if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
+                    metrics.update(&outputs.clone().detach(), targets);
+                }
+                // Weighting each micro-batch by its share of the group makes the accumulated gradient
+                // the gradient of the mean loss over the whole group, as one big batch would give.
+                let weight = rows.len() as f64 / group_samples as f64;
+                let gradients = out.loss.mul_scalar(weight).backward();
+                accumulator.accumulate(&self.model, GradientsParams::from_grads(gradients, &self.model));
+                loss_sum += loss * rows.len() as f64;
+                samples += rows.len();
+                done += 1;
+                self.state.iter += 1;
+                self.state.cursor += 1;
+                bar.inc(1);
+                if done % log_interval == 0 {
+                    let elapsed = start.elapsed();
+                    let line = step_line(
+                        &label,
+                        done,
+                        batches.len(),
+                        loss_sum / samples as f64,
+                        scheduler.lr(),
+                        elapsed / done as u32,
+                        samples as f64 / elapsed.as_secs_f64(),
+                    );
+                    bar.suspend(|| info!("{line}"));
+                }
+            }
+            self.optimizer_step(accumulator.grads(), finite, scheduler)?;
+            if let (Some(every), Some(dir)) = (self.config.save_steps, checkpoint_dir)
+                && self.state.step > 0
+                && self.state.step.is_multiple_of(every)
+            {
+                save_model(&self.model, &dir.join("latest.safetensors"))?;
+            }
+        }
+        bar.finish_and_clear();
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut result: SplitResult = IndexMap::new();
+        result.insert("loss".into(), loss_sum / samples.max(1) as f64);
+        result.extend(metrics.compute());
+        result.insert("lr".into(), scheduler.lr());
+        result.insert("skipped".into(), (self.state.skipped - skipped_before) as f64);
+        result.insert("time".into(), elapsed / done.max(1) as f64);
+        result.insert(
+            "samples_per_s".into(),
+            samples as f64 / elapsed.max(f64::MIN_POSITIVE),
+        );
+        Ok(result)
+    }
+
+    /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group.
+    fn optimizer_step(
+        &mut self,
+        mut gradients: GradientsParams,
+        loss_finite: bool,
+        scheduler: &mut LrScheduler,
+    ) -> Result<(), RunnerError> {
+        let norm = grads::global_norm(&self.model, &gradients);
+        let norm_finite = norm
+            .as_ref()
+            .is_none_or(|n| f64::from(n.clone().into_scalar::<f32>()).is_finite());
+        if !(loss_finite && norm_finite) {
+            return match self.config.nonfinite {
+                NonFinite::Stop => Err(RunnerError::NonFinite {
+                    step: self.state.step + 1,
+                    epoch: self.state.epoch + 1,
+                }),
+                NonFinite::Skip => {
+                    self.state.skipped += 1;
+                    warn!(
+                        "skipped a non-finite update at step {} ({} skipped so far)",
+                        self.state.step + 1,
+                        self.state.skipped
+                    );
+                    Ok(())
+                }
+            };
+        }
+        if let (Some(max_norm), Some(norm)) = (self.config.max_grad_norm, &norm) {
+            grads::clip_norm(&self.model, &mut gradients, norm, max_norm);
+        }
+        if let Some(value) = self.config.max_grad_value {
+            grads::clamp(&self.model, &mut gradients, value);
+        }
+        self.model = self.optimizer.step(scheduler.lr(), self.model.clone(), gradients);
+        scheduler.step();
+        self.state.step += 1;
+        Ok(())
+    }
+}
