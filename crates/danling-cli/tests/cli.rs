@@ -449,3 +449,120 @@ fn pretrained_loads_matching_weights_and_names_the_first_mismatch() {
         "{err}"
     );
 }
+
+/// Writes an IDX file of unsigned bytes.
+fn write_idx(path: &Path, magic: u32, dims: &[u32], data: &[u8]) {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn every_built_in_data_set_trains_and_infers() {
+    let dir = scratch();
+    // A tiny MNIST: 40 train and 10 test 2×2 images whose brightest pixel is the label (0..3).
+    let mnist = dir.path().join("mnist");
+    std::fs::create_dir(&mnist).unwrap();
+    for (prefix, n) in [("train", 40u32), ("t10k", 10)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 4) as u8).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| (0..4u8).map(move |p| if p == l { 250 } else { 10 }))
+            .collect();
+        write_idx(
+            &mnist.join(format!("{prefix}-images-idx3-ubyte")),
+            0x803,
+            &[n, 2, 2],
+            &pixels,
+        );
+        write_idx(
+            &mnist.join(format!("{prefix}-labels-idx1-ubyte")),
+            0x801,
+            &[n],
+            &labels,
+        );
+    }
+    let csv = dir.path().join("points.csv");
+    let rows: String = (0..60)
+        .map(|i| format!("{},{},{}\n", i % 7, (i * 3) % 5, i % 2))
+        .collect();
+    std::fs::write(&csv, format!("a,b,label\n{rows}")).unwrap();
+
+    let cases: &[(&[&str], &str, &[&str])] = &[
+        (
+            &["--data.name", "breast_cancer"],
+            "val",
+            &["index", "target", "prob_0", "prob_1"],
+        ),
+        (
+            &["--data.name", "diabetes", "--score_name", "loss"],
+            "val",
+            &["index", "target", "pred"],
+        ),
+        (
+            &[
+                "--data.name",
+                "synthetic",
+                "--data.n_train",
+                "64",
+                "--data.n_val",
+                "32",
+            ],
+            "val",
+            &["index", "target", "prob_0", "prob_1", "prob_2", "prob_3"],
+        ),
+        (
+            &["--data.name", "csv", "--data.path", csv.to_str().unwrap()],
+            "val",
+            &["index", "target", "prob_0", "prob_1"],
+        ),
+        (
+            &["--data.name", "mnist", "--data.path", mnist.to_str().unwrap()],
+            "test",
+            &[
+                "index", "target", "prob_0", "prob_1", "prob_2", "prob_3", "prob_4", "prob_5", "prob_6",
+                "prob_7", "prob_8", "prob_9",
+            ],
+        ),
+    ];
+    for (i, (overrides, split, header)) in cases.iter().enumerate() {
+        let name = format!("case{i}");
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "2",
+            "--progress",
+            "false",
+            "--run_name",
+            &name,
+        ];
+        args.extend_from_slice(overrides);
+        let output = danling(dir.path(), &args);
+        assert!(output.status.success(), "{overrides:?}: {}", stderr(&output));
+        let run = dir.path().join(stdout(&output).lines().last().unwrap());
+        let checkpoint = run.join("checkpoints/latest.safetensors");
+        let out = dir.path().join(format!("{name}.csv"));
+        let mut args = vec![
+            "infer",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--split",
+            split,
+            "--output",
+            out.to_str().unwrap(),
+            "--run_name",
+            &name,
+        ];
+        args.extend_from_slice(overrides);
+        let output = danling(dir.path(), &args);
+        assert!(output.status.success(), "{overrides:?}: {}", stderr(&output));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap().split(',').collect::<Vec<_>>(),
+            *header,
+            "{overrides:?}"
+        );
+        assert!(text.lines().count() > 1);
+    }
+}
