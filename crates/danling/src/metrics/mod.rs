@@ -1,7 +1,18 @@
-//! Metrics: exact, dataset-level functional metrics with torchmetrics' semantics, and the per-split
-//! collection the runner feeds batch by batch.
+//! Metrics: exact, dataset-level functional metrics with torchmetrics' semantics; streaming metric
+//! objects (exact or batch-averaged) that merge and serialise; multi-task metrics; average meters.
 
 pub mod functional;
-mod set;
+mod meters;
+mod multitask;
+mod streaming;
+mod tensors;
 
-pub use set::{MetricKind, MetricSet};
+pub use meters::{AverageMeter, AverageMeters};
+pub use multitask::MultiTaskMetrics;
+pub use streaming::{
+    MetricKind, MetricMode, Metrics, TargetSlice, binary_metrics, multiclass_metrics, multilabel_metrics,
+    regression_metrics,
+};
+
+#[cfg(test)]
+mod tests;

@@ -9,16 +9,15 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use indexmap::IndexMap;
 use tracing::info;
 
-use super::report::{epoch_line, progress_bar};
+use super::report::{epoch_line, progress_bar, split_result};
 use super::{Platform, RunnerError, State, Targets, Task};
 use crate::checkpoint::{load_model, save_model};
 use crate::config::{Budget, Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
-use crate::metrics::MetricSet;
+use crate::metrics::{AverageMeter, MetricMode, Metrics};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::{Record, Results, SplitResult};
 use crate::rng::Rng;
@@ -84,6 +83,7 @@ pub struct Runner<T: Task, S: Sections = NoSections> {
     pub(super) shuffle: bool,
     pub(super) overwrite: bool,
     pub(super) console: Console,
+    pub(super) metric_mode: MetricMode,
 }
 
 impl<T: Task, S: Sections> std::fmt::Debug for Runner<T, S> {
@@ -127,6 +127,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
             shuffle: true,
             overwrite: false,
             console: Console::Stdout,
+            metric_mode: MetricMode::Exact,
         })
     }
 
@@ -165,6 +166,12 @@ impl<T: Task, S: Sections> Runner<T, S> {
     /// Lets `train` start fresh in a run directory that holds checkpoints (moving them aside).
     pub fn overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;
+        self
+    }
+
+    /// How the metrics accumulate: exact, dataset-level values (the default) or batch averages.
+    pub fn metric_mode(mut self, mode: MetricMode) -> Self {
+        self.metric_mode = mode;
         self
     }
 
@@ -434,8 +441,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
     fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
         let model = self.model.valid();
         let device = self.platform.device().clone();
-        let mut metrics = MetricSet::new(self.task.metrics());
-        let (mut loss_sum, mut samples, mut done) = (0.0, 0usize, 0usize);
+        let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
+        let mut loss = AverageMeter::default();
+        let mut done = 0usize;
         let order = self.order(split, false);
         let bar = progress_bar(
             self.config.progress,
@@ -446,31 +454,15 @@ impl<T: Task, S: Sections> Runner<T, S> {
         for rows in order.chunks(self.batch_size) {
             let batch = self.collate(split, rows, &device)?;
             let out = self.task.evaluate_step(&model, &batch);
-            loss_sum += f64::from(out.loss.into_scalar::<f32>()) * rows.len() as f64;
+            loss.update(f64::from(out.loss.into_scalar::<f32>()), rows.len() as f64);
             if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
-                metrics.update(outputs, targets);
+                metrics.update_tensors(outputs, targets);
             }
-            samples += rows.len();
             done += 1;
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let elapsed = start.elapsed().as_secs_f64();
-        let mut result: SplitResult = IndexMap::new();
-        result.insert(
-            "loss".into(),
-            if samples == 0 {
-                f64::NAN
-            } else {
-                loss_sum / samples as f64
-            },
-        );
-        result.extend(metrics.compute());
-        result.insert("time".into(), elapsed / done.max(1) as f64);
-        result.insert(
-            "samples_per_s".into(),
-            samples as f64 / elapsed.max(f64::MIN_POSITIVE),
-        );
+        let result = split_result(&loss, &metrics, &[], done, start.elapsed().as_secs_f64());
         Ok(result)
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::metrics::{AverageMeter, Metrics};
 use crate::results::{Record, SplitResult};
 
 /// A progress bar over the batches of one split, drawn only when enabled and stderr is a terminal.
@@ -60,4 +61,25 @@ fn metrics_text(metrics: &SplitResult) -> String {
         .map(|(name, value)| format!("{name} {value:.4}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A split's result: `loss`, the metrics, the `extra` values (train splits: `lr`, `skipped`), then
+/// `time` (seconds per batch) and `samples_per_s`.
+pub(crate) fn split_result(
+    loss: &AverageMeter,
+    metrics: &Metrics,
+    extra: &[(&str, f64)],
+    batches: usize,
+    seconds: f64,
+) -> SplitResult {
+    let mut result = SplitResult::new();
+    result.insert("loss".into(), loss.avg());
+    result.extend(metrics.compute());
+    result.extend(extra.iter().map(|(name, value)| (name.to_string(), *value)));
+    result.insert("time".into(), seconds / batches.max(1) as f64);
+    result.insert(
+        "samples_per_s".into(),
+        loss.count / seconds.max(f64::MIN_POSITIVE),
+    );
+    result
 }

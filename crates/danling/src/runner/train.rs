@@ -5,16 +5,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use indexmap::IndexMap;
 use tracing::{info, warn};
 
 use super::base::{STEP_STREAM, mix};
 use super::grads;
-use super::report::{progress_bar, step_line};
+use super::report::{progress_bar, split_result, step_line};
 use super::{Runner, RunnerError, StepOutput, Task};
 use crate::checkpoint::save_model;
 use crate::config::{NonFinite, Sections};
-use crate::metrics::MetricSet;
+use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
 use crate::results::SplitResult;
 
@@ -33,8 +32,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
         let bar = progress_bar(self.config.progress, batches.len(), &label);
         let device = self.platform.train_device();
         let log_interval = self.log_interval();
-        let mut metrics = MetricSet::new(self.task.metrics());
-        let (mut loss_sum, mut samples, mut done) = (0.0, 0usize, 0usize);
+        let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
+        let mut loss = AverageMeter::default();
+        let mut done = 0usize;
         let skipped_before = self.state.skipped;
         let start = Instant::now();
 
@@ -51,32 +51,31 @@ impl<T: Task, S: Sections> Runner<T, S> {
                     .seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
                 let batch = self.collate(split, rows, &device)?;
                 let out: StepOutput = self.task.train_step(&self.model, &batch);
-                let loss = f64::from(out.loss.clone().into_scalar::<f32>());
-                finite &= loss.is_finite();
+                let batch_loss = f64::from(out.loss.clone().into_scalar::<f32>());
+                finite &= batch_loss.is_finite();
                 if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
-                    metrics.update(&outputs.clone().detach(), targets);
+                    metrics.update_tensors(&outputs.clone().detach(), targets);
                 }
                 // Weighting each micro-batch by its share of the group makes the accumulated gradient
                 // the gradient of the mean loss over the whole group, as one big batch would give.
                 let weight = rows.len() as f64 / group_samples as f64;
                 let gradients = out.loss.mul_scalar(weight).backward();
                 accumulator.accumulate(&self.model, GradientsParams::from_grads(gradients, &self.model));
-                loss_sum += loss * rows.len() as f64;
-                samples += rows.len();
+                loss.update(batch_loss, rows.len() as f64);
                 done += 1;
                 self.state.iter += 1;
                 self.state.cursor += 1;
                 bar.inc(1);
-                if done % log_interval == 0 {
+                if done.is_multiple_of(log_interval) {
                     let elapsed = start.elapsed();
                     let line = step_line(
                         &label,
                         done,
                         batches.len(),
-                        loss_sum / samples as f64,
+                        loss.avg(),
                         scheduler.lr(),
                         elapsed / done as u32,
-                        samples as f64 / elapsed.as_secs_f64(),
+                        loss.count / elapsed.as_secs_f64(),
                     );
                     bar.suspend(|| info!("{line}"));
                 }
@@ -90,17 +89,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
             }
         }
         bar.finish_and_clear();
-        let elapsed = start.elapsed().as_secs_f64();
-        let mut result: SplitResult = IndexMap::new();
-        result.insert("loss".into(), loss_sum / samples.max(1) as f64);
-        result.extend(metrics.compute());
-        result.insert("lr".into(), scheduler.lr());
-        result.insert("skipped".into(), (self.state.skipped - skipped_before) as f64);
-        result.insert("time".into(), elapsed / done.max(1) as f64);
-        result.insert(
-            "samples_per_s".into(),
-            samples as f64 / elapsed.max(f64::MIN_POSITIVE),
-        );
+        let extra = [
+            ("lr", scheduler.lr()),
+            ("skipped", (self.state.skipped - skipped_before) as f64),
+        ];
+        let result = split_result(&loss, &metrics, &extra, done, start.elapsed().as_secs_f64());
         Ok(result)
     }
 
