@@ -4,6 +4,8 @@
 //! writes the same data there (raw little-endian f64 predictions and i64 targets) for
 //! `bench/metrics_torchmetrics.py` to time torchmetrics on. Prints one JSON line per case.
 
+#![allow(clippy::expect_used)] // a benchmark binary: failing to write its data is fatal
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
