@@ -49,10 +49,11 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Scheduler(_)
         | RunnerError::UnknownSplit { .. }
         | RunnerError::EmptySplit { .. }
-        | RunnerError::ResumeUnsupported { .. }
+        | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Format { .. })
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Missing { .. })
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Mismatch { .. })
         | RunnerError::Workspace(WorkspaceError::ExistingCheckpoints { .. }) => Failure::Input(err.into()),
+        RunnerError::Interrupted { signal, .. } => Failure::Stopped(signal.exit_code()),
         other => Failure::Other(other.into()),
     }
 }
@@ -60,6 +61,9 @@ fn runner_failure(err: RunnerError) -> Failure {
 /// `danling train`: trains, then prints the run directory on the last line of stdout.
 pub fn train(args: &Args) -> Result<(), Failure> {
     let config = load_config(args)?;
+    danling::signals::install()
+        .context("cannot install signal handlers")
+        .map_err(Failure::Other)?;
     let mut runner = build_runner(config, Console::Stdout)?.overwrite(args.overwrite);
     let trained = runner.train().map_err(runner_failure)?;
     if let Some(dir) = trained.dir {

@@ -19,6 +19,8 @@ pub(crate) enum Failure {
     Input(anyhow::Error),
     /// Anything else: exit code 1.
     Other(anyhow::Error),
+    /// A graceful stop after a signal, with its exit code (130 or 143); the runner logged it.
+    Stopped(u8),
 }
 
 impl From<UsageError> for Failure {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(err)) => report(&err, 2),
         Err(Failure::Other(err)) => report(&err, 1),
+        Err(Failure::Stopped(code)) => ExitCode::from(code),
     }
 }
 

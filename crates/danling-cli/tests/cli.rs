@@ -566,3 +566,78 @@ fn every_built_in_data_set_trains_and_infers() {
         assert!(text.lines().count() > 1);
     }
 }
+
+/// Starts a long training, waits until it has taken a step, sends `signal`, and returns the exit code
+/// and the run dir.
+fn stop_training_with(signal: &str) -> (Option<i32>, std::path::PathBuf, tempfile::TempDir) {
+    let dir = scratch();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_danling"))
+        .args([
+            "train",
+            "--data.name",
+            "synthetic",
+            "--data.n_train",
+            "2048",
+            "--epochs",
+            "1000",
+        ])
+        .args(["--progress", "false", "--log_interval", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let log = loop {
+        let found = std::fs::read_dir(dir.path().join("experiments"))
+            .ok()
+            .and_then(|mut entries| entries.next())
+            .and_then(Result::ok)
+            .map(|entry| entry.path().join("run.log"))
+            .filter(|log| std::fs::read_to_string(log).is_ok_and(|text| text.contains("loss")));
+        if let Some(log) = found {
+            break log;
+        }
+        assert!(started.elapsed().as_secs() < 60, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    (code, log.parent().unwrap().to_owned(), dir)
+}
+
+#[test]
+fn sigint_and_sigterm_stop_gracefully_with_a_checkpoint() {
+    for (signal, expected) in [("-INT", 130), ("-TERM", 143)] {
+        let (code, run, dir) = stop_training_with(signal);
+        assert_eq!(code, Some(expected), "{signal}");
+        let latest = run.join("checkpoints/latest.safetensors");
+        assert!(latest.is_file(), "{signal}: latest was written");
+        let log = std::fs::read_to_string(run.join("run.log")).unwrap();
+        assert!(log.contains("stopped by"), "{log}");
+        // The stopped run resumes from its latest checkpoint, in its own run dir.
+        let args = [
+            "train",
+            "--data.name",
+            "synthetic",
+            "--data.n_train",
+            "2048",
+            "--epochs",
+            "1",
+        ];
+        let output = danling(
+            dir.path(),
+            &[
+                &args[..],
+                &["--progress", "false", "--checkpoint", latest.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(dir.path().join(stdout(&output).lines().last().unwrap()), run);
+    }
+}

@@ -26,6 +26,7 @@ pub mod optim;
 pub mod results;
 pub mod rng;
 pub mod runner;
+pub mod signals;
 pub mod workspace;
 
 pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};

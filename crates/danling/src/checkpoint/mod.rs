@@ -1,14 +1,25 @@
-//! Checkpoint files. For now a checkpoint holds the model's parameters only, as `model.{path}` tensors
-//! in PyTorch layout (so Python's `safetensors` and PyTorch load them), written atomically.
+//! Checkpoint files: one safetensors file per checkpoint, holding
+//!
+//! - `model.{path}`: each model parameter in PyTorch's layout, so Python's `safetensors` and PyTorch
+//!   load it;
+//! - `optimizer.record`: burn's serialised optimizer state, as one `U8` tensor;
+//! - `scheduler.state`: the learning-rate scheduler, as one `U8` tensor of JSON;
+//! - `__metadata__`: `format = "danling.checkpoint"`, `version = "1"`, and JSON strings for `config`,
+//!   `state`, `results`, `identity` and `param_ids`.
+//!
+//! burn's optimizer state is keyed by `ParamId`s, which are random in every process. `param_ids` maps
+//! each parameter's path to the id it had when saved; loading gives the model those ids back, so the
+//! optimizer state re-attaches to the right tensors.
 
-use std::path::{Path, PathBuf};
+mod full;
+mod model;
 
-use burn::module::Module;
-use burn::store::{
-    BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
-};
+use std::path::PathBuf;
 
-use crate::workspace::{WorkspaceError, write_atomic};
+use crate::workspace::WorkspaceError;
+
+pub use full::{Checkpoint, load_checkpoint, save_checkpoint};
+pub use model::{MODEL_PREFIX, load_model, save_model};
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +35,15 @@ pub enum CheckpointError {
         path: PathBuf,
         /// What went wrong.
         message: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read checkpoint {}: {source}", path.display())]
+    Read {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The file does not exist.
     #[error("checkpoint {} does not exist", path.display())]
@@ -41,106 +61,4 @@ pub enum CheckpointError {
         /// How it mismatches.
         problem: String,
     },
-}
-
-/// The prefix of model tensors in a checkpoint.
-pub const MODEL_PREFIX: &str = "model.";
-
-/// Writes the model's parameters to `path` atomically.
-pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
-    let remap = KeyRemapper::new()
-        .add_pattern("^(.*)$", format!("{MODEL_PREFIX}$1"))
-        .map_err(|e| format(e.to_string()))?;
-    let mut store = SafetensorsStore::from_bytes(None)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .remap(remap)
-        .metadata("format", "danling.checkpoint")
-        .metadata("version", "1");
-    model.save_into(&mut store).map_err(|e| format(e.to_string()))?;
-    let bytes = store.get_bytes().map_err(|e| format(e.to_string()))?;
-    write_atomic(path, &bytes)?;
-    Ok(())
-}
-
-/// Loads the model's parameters from `path`; every parameter must be present with its shape, and the
-/// file may hold no other model tensor.
-pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
-    if !path.is_file() {
-        return Err(CheckpointError::Missing {
-            path: path.to_owned(),
-        });
-    }
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
-    let remap = KeyRemapper::new()
-        .add_pattern(format!("^{}(.*)$", regex_escape(MODEL_PREFIX)), "$1")
-        .map_err(|e| format(e.to_string()))?;
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .remap(remap)
-        .allow_partial(true)
-        .validate(false);
-    let mut model = model;
-    let result = model.load_from(&mut store).map_err(|e| format(e.to_string()))?;
-    let mismatch = |parameter: String, problem: String| CheckpointError::Mismatch {
-        path: path.to_owned(),
-        parameter,
-        problem,
-    };
-    if let Some(error) = result.errors.first() {
-        let (parameter, problem) = describe(error);
-        return Err(mismatch(parameter, problem));
-    }
-    if let Some((name, _)) = result.missing.first() {
-        return Err(mismatch(name.clone(), "is missing from the checkpoint".into()));
-    }
-    if let Some(name) = result
-        .unused
-        .iter()
-        .find(|n| !n.starts_with("optimizer.") && !n.starts_with("scheduler."))
-    {
-        return Err(mismatch(
-            name.clone(),
-            "is in the checkpoint but not in the model".into(),
-        ));
-    }
-    Ok(model)
-}
-
-/// The parameter an apply error is about, and what is wrong with it.
-fn describe(error: &burn::store::ApplyError) -> (String, String) {
-    use burn::store::ApplyError as E;
-    match error {
-        E::ShapeMismatch {
-            path,
-            expected,
-            found,
-        } => (
-            path.clone(),
-            format!(
-                "has shape {:?} in the checkpoint, the model expects {:?}",
-                found.as_slice(),
-                expected.as_slice()
-            ),
-        ),
-        E::DTypeMismatch {
-            path,
-            expected,
-            found,
-        } => (
-            path.clone(),
-            format!("has dtype {found:?} in the checkpoint, the model expects {expected:?}"),
-        ),
-        E::AdapterError { path, message } | E::LoadError { path, message } => (path.clone(), message.clone()),
-    }
-}
-
-fn regex_escape(text: &str) -> String {
-    text.replace('.', "\\.")
 }

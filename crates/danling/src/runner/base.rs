@@ -9,11 +9,11 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::report::{epoch_line, progress_bar, split_result};
-use super::{Platform, RunnerError, State, Targets, Task};
-use crate::checkpoint::{load_model, save_model};
+use super::{EpochProgress, Platform, RunnerError, State, Targets, Task};
+use crate::checkpoint::{Checkpoint, load_checkpoint, load_model, save_checkpoint};
 use crate::config::{Budget, Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
@@ -21,9 +21,11 @@ use crate::metrics::{AverageMeter, MetricMode, Metrics};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::{Record, Results, SplitResult};
 use crate::rng::Rng;
-use crate::workspace::{Role, StartMode, Workspace};
+use crate::workspace::{Role, StartMode, Workspace, WorkspaceError};
 
 /// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
+/// The name of the checkpoint written after every epoch (and every `save_steps` steps).
+pub(super) const LATEST: &str = "latest";
 pub(super) const ORDER_STREAM: u64 = 0x0DA7_A0DE;
 /// Stream tag of the per-step device reseeding (dropout and the like).
 pub(super) const STEP_STREAM: u64 = 0x57E9;
@@ -221,12 +223,6 @@ impl<T: Task, S: Sections> Runner<T, S> {
 
     /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
-        if self.config.checkpoint.is_some() {
-            return Err(RunnerError::ResumeUnsupported { key: "checkpoint" });
-        }
-        if self.config.resume {
-            return Err(RunnerError::ResumeUnsupported { key: "resume" });
-        }
         let train: Vec<usize> = (0..self.splits.len()).filter(|&i| self.splits[i].train).collect();
         if train.is_empty() {
             return Err(RunnerError::NoTrainSplit);
@@ -240,9 +236,14 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 split: split.name.clone(),
             });
         }
-        // Weights load before the run directory is touched, so a bad file leaves nothing behind.
-        let pretrained = self.config.pretrained.clone();
-        if let Some(path) = &pretrained {
+        // Files load before the run directory is touched, so a bad one leaves nothing behind.
+        // Precedence: `checkpoint` > `resume` > `pretrained`.
+        let resume_from = self.resume_source();
+        let mut restored_results = None;
+        let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
+        if let Some(path) = &resume_from {
+            restored_results = Some(self.restore(path)?);
+        } else if let Some(path) = &pretrained {
             self.load_weights(path)?;
         }
         let role = Role {
@@ -251,6 +252,22 @@ impl<T: Task, S: Sections> Runner<T, S> {
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let mut workspace = Workspace::open(&self.config, self.identity.clone(), mode, role)?;
+        if let Some(path) = &resume_from {
+            info!(
+                "resuming from {} at epoch {}, step {}",
+                path.display(),
+                self.state.epoch,
+                self.state.step
+            );
+        } else if self.config.resume {
+            warn!(
+                "resume: true, but {} has no latest checkpoint: starting fresh",
+                self.identity.checkpoint_dir.display()
+            );
+        }
+        if let Some(results) = restored_results {
+            workspace.restore(results)?;
+        }
         if let Some(path) = pretrained {
             info!("loaded pretrained weights from {}", path.display());
         }
@@ -276,16 +293,22 @@ impl<T: Task, S: Sections> Runner<T, S> {
             self.platform.kind()
         );
 
-        let mut stopped_early = false;
-        while !self.budget_spent(budget) {
+        // A run that early stopping ended stays ended when resumed.
+        let mut stopped_early = workspace
+            .results()
+            .should_stop(workspace.scoring(), self.config.patience);
+        while !stopped_early && !self.budget_spent(budget) {
             let epoch = self.state.epoch;
             let limit = match budget {
                 Budget::Steps(steps) => Some(steps),
                 Budget::Epochs(_) => None,
             };
-            let mut record = Record::new();
-            for &i in &train {
-                let result = self.train_epoch(i, &mut scheduler, limit, workspace.checkpoint_dir())?;
+            let (mut record, first) = match &self.state.progress {
+                Some(progress) => (progress.record.clone(), progress.split),
+                None => (Record::new(), 0),
+            };
+            for &i in train.iter().filter(|&&i| i >= first) {
+                let result = self.train_epoch(i, &mut scheduler, limit, &workspace, &record)?;
                 record.insert(self.splits[i].name.clone(), result);
             }
             for i in (0..self.splits.len()).filter(|&i| !self.splits[i].train) {
@@ -304,7 +327,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
             };
             let recorded = workspace.record(index, record.clone())?;
             self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
-            self.save_checkpoints(&workspace, recorded.is_best)?;
+            self.save_checkpoints(&workspace, &scheduler, recorded.is_best)?;
             info!("{}", epoch_line(&label, &record, recorded.is_best));
             if recorded.should_stop {
                 info!(
@@ -466,24 +489,110 @@ impl<T: Task, S: Sections> Runner<T, S> {
         Ok(result)
     }
 
-    fn save_checkpoints(&self, workspace: &Workspace, is_best: bool) -> Result<(), RunnerError> {
+    /// The file a run resumes from: `checkpoint`, else `latest` of this run's checkpoint directory when
+    /// `resume` is set and it exists.
+    fn resume_source(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.config.checkpoint {
+            return Some(path.clone());
+        }
+        let latest = self.identity.checkpoint_dir.join(format!("{LATEST}.safetensors"));
+        (self.config.resume && latest.is_file()).then_some(latest)
+    }
+
+    /// Loads the model, optimizer, state and identity of a checkpoint; returns its results.
+    fn restore(&mut self, path: &Path) -> Result<Results, RunnerError> {
+        let (model, optimizer, checkpoint) =
+            load_checkpoint(path, self.model.valid(), build_optimizer(&self.config.optim))?;
+        self.model = self.platform.prepare(model);
+        self.optimizer = optimizer;
+        self.state = checkpoint.state;
+        // The run goes on in the run directory (and under the id) it started with.
+        self.identity = checkpoint.identity;
+        Ok(checkpoint.results)
+    }
+
+    /// Writes a full checkpoint named `name` into the checkpoint directory (on the main process).
+    pub(super) fn save_full(
+        &self,
+        workspace: &Workspace,
+        scheduler: &LrScheduler,
+        progress: Option<EpochProgress>,
+        name: &str,
+    ) -> Result<(), RunnerError> {
         let Some(dir) = workspace.checkpoint_dir() else {
             return Ok(());
         };
-        save_model(&self.model, &dir.join("latest.safetensors"))?;
+        let checkpoint = Checkpoint {
+            config: self.config.to_value(),
+            state: State {
+                progress,
+                ..self.state.clone()
+            },
+            results: workspace.results().clone(),
+            identity: self.identity.clone(),
+            scheduler: Some(scheduler.clone()),
+        };
+        save_checkpoint(
+            &dir.join(format!("{name}.safetensors")),
+            &self.model,
+            &self.optimizer,
+            &checkpoint,
+        )?;
+        Ok(())
+    }
+
+    /// The end-of-epoch checkpoints: `latest`, `best` when the latest result is the best, `epoch-N`
+    /// every `save_interval` epochs, with the `keep_latest_k` retention of the history.
+    fn save_checkpoints(
+        &self,
+        workspace: &Workspace,
+        scheduler: &LrScheduler,
+        is_best: bool,
+    ) -> Result<(), RunnerError> {
+        self.save_full(workspace, scheduler, None, LATEST)?;
         if is_best {
-            save_model(&self.model, &dir.join("best.safetensors"))?;
+            self.save_full(workspace, scheduler, None, "best")?;
         }
         if let Some(every) = self.config.save_interval.filter(|&n| n > 0)
             && self.state.epoch.is_multiple_of(every)
         {
-            save_model(
-                &self.model,
-                &dir.join(format!("epoch-{}.safetensors", self.state.epoch)),
-            )?;
+            self.save_full(workspace, scheduler, None, &format!("epoch-{}", self.state.epoch))?;
+            self.prune(workspace)?;
         }
         Ok(())
     }
+
+    /// Applies `keep_latest_k` to the `epoch-N` and `step-N` histories.
+    pub(super) fn prune(&self, workspace: &Workspace) -> Result<(), RunnerError> {
+        if let (Some(keep), Some(dir)) = (self.config.keep_latest_k, workspace.checkpoint_dir()) {
+            prune_history(dir, "epoch-", keep as usize)?;
+            prune_history(dir, "step-", keep as usize)?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes all but the `keep` newest `{prefix}N` checkpoints; `latest` and `best` are never touched.
+fn prune_history(dir: &Path, prefix: &str, keep: usize) -> Result<(), RunnerError> {
+    let entries = std::fs::read_dir(dir).map_err(WorkspaceError::io("read directory", dir))?;
+    let mut history: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let n = name
+                .strip_prefix(prefix)?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
+            Some((n, entry.path()))
+        })
+        .collect();
+    history.sort_unstable_by_key(|(n, _)| *n);
+    let excess = history.len().saturating_sub(keep);
+    for (_, path) in history.into_iter().take(excess) {
+        std::fs::remove_file(&path).map_err(WorkspaceError::io("remove", &path))?;
+    }
+    Ok(())
 }
 
 /// Mixes the seed with a stream tag and a counter into one device seed.

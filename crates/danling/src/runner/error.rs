@@ -67,10 +67,12 @@ pub enum RunnerError {
         /// The epoch (1-based).
         epoch: u64,
     },
-    /// Resuming the full training state is not available yet.
-    #[error("resuming a run (`{key}`) is not supported yet; start from its weights with `pretrained: PATH`")]
-    ResumeUnsupported {
-        /// `checkpoint` or `resume`.
-        key: &'static str,
+    /// A stop signal arrived; the latest checkpoint was written.
+    #[error("stopped by {signal:?} at optimizer step {step}; the latest checkpoint holds the run")]
+    Interrupted {
+        /// The signal.
+        signal: crate::signals::Stop,
+        /// The optimizer steps taken.
+        step: u64,
     },
 }

@@ -14,5 +14,5 @@ pub use base::{Predictions, Runner, Trained};
 pub use error::RunnerError;
 pub use grads::{clamp, clip_norm, global_norm};
 pub use platform::{Platform, PlatformError};
-pub use state::State;
+pub use state::{EpochProgress, State};
 pub use task::{StepOutput, Targets, Task};

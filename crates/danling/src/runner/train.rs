@@ -1,30 +1,36 @@
 //! The training half of the loop: one pass over a train split in groups of `accum_steps`
 //! micro-batches, and the optimizer step that ends each group.
 
-use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use tracing::{info, warn};
 
+use super::base::LATEST;
 use super::base::{STEP_STREAM, mix};
 use super::grads;
 use super::report::{progress_bar, split_result, step_line};
-use super::{Runner, RunnerError, StepOutput, Task};
-use crate::checkpoint::save_model;
+use super::{EpochProgress, Runner, RunnerError, StepOutput, Task};
 use crate::config::{NonFinite, Sections};
 use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
-use crate::results::SplitResult;
+use crate::results::{Record, SplitResult};
+use crate::signals;
+use crate::workspace::Workspace;
 
 impl<T: Task, S: Sections> Runner<T, S> {
     /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
+    ///
+    /// Resumes the split from `state.progress` when a checkpoint was written inside it. Writes `latest`
+    /// every `save_steps` optimizer steps, and when a stop signal arrives (then returns
+    /// [`RunnerError::Interrupted`]).
     pub(super) fn train_epoch(
         &mut self,
         split: usize,
         scheduler: &mut LrScheduler,
         limit: Option<u64>,
-        checkpoint_dir: Option<&Path>,
+        workspace: &Workspace,
+        finished: &Record,
     ) -> Result<SplitResult, RunnerError> {
         let order = self.order(split, self.shuffle);
         let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
@@ -32,13 +38,27 @@ impl<T: Task, S: Sections> Runner<T, S> {
         let bar = progress_bar(self.config.progress, batches.len(), &label);
         let device = self.platform.train_device();
         let log_interval = self.log_interval();
-        let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
-        let mut loss = AverageMeter::default();
+        let accum = self.config.accum_steps as usize;
+        let (mut metrics, mut loss, skipped_before) = match self.state.progress.take() {
+            Some(progress) if progress.split == split => {
+                (progress.metrics, progress.loss, progress.skipped_before)
+            }
+            _ => {
+                self.state.cursor = 0;
+                (
+                    Metrics::new(self.task.metrics(), self.metric_mode),
+                    AverageMeter::default(),
+                    self.state.skipped,
+                )
+            }
+        };
+        // Checkpoints are written between optimizer steps, so the cursor is at a group boundary.
+        let resumed_groups = self.state.cursor as usize / accum;
+        bar.inc(self.state.cursor);
         let mut done = 0usize;
-        let skipped_before = self.state.skipped;
         let start = Instant::now();
 
-        for group in batches.chunks(self.config.accum_steps as usize) {
+        for group in batches.chunks(accum).skip(resumed_groups) {
             if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
                 break;
             }
@@ -66,11 +86,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 self.state.iter += 1;
                 self.state.cursor += 1;
                 bar.inc(1);
-                if done.is_multiple_of(log_interval) {
+                if (self.state.cursor as usize).is_multiple_of(log_interval) {
                     let elapsed = start.elapsed();
                     let line = step_line(
                         &label,
-                        done,
+                        self.state.cursor as usize,
                         batches.len(),
                         loss.avg(),
                         scheduler.lr(),
@@ -81,13 +101,39 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 }
             }
             self.optimizer_step(accumulator.grads(), finite, scheduler)?;
-            if let (Some(every), Some(dir)) = (self.config.save_steps, checkpoint_dir)
-                && self.state.step > 0
-                && self.state.step.is_multiple_of(every)
-            {
-                save_model(&self.model, &dir.join("latest.safetensors"))?;
+            let due = self
+                .config
+                .save_steps
+                .is_some_and(|every| self.state.step.is_multiple_of(every));
+            let stop = signals::requested();
+            if due || stop.is_some() {
+                let progress = EpochProgress {
+                    split,
+                    record: finished.clone(),
+                    loss,
+                    metrics: metrics.clone(),
+                    skipped_before,
+                };
+                self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
+                if due {
+                    let name = format!("step-{}", self.state.step);
+                    self.save_full(workspace, scheduler, Some(progress), &name)?;
+                    self.prune(workspace)?;
+                }
+            }
+            if let Some(signal) = stop {
+                bar.finish_and_clear();
+                info!(
+                    "stopped by {signal:?} at step {}; wrote the latest checkpoint",
+                    self.state.step
+                );
+                return Err(RunnerError::Interrupted {
+                    signal,
+                    step: self.state.step,
+                });
             }
         }
+        self.state.cursor = 0;
         bar.finish_and_clear();
         let extra = [
             ("lr", scheduler.lr()),

@@ -1,0 +1,193 @@
+//! Full checkpoints: model, optimizer, scheduler and the run's state, config, results and identity.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::ModuleOptimizer;
+use burn::tensor::{Bytes, Tensor};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::CheckpointError;
+use super::model::{load_model, model_bytes};
+use crate::identity::Identity;
+use crate::optim::LrScheduler;
+use crate::results::Results;
+use crate::runner::State;
+use crate::workspace::write_atomic;
+
+const OPTIMIZER: &str = "optimizer.record";
+const SCHEDULER: &str = "scheduler.state";
+
+/// What a checkpoint holds besides the model and optimizer tensors.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The resolved config tree.
+    pub config: Value,
+    /// The run's progress.
+    pub state: State,
+    /// The results history.
+    pub results: Results,
+    /// The run's identity.
+    pub identity: Identity,
+    /// The learning-rate scheduler.
+    pub scheduler: Option<LrScheduler>,
+}
+
+/// Writes a full checkpoint to `path`, atomically.
+pub fn save_checkpoint<M: Module>(
+    path: &Path,
+    model: &M,
+    optimizer: &ModuleOptimizer,
+    checkpoint: &Checkpoint,
+) -> Result<(), CheckpointError> {
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let model_file = model_bytes(model, path)?;
+    let model_tensors =
+        safetensors::SafeTensors::deserialize(&model_file).map_err(|e| format(e.to_string()))?;
+    let optimizer = optimizer
+        .into_bytes()
+        .map_err(|e| format(format!("optimizer state: {e}")))?;
+    let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
+
+    let mut tensors: Vec<(String, TensorView<'_>)> = model_tensors.tensors();
+    for (name, bytes) in [(OPTIMIZER, &optimizer[..]), (SCHEDULER, &scheduler[..])] {
+        let view = TensorView::new(Dtype::U8, vec![bytes.len()], bytes).map_err(|e| format(e.to_string()))?;
+        tensors.push((name.to_owned(), view));
+    }
+    let mut metadata = HashMap::from([
+        ("format".to_owned(), "danling.checkpoint".to_owned()),
+        ("version".to_owned(), "1".to_owned()),
+    ]);
+    let entries = [
+        ("config", to_json(&checkpoint.config)),
+        ("state", to_json(&checkpoint.state)),
+        ("results", to_json(&checkpoint.results)),
+        ("identity", to_json(&checkpoint.identity)),
+        ("param_ids", to_json(&param_ids(model))),
+    ];
+    for (key, value) in entries {
+        metadata.insert(key.to_owned(), value.map_err(|e| format(e.to_string()))?);
+    }
+    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| format(e.to_string()))?;
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Reads a full checkpoint: loads the model's weights into `model` (giving its parameters the ids they
+/// had when saved) and the optimizer state into `optimizer`, and returns the rest.
+pub fn load_checkpoint<M: Module>(
+    path: &Path,
+    model: M,
+    optimizer: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer, Checkpoint), CheckpointError> {
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let model = load_model(model, path)?;
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    if metadata.get("format").map(String::as_str) != Some("danling.checkpoint") {
+        return Err(format(
+            "not a danling checkpoint (no `format = danling.checkpoint` metadata)".into(),
+        ));
+    }
+    let field = |key: &str| -> Result<&str, CheckpointError> {
+        metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format(format!("metadata has no `{key}`")))
+    };
+    let ids: BTreeMap<String, u64> =
+        from_json(field("param_ids")?).map_err(|e| format(format!("param_ids: {e}")))?;
+    let model = assign_param_ids(model, &ids);
+    let tensor = |name: &str| {
+        file.tensor(name)
+            .map(|t| t.data().to_vec())
+            .map_err(|_| format(format!("no `{name}` tensor")))
+    };
+    let optimizer = optimizer
+        .from_bytes(Bytes::from_bytes_vec(tensor(OPTIMIZER)?))
+        .map_err(|e| format(format!("optimizer state: {e}")))?;
+    let scheduler: Option<LrScheduler> =
+        serde_json::from_slice(&tensor(SCHEDULER)?).map_err(|e| format(format!("scheduler state: {e}")))?;
+    let checkpoint = Checkpoint {
+        config: from_json(field("config")?).map_err(|e| format(format!("config: {e}")))?,
+        state: from_json(field("state")?).map_err(|e| format(format!("state: {e}")))?,
+        results: from_json(field("results")?).map_err(|e| format(format!("results: {e}")))?,
+        identity: from_json(field("identity")?).map_err(|e| format(format!("identity: {e}")))?,
+        scheduler,
+    };
+    Ok((model, optimizer, checkpoint))
+}
+
+fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    serde_json::to_string(value)
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    serde_json::from_str(text)
+}
+
+/// Each float parameter's module path (`layers.0.weight`) and its `ParamId`.
+fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
+    struct Collect {
+        path: Vec<String>,
+        ids: BTreeMap<String, u64>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.ids.insert(self.path.join("."), param.id.val());
+        }
+    }
+    let mut visitor = Collect {
+        path: Vec::new(),
+        ids: BTreeMap::new(),
+    };
+    model.visit(&mut visitor);
+    visitor.ids
+}
+
+/// Gives each float parameter the id recorded for its path.
+fn assign_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> M {
+    struct Assign<'a> {
+        path: Vec<String>,
+        ids: &'a BTreeMap<String, u64>,
+    }
+    impl ModuleMapper for Assign<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if let Some(&id) = self.ids.get(&self.path.join(".")) {
+                param.id = ParamId::from(id);
+            }
+            param
+        }
+    }
+    model.map(&mut Assign {
+        path: Vec::new(),
+        ids,
+    })
+}

@@ -1,0 +1,258 @@
+//! Exact resume: a run stopped at any step and resumed from its checkpoint ends with bit-identical
+//! weights and identical results (but for the wall-clock `time` and `samples_per_s`), with dropout,
+//! shuffling, a cosine schedule and gradient accumulation all on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use burn::data::dataset::InMemDataset;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use danling::log::Console;
+use danling::metrics::MetricKind;
+use danling::results::Results;
+use danling::runner::{Runner, StepOutput, Targets, Task};
+use danling::{Config, Identity, Override};
+
+#[derive(Module, Debug)]
+struct Net {
+    hidden: Linear,
+    dropout: Dropout,
+    output: Linear,
+}
+
+impl Net {
+    fn new(device: &Device) -> Self {
+        device.seed(5);
+        Self {
+            hidden: LinearConfig::new(4, 16).init(device),
+            dropout: DropoutConfig::new(0.3).init(),
+            output: LinearConfig::new(16, 3).init(device),
+        }
+    }
+}
+
+struct Classify;
+
+impl Task for Classify {
+    type Model = Net;
+    type Item = ([f32; 4], i64);
+    type Batch = (Tensor<2>, Tensor<1, Int>);
+
+    fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch {
+        let n = items.len();
+        let x: Vec<f32> = items.iter().flat_map(|(x, _)| *x).collect();
+        let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
+        (
+            Tensor::from_data(TensorData::new(x, [n, 4]), device),
+            Tensor::from_data(TensorData::new(y, [n]), device),
+        )
+    }
+
+    fn forward(&self, model: &Net, (x, y): &Self::Batch) -> StepOutput {
+        let hidden = model
+            .dropout
+            .forward(activation::relu(model.hidden.forward(x.clone())));
+        let logits = model.output.forward(hidden);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), y.clone());
+        StepOutput {
+            loss,
+            outputs: Some(logits),
+            targets: Some(Targets::Classes(y.clone())),
+        }
+    }
+
+    fn metrics(&self) -> MetricKind {
+        MetricKind::Multiclass(3)
+    }
+}
+
+fn data(n: usize, offset: usize) -> Vec<([f32; 4], i64)> {
+    (offset..offset + n)
+        .map(|i| {
+            let class = (i % 3) as i64;
+            let jitter = |k: usize| ((i * 31 + k * 17) % 11) as f32 / 11.0 - 0.5;
+            (
+                [
+                    class as f32 + jitter(0),
+                    jitter(1),
+                    1.0 - class as f32 + jitter(2),
+                    jitter(3),
+                ],
+                class,
+            )
+        })
+        .collect()
+}
+
+fn config(root: &Path, extra: &[(&str, &str)]) -> Config {
+    let mut pairs = vec![
+        ("project_root", root.to_str().unwrap()),
+        ("progress", "false"),
+        ("epochs", "3"),
+        ("accum_steps", "2"),
+        ("save_steps", "1"),
+        ("optim.lr", "0.05"),
+        ("sched.type", "cosine"),
+        ("score_name", "accuracy"),
+    ];
+    pairs.extend_from_slice(extra);
+    Config::load(
+        None,
+        &pairs
+            .iter()
+            .map(|(k, v)| Override::parse(k, v).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+fn runner(config: Config) -> Runner<Classify> {
+    let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
+    Runner::with_identity(config, identity, Classify, Net::new(&Device::flex()))
+        .unwrap()
+        .batch_size(5)
+        .console(Console::Off)
+        .train_split("train", InMemDataset::new(data(37, 0)))
+        .eval_split("val", InMemDataset::new(data(12, 100)))
+}
+
+fn weights(runner: &Runner<Classify>) -> Vec<Vec<f32>> {
+    let model = runner.model();
+    [model.hidden.weight.val(), model.output.weight.val()]
+        .into_iter()
+        .map(|t| t.into_data().try_to_vec::<f32>().unwrap())
+        .collect()
+}
+
+/// Results without the wall-clock fields.
+fn comparable(results: &Results) -> serde_json::Value {
+    let mut value = serde_json::to_value(results).unwrap();
+    for record in value.as_object_mut().unwrap().values_mut() {
+        for metrics in record.as_object_mut().unwrap().values_mut() {
+            let metrics = metrics.as_object_mut().unwrap();
+            metrics.remove("time");
+            metrics.remove("samples_per_s");
+        }
+    }
+    value
+}
+
+#[test]
+fn resuming_from_any_step_matches_the_uninterrupted_run() {
+    let root = tempfile::tempdir().unwrap();
+    let mut straight = runner(config(root.path(), &[]));
+    let trained = straight.train().unwrap();
+    let dir: PathBuf = trained.dir.clone().unwrap();
+    // 37 samples in batches of 5 is 8 batches, 4 optimizer steps per epoch, 12 in all.
+    assert_eq!(trained.state.step, 12);
+    let expected_weights = weights(&straight);
+    let expected_results = comparable(&trained.results);
+
+    let again = runner(config(root.path(), &[("name", "again")])).train().unwrap();
+    assert_eq!(
+        comparable(&again.results),
+        expected_results,
+        "two straight runs are identical"
+    );
+
+    // Mid-epoch (1, 2, 6, 9), at the end of an epoch's training (4, 8) and after the last step (12).
+    for k in [1u64, 2, 4, 6, 8, 9, 12] {
+        let checkpoint = dir.join(format!("checkpoints/step-{k}.safetensors"));
+        assert!(checkpoint.is_file(), "step-{k} exists");
+        let copy = root.path().join(format!("resume-from-{k}.safetensors"));
+        std::fs::copy(&checkpoint, &copy).unwrap();
+        let mut resumed = runner(config(root.path(), &[("checkpoint", copy.to_str().unwrap())]));
+        let finished = resumed.train().unwrap();
+        assert_eq!(
+            finished.dir.as_deref(),
+            Some(dir.as_path()),
+            "the run goes on in its own dir"
+        );
+        assert_eq!(finished.state.step, 12, "from step {k}");
+        assert_eq!(
+            weights(&resumed),
+            expected_weights,
+            "bit-identical weights from step {k}"
+        );
+        assert_eq!(
+            comparable(&finished.results),
+            expected_results,
+            "identical results from step {k}"
+        );
+    }
+}
+
+#[test]
+fn resume_true_continues_from_latest_and_a_finished_run_trains_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let mut first = runner(config(root.path(), &[("epochs", "2")]));
+    let trained = first.train().unwrap();
+    let dir = trained.dir.unwrap();
+    let results_before = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    let latest_before = std::fs::read(dir.join("checkpoints/latest.safetensors")).unwrap();
+
+    let mut again = runner(config(root.path(), &[("epochs", "2"), ("resume", "true")]));
+    let finished = again.train().unwrap();
+    assert_eq!(finished.state, trained.state, "nothing was trained");
+    assert_eq!(weights(&again), weights(&first));
+    let results_after = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    let strip = |text: &str| {
+        text.lines()
+            .filter(|l| !l.contains("timestamp"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&results_after), strip(&results_before));
+    assert_eq!(
+        std::fs::read(dir.join("checkpoints/latest.safetensors")).unwrap(),
+        latest_before
+    );
+    for file in [
+        "runner.yaml",
+        "run.log",
+        "results.json",
+        "latest.json",
+        "best.json",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("=====")).count(),
+        2,
+        "the log was appended to"
+    );
+}
+
+#[test]
+fn keep_latest_k_keeps_the_newest_history_and_never_latest_or_best() {
+    let root = tempfile::tempdir().unwrap();
+    let trained = runner(config(
+        root.path(),
+        &[("keep_latest_k", "2"), ("save_interval", "1")],
+    ))
+    .train()
+    .unwrap();
+    let dir = trained.dir.unwrap().join("checkpoints");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "best.safetensors",
+            "epoch-2.safetensors",
+            "epoch-3.safetensors",
+            "latest.safetensors",
+            "step-11.safetensors",
+            "step-12.safetensors"
+        ]
+    );
+}
