@@ -111,6 +111,14 @@ fn config(root: &Path, extra: &[(&str, &str)]) -> Config {
     .unwrap()
 }
 
+/// burn's RNG (dropout, initialisation) is process-wide, so runs in parallel test threads would draw
+/// from each other's streams: every test here holds this lock while it trains.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn runner(config: Config) -> Runner<Classify> {
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
     Runner::with_identity(config, identity, Classify, Net::new(&Device::flex()))
@@ -144,6 +152,7 @@ fn comparable(results: &Results) -> serde_json::Value {
 
 #[test]
 fn resuming_from_any_step_matches_the_uninterrupted_run() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut straight = runner(config(root.path(), &[]));
     let trained = straight.train().unwrap();
@@ -189,6 +198,7 @@ fn resuming_from_any_step_matches_the_uninterrupted_run() {
 
 #[test]
 fn resume_true_continues_from_latest_and_a_finished_run_trains_nothing() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut first = runner(config(root.path(), &[("epochs", "2")]));
     let trained = first.train().unwrap();
@@ -231,6 +241,7 @@ fn resume_true_continues_from_latest_and_a_finished_run_trains_nothing() {
 
 #[test]
 fn keep_latest_k_keeps_the_newest_history_and_never_latest_or_best() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let trained = runner(config(
         root.path(),
@@ -255,4 +266,71 @@ fn keep_latest_k_keeps_the_newest_history_and_never_latest_or_best() {
             "step-12.safetensors"
         ]
     );
+}
+
+#[test]
+fn the_checkpoint_file_holds_model_optimizer_scheduler_and_metadata() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let trained = runner(config(root.path(), &[("epochs", "1")])).train().unwrap();
+    let path = trained.dir.unwrap().join("checkpoints/latest.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "model.hidden.bias",
+            "model.hidden.weight",
+            "model.output.bias",
+            "model.output.weight",
+            "optimizer.record",
+            "scheduler.state"
+        ]
+    );
+    // PyTorch layout: a linear layer's weight is [out, in].
+    let hidden = file.tensor("model.hidden.weight").unwrap();
+    assert_eq!(
+        (hidden.shape(), hidden.dtype()),
+        (&[16, 4][..], safetensors::Dtype::F32)
+    );
+    assert_eq!(file.tensor("model.output.weight").unwrap().shape(), [3, 16]);
+    assert_eq!(
+        file.tensor("optimizer.record").unwrap().dtype(),
+        safetensors::Dtype::U8
+    );
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    assert_eq!(metadata["format"], "danling.checkpoint");
+    assert_eq!(metadata["version"], "1");
+    for key in ["config", "state", "results", "identity", "param_ids"] {
+        let value: serde_json::Value = serde_json::from_str(&metadata[key]).unwrap();
+        assert!(value.is_object(), "{key}");
+    }
+    let state: serde_json::Value = serde_json::from_str(&metadata["state"]).unwrap();
+    assert_eq!(state["epoch"], 1);
+    assert_eq!(state["step"], 4);
+}
+
+#[test]
+fn from_checkpoint_continues_the_run_of_a_file() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut straight = runner(config(root.path(), &[]));
+    let trained = straight.train().unwrap();
+    let step = trained
+        .dir
+        .clone()
+        .unwrap()
+        .join("checkpoints/step-5.safetensors");
+    let mut resumed = Runner::from_checkpoint(&step, Classify, Net::new(&Device::flex()))
+        .unwrap()
+        .batch_size(5)
+        .console(Console::Off)
+        .train_split("train", InMemDataset::new(data(37, 0)))
+        .eval_split("val", InMemDataset::new(data(12, 100)));
+    let finished = resumed.train().unwrap();
+    assert_eq!(weights(&resumed), weights(&straight));
+    assert_eq!(comparable(&finished.results), comparable(&trained.results));
 }

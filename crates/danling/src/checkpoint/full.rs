@@ -96,41 +96,81 @@ pub fn load_checkpoint<M: Module>(
         path: path.to_owned(),
         source,
     })?;
+    let (checkpoint, metadata) = parse_metadata(path, &bytes)?;
+    let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
+    let model = assign_param_ids(model, &ids);
     let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+    let record = file
+        .tensor(OPTIMIZER)
+        .map_err(|_| format(format!("no `{OPTIMIZER}` tensor")))?;
+    let optimizer = optimizer
+        .from_bytes(Bytes::from_bytes_vec(record.data().to_vec()))
+        .map_err(|e| format(format!("optimizer state: {e}")))?;
+    Ok((model, optimizer, checkpoint))
+}
+
+/// Reads what a checkpoint says about its run (config, state, results, identity, scheduler) without
+/// loading any tensor into a model.
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    if !path.is_file() {
+        return Err(CheckpointError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_metadata(path, &bytes).map(|(checkpoint, _)| checkpoint)
+}
+
+fn parse_metadata(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Checkpoint, HashMap<String, String>), CheckpointError> {
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    if metadata.get("format").map(String::as_str) != Some("danling.checkpoint") {
+    if metadata.get("format").map(String::as_str) != Some("danling.checkpoint")
+        || !metadata.contains_key("state")
+    {
         return Err(format(
-            "not a danling checkpoint (no `format = danling.checkpoint` metadata)".into(),
+            "not a full danling checkpoint (no `format = danling.checkpoint` and `state` metadata)".into(),
         ));
     }
-    let field = |key: &str| -> Result<&str, CheckpointError> {
-        metadata
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| format(format!("metadata has no `{key}`")))
-    };
-    let ids: BTreeMap<String, u64> =
-        from_json(field("param_ids")?).map_err(|e| format(format!("param_ids: {e}")))?;
-    let model = assign_param_ids(model, &ids);
-    let tensor = |name: &str| {
-        file.tensor(name)
-            .map(|t| t.data().to_vec())
-            .map_err(|_| format(format!("no `{name}` tensor")))
-    };
-    let optimizer = optimizer
-        .from_bytes(Bytes::from_bytes_vec(tensor(OPTIMIZER)?))
-        .map_err(|e| format(format!("optimizer state: {e}")))?;
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
+    let scheduler = file
+        .tensor(SCHEDULER)
+        .map_err(|_| format(format!("no `{SCHEDULER}` tensor")))?;
     let scheduler: Option<LrScheduler> =
-        serde_json::from_slice(&tensor(SCHEDULER)?).map_err(|e| format(format!("scheduler state: {e}")))?;
+        serde_json::from_slice(scheduler.data()).map_err(|e| format(format!("scheduler state: {e}")))?;
     let checkpoint = Checkpoint {
-        config: from_json(field("config")?).map_err(|e| format(format!("config: {e}")))?,
-        state: from_json(field("state")?).map_err(|e| format(format!("state: {e}")))?,
-        results: from_json(field("results")?).map_err(|e| format(format!("results: {e}")))?,
-        identity: from_json(field("identity")?).map_err(|e| format(format!("identity: {e}")))?,
+        config: field(path, &metadata, "config")?,
+        state: field(path, &metadata, "state")?,
+        results: field(path, &metadata, "results")?,
+        identity: field(path, &metadata, "identity")?,
         scheduler,
     };
-    Ok((model, optimizer, checkpoint))
+    Ok((checkpoint, metadata))
+}
+
+/// A JSON metadata field.
+fn field<T: DeserializeOwned>(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+    key: &str,
+) -> Result<T, CheckpointError> {
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let text = metadata
+        .get(key)
+        .ok_or_else(|| format(format!("metadata has no `{key}`")))?;
+    from_json(text).map_err(|e| format(format!("{key}: {e}")))
 }
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {

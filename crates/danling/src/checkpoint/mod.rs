@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use crate::workspace::WorkspaceError;
 
-pub use full::{Checkpoint, load_checkpoint, save_checkpoint};
+pub use full::{Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint};
 pub use model::{MODEL_PREFIX, load_model, save_model};
 
 /// Why a checkpoint could not be written or read.

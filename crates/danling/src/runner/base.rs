@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::report::{epoch_line, progress_bar, split_result};
 use super::{EpochProgress, Platform, RunnerError, State, Targets, Task};
-use crate::checkpoint::{Checkpoint, load_checkpoint, load_model, save_checkpoint};
+use crate::checkpoint::{Checkpoint, load_checkpoint, load_model, read_checkpoint, save_checkpoint};
 use crate::config::{Budget, Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
@@ -131,6 +131,26 @@ impl<T: Task, S: Sections> Runner<T, S> {
             console: Console::Stdout,
             metric_mode: MetricMode::Exact,
         })
+    }
+
+    /// A runner that continues the run of a checkpoint: its config (with `checkpoint` set to `path`)
+    /// and identity come from the file; `train` resumes it exactly.
+    pub fn from_checkpoint(path: &Path, task: T, model: T::Model) -> Result<Self, RunnerError> {
+        let checkpoint = read_checkpoint(path)?;
+        let mut tree = checkpoint.config;
+        if let Some(map) = tree.as_object_mut() {
+            map.insert(
+                "checkpoint".into(),
+                serde_json::Value::String(path.display().to_string()),
+            );
+        }
+        let config = Config::from_value(tree)?;
+        Self::with_identity(config, checkpoint.identity, task, model)
+    }
+
+    /// Loads only the model weights of a checkpoint (any of danling's files), as `pretrained` does.
+    pub fn load_pretrained(&mut self, path: &Path) -> Result<(), RunnerError> {
+        self.load_weights(path)
     }
 
     /// Adds a split that is trained on, in the order added.
