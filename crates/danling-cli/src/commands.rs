@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use danling::log::{Console, init_logging};
 use danling::runner::{Platform, Predictions, Runner};
 use danling::workspace::{runner_tree, runner_yaml, write_atomic};
-use danling::{Config, Identity, RunnerError, WorkspaceError};
+use danling::{Config, Identity, RunnerError};
 use std::fmt::Write as _;
 
 use crate::Failure;
@@ -52,7 +52,8 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Format { .. })
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Missing { .. })
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Mismatch { .. })
-        | RunnerError::Workspace(WorkspaceError::ExistingCheckpoints { .. }) => Failure::Input(err.into()),
+        | RunnerError::Data { .. }
+        | RunnerError::Workspace(_) => Failure::Input(err.into()),
         RunnerError::Interrupted { signal, .. } => Failure::Stopped(signal.exit_code()),
         other => Failure::Other(other.into()),
     }

@@ -641,3 +641,52 @@ fn sigint_and_sigterm_stop_gracefully_with_a_checkpoint() {
         assert_eq!(dir.path().join(stdout(&output).lines().last().unwrap()), run);
     }
 }
+
+#[test]
+fn a_second_training_on_a_locked_run_dir_exits_2_naming_the_pid() {
+    let dir = scratch();
+    let config = config_json(dir.path(), &["--data.name", "synthetic", "--epochs", "1"]);
+    let run = dir.path().join(config["identity"]["dir"].as_str().unwrap());
+    std::fs::create_dir_all(&run).unwrap();
+    // A live process (this test) holds the lock by the file's convention.
+    std::fs::write(run.join("run.lock"), format!("{}\n", std::process::id())).unwrap();
+    let output = danling(
+        dir.path(),
+        &[
+            "train",
+            "--data.name",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--progress",
+            "false",
+        ],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("in use by PID {}", std::process::id())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_unwritable_project_root_exits_2_naming_the_path() {
+    let dir = scratch();
+    // A path below a regular file cannot be created, whoever runs the test (root included).
+    std::fs::write(dir.path().join("not-a-dir"), "x").unwrap();
+    let root = dir.path().join("not-a-dir/runs");
+    let args = [
+        "train",
+        "--data.name",
+        "synthetic",
+        "--project_root",
+        root.to_str().unwrap(),
+    ];
+    let output = danling(dir.path(), &args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("not-a-dir/runs"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

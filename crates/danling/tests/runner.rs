@@ -248,6 +248,8 @@ fn non_finite_updates_are_skipped_and_counted_or_stop_the_run() {
     );
     let err = stopping.train().unwrap_err().to_string();
     assert!(err.contains("non-finite") && err.contains("step 2"), "{err}");
+    let latest = stopping.identity().checkpoint_dir.join("latest.safetensors");
+    assert!(latest.is_file(), "`stop` writes a checkpoint before it stops");
 }
 
 #[test]

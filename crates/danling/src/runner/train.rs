@@ -100,20 +100,27 @@ impl<T: Task, S: Sections> Runner<T, S> {
                     bar.suspend(|| info!("{line}"));
                 }
             }
-            self.optimizer_step(accumulator.grads(), finite, scheduler)?;
+            let stepped = self.optimizer_step(accumulator.grads(), finite, scheduler);
+            let progress = |loss, metrics: &Metrics| EpochProgress {
+                split,
+                record: finished.clone(),
+                loss,
+                metrics: metrics.clone(),
+                skipped_before,
+            };
+            if let Err(error @ RunnerError::NonFinite { .. }) = stepped {
+                // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
+                self.save_full(workspace, scheduler, Some(progress(loss, &metrics)), LATEST)?;
+                return Err(error);
+            }
+            stepped?;
             let due = self
                 .config
                 .save_steps
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = signals::requested();
             if due || stop.is_some() {
-                let progress = EpochProgress {
-                    split,
-                    record: finished.clone(),
-                    loss,
-                    metrics: metrics.clone(),
-                    skipped_before,
-                };
+                let progress = progress(loss, &metrics);
                 self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
