@@ -334,3 +334,52 @@ fn from_checkpoint_continues_the_run_of_a_file() {
     assert_eq!(weights(&resumed), weights(&straight));
     assert_eq!(comparable(&finished.results), comparable(&trained.results));
 }
+
+#[test]
+fn a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut straight = runner(config(root.path(), &[]));
+    let trained = straight.train().unwrap();
+    let dir = trained.dir.unwrap();
+    let checkpoints = dir.join("checkpoints");
+    // Keep only latest (now truncated), a flipped step-12 and an intact step-7.
+    for entry in std::fs::read_dir(&checkpoints).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !["latest.safetensors", "step-12.safetensors", "step-7.safetensors"].contains(&name.as_str()) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let latest = checkpoints.join("latest.safetensors");
+    let bytes = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &bytes[..bytes.len() / 2]).unwrap();
+    let step12 = checkpoints.join("step-12.safetensors");
+    let mut bytes = std::fs::read(&step12).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&step12, &bytes).unwrap();
+
+    let err = danling::checkpoint::read_checkpoint(&step12)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SHA-256") && err.contains("step-12"), "{err}");
+
+    let mut resumed = runner(config(root.path(), &[("resume", "true")]));
+    let finished = resumed.train().unwrap();
+    assert_eq!(finished.state.step, 12);
+    assert_eq!(
+        weights(&resumed),
+        weights(&straight),
+        "resumed from step-7 and finished identically"
+    );
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("latest.safetensors") && log.contains("step-12.safetensors"),
+        "{log}"
+    );
+    assert!(
+        log.contains("resuming from") && log.contains("step-7.safetensors"),
+        "{log}"
+    );
+}

@@ -10,6 +10,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::CheckpointError;
 use super::model::{load_model, model_bytes};
@@ -75,6 +76,10 @@ pub fn save_checkpoint<M: Module>(
     for (key, value) in entries {
         metadata.insert(key.to_owned(), value.map_err(|e| format(e.to_string()))?);
     }
+    metadata.insert(
+        "sha256".to_owned(),
+        digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
+    );
     let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| format(e.to_string()))?;
     write_atomic(path, &bytes)?;
     Ok(())
@@ -142,6 +147,13 @@ fn parse_metadata(
         ));
     }
     let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
+    let tensors = file.tensors();
+    let actual = digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data())));
+    if metadata.get("sha256") != Some(&actual) {
+        return Err(format(
+            "the tensor data does not match its SHA-256: the file is corrupt".into(),
+        ));
+    }
     let scheduler = file
         .tensor(SCHEDULER)
         .map_err(|_| format(format!("no `{SCHEDULER}` tensor")))?;
@@ -171,6 +183,20 @@ fn field<T: DeserializeOwned>(
         .get(key)
         .ok_or_else(|| format(format!("metadata has no `{key}`")))?;
     from_json(text).map_err(|e| format(format!("{key}: {e}")))
+}
+
+/// SHA-256 (hex) over every tensor's name and bytes, in name order.
+fn digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_unstable_by_key(|(name, _)| *name);
+    let mut hasher = Sha256::new();
+    for (name, data) in sorted {
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((data.len() as u64).to_le_bytes());
+        hasher.update(data);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {

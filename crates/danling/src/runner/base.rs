@@ -258,7 +258,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
         }
         // Files load before the run directory is touched, so a bad one leaves nothing behind.
         // Precedence: `checkpoint` > `resume` > `pretrained`.
-        let resume_from = self.resume_source();
+        let (resume_from, resume_warnings) = self.resume_source();
         let mut restored_results = None;
         let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
         if let Some(path) = &resume_from {
@@ -272,6 +272,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let mut workspace = Workspace::open(&self.config, self.identity.clone(), mode, role)?;
+        for warning in resume_warnings {
+            warn!("{warning}");
+        }
         if let Some(path) = &resume_from {
             info!(
                 "resuming from {} at epoch {}, step {}",
@@ -509,14 +512,39 @@ impl<T: Task, S: Sections> Runner<T, S> {
         Ok(result)
     }
 
-    /// The file a run resumes from: `checkpoint`, else `latest` of this run's checkpoint directory when
-    /// `resume` is set and it exists.
-    fn resume_source(&self) -> Option<PathBuf> {
+    /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
+    /// checkpoint (by step) of this run's checkpoint directory, `latest` first on a tie. Returns
+    /// warnings naming the corrupt files passed over.
+    fn resume_source(&self) -> (Option<PathBuf>, Vec<String>) {
         if let Some(path) = &self.config.checkpoint {
-            return Some(path.clone());
+            return (Some(path.clone()), Vec::new());
         }
-        let latest = self.identity.checkpoint_dir.join(format!("{LATEST}.safetensors"));
-        (self.config.resume && latest.is_file()).then_some(latest)
+        if !self.config.resume {
+            return (None, Vec::new());
+        }
+        let Ok(entries) = std::fs::read_dir(&self.identity.checkpoint_dir) else {
+            return (None, Vec::new());
+        };
+        let mut warnings = Vec::new();
+        let mut best: Option<((u64, u64, bool), PathBuf)> = None;
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            if path.extension().is_none_or(|ext| ext != "safetensors") {
+                continue;
+            }
+            match read_checkpoint(&path) {
+                Ok(checkpoint) => {
+                    let is_latest = path.file_stem().is_some_and(|stem| stem == LATEST);
+                    let rank = (checkpoint.state.step, checkpoint.state.iter, is_latest);
+                    if best.as_ref().is_none_or(|(top, _)| rank > *top) {
+                        best = Some((rank, path));
+                    }
+                }
+                Err(error) => warnings.push(format!(
+                    "skipping a checkpoint that cannot be resumed from: {error}"
+                )),
+            }
+        }
+        (best.map(|(_, path)| path), warnings)
     }
 
     /// Loads the model, optimizer, state and identity of a checkpoint; returns its results.
