@@ -46,7 +46,15 @@ fn main() -> ExitCode {
 }
 
 fn report(err: &anyhow::Error, code: u8) -> ExitCode {
-    eprintln!("danling: error: {}", one_line(&format!("{err:#}")));
+    // danling's messages already end with their cause; add a cause only when it says something new.
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    eprintln!("danling: error: {}", one_line(&message));
     ExitCode::from(code)
 }
 

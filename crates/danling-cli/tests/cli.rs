@@ -690,3 +690,222 @@ fn an_unwritable_project_root_exits_2_naming_the_path() {
     assert!(err.contains("not-a-dir/runs"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Every row of the bad-input table: exit code 2, one line naming the key or file, no panic, and
+/// nothing written (no run directory appears).
+#[test]
+fn bad_input_table() {
+    let dir = scratch();
+    let d = dir.path();
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(d.join(name), bytes).unwrap();
+        name.to_owned()
+    };
+    let yaml = write("bad.yaml", b"optim:\n  lr: [0.1\n");
+    let json = write("bad.json", b"{\"epochs\": 3,}");
+    let toml = write("bad.toml", b"epochs = = 3\n");
+    let types = write("types.yaml", b"epochs: three\n");
+    let ragged = write("ragged.csv", b"1,2,0\n3,4\n");
+    let cells = write("cells.csv", b"1,2,0\n3,x,1\n");
+    let unreadable = "missing.csv".to_owned();
+    std::fs::create_dir(d.join("idx")).unwrap();
+    write_idx(&d.join("idx/train-images-idx3-ubyte"), 0x801, &[1, 1, 1], &[0]);
+    write_idx(&d.join("idx/train-labels-idx1-ubyte"), 0x801, &[1], &[0]);
+    std::fs::create_dir(d.join("short")).unwrap();
+    write_idx(
+        &d.join("short/train-images-idx3-ubyte"),
+        0x803,
+        &[2, 2, 2],
+        &[0; 3],
+    );
+    write_idx(&d.join("short/train-labels-idx1-ubyte"), 0x801, &[2], &[0, 1]);
+    let not_safetensors = write("not.safetensors", b"hello, this is not a checkpoint");
+    let empty = write("empty.safetensors", b"");
+
+    let rows: Vec<Vec<String>> = [
+        vec!["train", &yaml],
+        vec!["train", &json],
+        vec!["train", &toml],
+        vec!["train", "nope.yaml"],
+        vec!["train", &types],
+        vec!["train", "--epochs", "0"],
+        vec!["train", "--optim.lr", "0"],
+        vec!["train", "--optim.lr", "-0.1"],
+        vec!["train", "--optim.lr", ".nan"],
+        vec!["train", "--optim.lr", ".inf"],
+        vec!["train", "--data.batch_size", "0"],
+        vec!["train", "--accum_steps", "0"],
+        vec!["train", "--data.val_fraction", "0"],
+        vec!["train", "--data.val_fraction", "1.5"],
+        vec!["train", "--epochs", "2", "--steps", "5"],
+        vec!["train", "--data.name", "imagenet"],
+        vec!["train", "--model.type", "transformer"],
+        vec!["train", "--optim.type", "lion"],
+        vec!["train", "--sched.type", "step"],
+        vec!["train", "--data.name", "csv", "--data.path", &unreadable],
+        vec!["train", "--data.name", "csv", "--data.path", &ragged],
+        vec!["train", "--data.name", "csv", "--data.path", &cells],
+        vec!["train", "--data.name", "mnist", "--data.path", "idx"],
+        vec!["train", "--data.name", "mnist", "--data.path", "short"],
+        vec!["evaluate", "--checkpoint", "nowhere.safetensors"],
+        vec!["evaluate", "--checkpoint", &not_safetensors],
+        vec!["evaluate", "--checkpoint", &empty],
+        vec!["train", "--checkpoint", &not_safetensors],
+        vec!["train", "--device", "cuda:0"],
+        vec!["train", "--device", "tpu"],
+    ]
+    .into_iter()
+    .map(|row| row.into_iter().map(str::to_owned).collect())
+    .collect();
+    let mut lines = Vec::new();
+    for row in &rows {
+        let args: Vec<&str> = row.iter().map(String::as_str).collect();
+        let output = danling(d, &args);
+        let err = stderr(&output).replace(d.to_str().unwrap(), "DIR");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("internal error"),
+            "{args:?}: {err}"
+        );
+        assert!(!d.join("experiments").exists(), "{args:?} wrote a run directory");
+        lines.push(format!("{} => {}", args.join(" "), err.trim_end()));
+    }
+    insta::assert_snapshot!("bad_input_table", lines.join("\n"));
+}
+
+/// The model tensors of a checkpoint, by name.
+fn model_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("model."))
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    tensors.sort();
+    tensors
+}
+
+/// results.json without its wall-clock parts.
+fn stable_results(run: &Path) -> Value {
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    doc.as_object_mut().unwrap().remove("timestamp");
+    for record in doc["results"].as_object_mut().unwrap().values_mut() {
+        for metrics in record.as_object_mut().unwrap().values_mut() {
+            metrics
+                .as_object_mut()
+                .unwrap()
+                .retain(|k, _| k != "time" && k != "samples_per_s");
+        }
+    }
+    doc
+}
+
+/// `kill -9` at random moments never leaves a torn file, and `resume: true` then finishes the run
+/// bit-identically. `DANLING_SOAK=N` runs N kills instead of 10.
+#[test]
+fn kill_9_at_any_moment_loses_nothing() {
+    let train = [
+        "train",
+        "--data.name",
+        "synthetic",
+        "--data.n_train",
+        "192",
+        "--data.n_val",
+        "64",
+        "--epochs",
+        "3",
+        "--model.dropout",
+        "0.2",
+        "--sched.type",
+        "cosine",
+        "--accum_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--tensorboard",
+        "true",
+        "--progress",
+        "false",
+    ];
+    let reference = scratch();
+    let started = std::time::Instant::now();
+    let output = danling(reference.path(), &train);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reference_run = reference.path().join(stdout(&output).lines().last().unwrap());
+    let expected_weights = model_tensors(&reference_run.join("checkpoints/latest.safetensors"));
+    let expected_results = stable_results(&reference_run);
+
+    let kills: u64 = std::env::var("DANLING_SOAK")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    let mut rng = danling::rng::Rng::from_parts(&[7, kills]);
+    let mut interrupted = 0;
+    for attempt in 0..kills {
+        let dir = scratch();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_danling"))
+            .args(train)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Anywhere from the start to the end of a whole run.
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(duration_ms.max(1))));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        interrupted += usize::from(!status.success());
+
+        // Whatever was written is whole.
+        let Some(run) = std::fs::read_dir(dir.path().join("experiments"))
+            .ok()
+            .and_then(|mut e| e.next())
+            .map(|e| e.unwrap().path())
+        else {
+            continue;
+        };
+        for file in ["results.json", "latest.json", "best.json"] {
+            if let Ok(text) = std::fs::read_to_string(run.join(file)) {
+                serde_json::from_str::<Value>(&text)
+                    .unwrap_or_else(|e| panic!("attempt {attempt}: torn {file}: {e}"));
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(run.join("runner.yaml")) {
+            assert!(text.contains("identity:"), "attempt {attempt}: torn runner.yaml");
+        }
+        for entry in std::fs::read_dir(run.join("checkpoints")).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "safetensors") {
+                danling::checkpoint::read_checkpoint(&path)
+                    .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+            }
+        }
+        for entry in std::fs::read_dir(run.join("tensorboard")).into_iter().flatten() {
+            danling::log::tensorboard::read_events(&entry.unwrap().path())
+                .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+        }
+
+        // And the run finishes exactly as if it had never been killed.
+        let resumed = danling(dir.path(), &[&train[..], &["--resume", "true"]].concat());
+        assert!(
+            resumed.status.success(),
+            "attempt {attempt}: {}",
+            stderr(&resumed)
+        );
+        assert_eq!(
+            model_tensors(&run.join("checkpoints/latest.safetensors")),
+            expected_weights,
+            "attempt {attempt}"
+        );
+        assert_eq!(stable_results(&run), expected_results, "attempt {attempt}");
+    }
+    assert!(
+        interrupted * 2 >= kills as usize,
+        "only {interrupted} of {kills} kills landed during training"
+    );
+}

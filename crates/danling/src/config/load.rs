@@ -89,15 +89,19 @@ fn unwrap_runner_document(mut map: Map<String, Value>) -> Value {
 }
 
 /// Parses YAML with YAML 1.2 booleans only (`yes`, `on` and friends stay strings).
-fn parse_yaml_value(text: &str) -> Result<Value, String> {
+pub(crate) fn parse_yaml_value(text: &str) -> Result<Value, String> {
     let options = serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
         with_snippet: false,
     };
     serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
-        e.to_string()
-            .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        let message = e.to_string();
+        if message.contains("non-finite float") {
+            // JSON, and so the canonical config, has no NaN or infinity.
+            return "non-finite numbers (.nan, .inf) are not accepted".to_owned();
+        }
+        message.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
     })
 }
 

@@ -264,3 +264,61 @@ fn validation_messages() {
     }
     insta::assert_snapshot!(lines.join("\n"));
 }
+
+mod fuzz {
+    //! Config parsing and overrides never panic, whatever the input. CI runs the default 256 cases;
+    //! a deeper run: `PROPTEST_CASES=100000 cargo test --release -p danling --lib config::tests::fuzz`.
+
+    use proptest::prelude::*;
+
+    use super::super::load::parse_yaml_value;
+    use super::*;
+
+    /// YAML-ish text built from config-like pieces, so that many cases get past the parser.
+    fn document() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("epochs"),
+            Just("steps"),
+            Just("seed"),
+            Just("optim"),
+            Just("lr"),
+            Just("sched"),
+            Just("type"),
+            Just("device"),
+            Just("log"),
+            Just("name"),
+            Just("betas"),
+            Just("x"),
+        ];
+        let value = prop_oneof![
+            prop::sample::select(vec![
+                "1", "-3", "0.5", "1e400", "null", "yes", "[1, 2]", "{a: 1}", "cuda:9", "\"\"", "~", "[[[",
+                "&a *a",
+            ])
+            .prop_map(str::to_owned),
+            ".{0,8}",
+        ];
+        prop::collection::vec((key, value, 0usize..3), 0..8).prop_map(|entries| {
+            entries
+                .into_iter()
+                .map(|(k, v, indent)| format!("{}{k}: {v}\n", "  ".repeat(indent)))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn documents_never_panic(text in prop_oneof![document(), ".{0,64}"]) {
+            if let Ok(tree) = parse_yaml_value(&text) {
+                let _ = Config::<NoSections>::from_value(tree);
+            }
+        }
+
+        #[test]
+        fn overrides_never_panic(key in "[a-z_.]{0,16}", value in ".{0,24}") {
+            if let Ok(item) = Override::parse(&key, &value) {
+                let _ = Config::<NoSections>::load(None, &[item]);
+            }
+        }
+    }
+}
