@@ -12,8 +12,8 @@ use burn::tensor::Device;
 use tracing::{info, warn};
 
 use super::report::{epoch_line, progress_bar, split_result};
-use super::{EpochProgress, Platform, RunnerError, State, Targets, Task};
-use crate::checkpoint::{Checkpoint, load_checkpoint, load_model, read_checkpoint, save_checkpoint};
+use super::{Platform, RunnerError, State, Targets, Task};
+use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Budget, Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
@@ -21,7 +21,7 @@ use crate::metrics::{AverageMeter, MetricMode, Metrics};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::{Record, Results, SplitResult};
 use crate::rng::Rng;
-use crate::workspace::{Role, StartMode, Workspace, WorkspaceError};
+use crate::workspace::{Role, StartMode, Workspace};
 
 /// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
 /// The name of the checkpoint written after every epoch (and every `save_steps` steps).
@@ -511,136 +511,6 @@ impl<T: Task, S: Sections> Runner<T, S> {
         let result = split_result(&loss, &metrics, &[], done, start.elapsed().as_secs_f64());
         Ok(result)
     }
-
-    /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
-    /// checkpoint (by step) of this run's checkpoint directory, `latest` first on a tie. Returns
-    /// warnings naming the corrupt files passed over.
-    fn resume_source(&self) -> (Option<PathBuf>, Vec<String>) {
-        if let Some(path) = &self.config.checkpoint {
-            return (Some(path.clone()), Vec::new());
-        }
-        if !self.config.resume {
-            return (None, Vec::new());
-        }
-        let Ok(entries) = std::fs::read_dir(&self.identity.checkpoint_dir) else {
-            return (None, Vec::new());
-        };
-        let mut warnings = Vec::new();
-        let mut best: Option<((u64, u64, bool), PathBuf)> = None;
-        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-            if path.extension().is_none_or(|ext| ext != "safetensors") {
-                continue;
-            }
-            match read_checkpoint(&path) {
-                Ok(checkpoint) => {
-                    let is_latest = path.file_stem().is_some_and(|stem| stem == LATEST);
-                    let rank = (checkpoint.state.step, checkpoint.state.iter, is_latest);
-                    if best.as_ref().is_none_or(|(top, _)| rank > *top) {
-                        best = Some((rank, path));
-                    }
-                }
-                Err(error) => warnings.push(format!(
-                    "skipping a checkpoint that cannot be resumed from: {error}"
-                )),
-            }
-        }
-        (best.map(|(_, path)| path), warnings)
-    }
-
-    /// Loads the model, optimizer, state and identity of a checkpoint; returns its results.
-    fn restore(&mut self, path: &Path) -> Result<Results, RunnerError> {
-        let (model, optimizer, checkpoint) =
-            load_checkpoint(path, self.model.valid(), build_optimizer(&self.config.optim))?;
-        self.model = self.platform.prepare(model);
-        self.optimizer = optimizer;
-        self.state = checkpoint.state;
-        // The run goes on in the run directory (and under the id) it started with.
-        self.identity = checkpoint.identity;
-        Ok(checkpoint.results)
-    }
-
-    /// Writes a full checkpoint named `name` into the checkpoint directory (on the main process).
-    pub(super) fn save_full(
-        &self,
-        workspace: &Workspace,
-        scheduler: &LrScheduler,
-        progress: Option<EpochProgress>,
-        name: &str,
-    ) -> Result<(), RunnerError> {
-        let Some(dir) = workspace.checkpoint_dir() else {
-            return Ok(());
-        };
-        let checkpoint = Checkpoint {
-            config: self.config.to_value(),
-            state: State {
-                progress,
-                ..self.state.clone()
-            },
-            results: workspace.results().clone(),
-            identity: self.identity.clone(),
-            scheduler: Some(scheduler.clone()),
-        };
-        save_checkpoint(
-            &dir.join(format!("{name}.safetensors")),
-            &self.model,
-            &self.optimizer,
-            &checkpoint,
-        )?;
-        Ok(())
-    }
-
-    /// The end-of-epoch checkpoints: `latest`, `best` when the latest result is the best, `epoch-N`
-    /// every `save_interval` epochs, with the `keep_latest_k` retention of the history.
-    fn save_checkpoints(
-        &self,
-        workspace: &Workspace,
-        scheduler: &LrScheduler,
-        is_best: bool,
-    ) -> Result<(), RunnerError> {
-        self.save_full(workspace, scheduler, None, LATEST)?;
-        if is_best {
-            self.save_full(workspace, scheduler, None, "best")?;
-        }
-        if let Some(every) = self.config.save_interval.filter(|&n| n > 0)
-            && self.state.epoch.is_multiple_of(every)
-        {
-            self.save_full(workspace, scheduler, None, &format!("epoch-{}", self.state.epoch))?;
-            self.prune(workspace)?;
-        }
-        Ok(())
-    }
-
-    /// Applies `keep_latest_k` to the `epoch-N` and `step-N` histories.
-    pub(super) fn prune(&self, workspace: &Workspace) -> Result<(), RunnerError> {
-        if let (Some(keep), Some(dir)) = (self.config.keep_latest_k, workspace.checkpoint_dir()) {
-            prune_history(dir, "epoch-", keep as usize)?;
-            prune_history(dir, "step-", keep as usize)?;
-        }
-        Ok(())
-    }
-}
-
-/// Deletes all but the `keep` newest `{prefix}N` checkpoints; `latest` and `best` are never touched.
-fn prune_history(dir: &Path, prefix: &str, keep: usize) -> Result<(), RunnerError> {
-    let entries = std::fs::read_dir(dir).map_err(WorkspaceError::io("read directory", dir))?;
-    let mut history: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let n = name
-                .strip_prefix(prefix)?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()?;
-            Some((n, entry.path()))
-        })
-        .collect();
-    history.sort_unstable_by_key(|(n, _)| *n);
-    let excess = history.len().saturating_sub(keep);
-    for (_, path) in history.into_iter().take(excess) {
-        std::fs::remove_file(&path).map_err(WorkspaceError::io("remove", &path))?;
-    }
-    Ok(())
 }
 
 /// Mixes the seed with a stream tag and a counter into one device seed.

@@ -4,6 +4,7 @@
 mod base;
 mod error;
 mod grads;
+mod persist;
 mod platform;
 mod report;
 mod state;

@@ -181,8 +181,7 @@ enum Layout {
     Labels,
 }
 
-/// Macro one-vs-rest AUROC over the classes that have both positives and negatives.
-pub fn multiclass_auroc(preds: &[f64], targets: &[i64], num_classes: usize) -> f64 {
+fn multiclass(preds: &[f64], targets: &[i64], num_classes: usize, metric: fn(Keys) -> f64) -> f64 {
     if !fits(preds.len(), targets.len(), num_classes) {
         return f64::NAN;
     }
@@ -191,22 +190,18 @@ pub fn multiclass_auroc(preds: &[f64], targets: &[i64], num_classes: usize) -> f
         targets,
         num_classes,
         Layout::Classes,
-        auroc_curve,
+        metric,
     )
+}
+
+/// Macro one-vs-rest AUROC over the classes that have both positives and negatives.
+pub fn multiclass_auroc(preds: &[f64], targets: &[i64], num_classes: usize) -> f64 {
+    multiclass(preds, targets, num_classes, auroc_curve)
 }
 
 /// Macro one-vs-rest average precision over the classes that have positives.
 pub fn multiclass_auprc(preds: &[f64], targets: &[i64], num_classes: usize) -> f64 {
-    if !fits(preds.len(), targets.len(), num_classes) {
-        return f64::NAN;
-    }
-    per_column(
-        &row_probabilities(preds, num_classes),
-        targets,
-        num_classes,
-        Layout::Classes,
-        auprc_curve,
-    )
+    multiclass(preds, targets, num_classes, auprc_curve)
 }
 
 fn multilabel(preds: &[f64], targets: &[i64], num_labels: usize, metric: fn(Keys) -> f64) -> f64 {
