@@ -13,12 +13,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::CheckpointError;
-use super::model::{load_model, model_bytes};
+use super::export::export;
+use super::model::load_model;
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::Results;
 use crate::runner::State;
-use crate::workspace::write_atomic;
+use crate::workspace::write_atomic_with;
 
 const OPTIMIZER: &str = "optimizer.record";
 const SCHEDULER: &str = "scheduler.state";
@@ -49,15 +50,17 @@ pub fn save_checkpoint<M: Module>(
         path: path.to_owned(),
         message,
     };
-    let model_file = model_bytes(model, path)?;
-    let model_tensors =
-        safetensors::SafeTensors::deserialize(&model_file).map_err(|e| format(e.to_string()))?;
+    let model_tensors = export(model).map_err(format)?;
     let optimizer = optimizer
         .into_bytes()
         .map_err(|e| format(format!("optimizer state: {e}")))?;
     let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
 
-    let mut tensors: Vec<(String, TensorView<'_>)> = model_tensors.tensors();
+    let mut tensors: Vec<(String, TensorView<'_>)> = model_tensors
+        .iter()
+        .map(|t| Ok((t.name.clone(), t.view()?)))
+        .collect::<Result<_, String>>()
+        .map_err(format)?;
     for (name, bytes) in [(OPTIMIZER, &optimizer[..]), (SCHEDULER, &scheduler[..])] {
         let view = TensorView::new(Dtype::U8, vec![bytes.len()], bytes).map_err(|e| format(e.to_string()))?;
         tensors.push((name.to_owned(), view));
@@ -80,8 +83,9 @@ pub fn save_checkpoint<M: Module>(
         "sha256".to_owned(),
         digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
     );
-    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| format(e.to_string()))?;
-    write_atomic(path, &bytes)?;
+    write_atomic_with(path, |temp| {
+        safetensors::serialize_to_file(tensors, Some(metadata), temp).map_err(std::io::Error::other)
+    })?;
     Ok(())
 }
 

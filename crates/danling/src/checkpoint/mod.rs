@@ -11,6 +11,7 @@
 //! each parameter's path to the id it had when saved; loading gives the model those ids back, so the
 //! optimizer state re-attaches to the right tensors.
 
+mod export;
 mod full;
 mod model;
 

@@ -1,40 +1,38 @@
 //! The model part of a checkpoint: `model.{path}` tensors in PyTorch layout, written and read with
 //! burn-store's safetensors support.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::store::{
-    BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
-};
+use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
 use super::CheckpointError;
-use crate::workspace::write_atomic;
+use super::export::export;
+use crate::workspace::write_atomic_with;
 
 /// The prefix of model tensors in a checkpoint.
 pub const MODEL_PREFIX: &str = "model.";
 
-/// The model's parameters as a safetensors file (in memory).
-pub(crate) fn model_bytes<M: Module>(model: &M, path: &Path) -> Result<Vec<u8>, CheckpointError> {
+/// Writes a checkpoint that holds only the model's parameters to `path`, atomically.
+pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointError> {
     let format = |message: String| CheckpointError::Format {
         path: path.to_owned(),
         message,
     };
-    let remap = KeyRemapper::new()
-        .add_pattern("^(.*)$", format!("{MODEL_PREFIX}$1"))
-        .map_err(|e| format(e.to_string()))?;
-    let mut store = SafetensorsStore::from_bytes(None)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .remap(remap)
-        .metadata("format", "danling.checkpoint")
-        .metadata("version", "1");
-    model.save_into(&mut store).map_err(|e| format(e.to_string()))?;
-    store.get_bytes().map_err(|e| format(e.to_string()))
-}
-
-/// Writes a checkpoint that holds only the model's parameters to `path`, atomically.
-pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointError> {
-    write_atomic(path, &model_bytes(model, path)?)?;
+    let tensors = export(model).map_err(format)?;
+    let views = tensors
+        .iter()
+        .map(|t| Ok((t.name.clone(), t.view()?)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(format)?;
+    let metadata = HashMap::from([
+        ("format".to_owned(), "danling.checkpoint".to_owned()),
+        ("version".to_owned(), "1".to_owned()),
+    ]);
+    write_atomic_with(path, |temp| {
+        safetensors::serialize_to_file(views, Some(metadata), temp).map_err(std::io::Error::other)
+    })?;
     Ok(())
 }
 

@@ -57,8 +57,11 @@ impl AtomicFile {
 
     /// Flushes and fsyncs the data, renames it over the target, and fsyncs the directory.
     pub fn commit(mut self) -> Result<(), WorkspaceError> {
-        if let Some(file) = self.file.take() {
-            file.sync_all().map_err(WorkspaceError::io("sync", &self.temp))?;
+        if self.file.take().is_some() {
+            // Reopen rather than reuse the handle, so that bytes written through the path are synced too.
+            File::open(&self.temp)
+                .and_then(|file| file.sync_all())
+                .map_err(WorkspaceError::io("sync", &self.temp))?;
         }
         fs::rename(&self.temp, &self.target)
             .map_err(WorkspaceError::io("rename into place", &self.target))?;
@@ -88,6 +91,17 @@ impl Drop for AtomicFile {
             let _ = fs::remove_file(&self.temp);
         }
     }
+}
+
+/// Writes `path` atomically through `write`, which creates and fills the temporary file it is given
+/// (for writers that insist on a path). The file is then fsynced and renamed into place.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), WorkspaceError> {
+    let file = AtomicFile::create(path)?;
+    write(file.temp_path()).map_err(WorkspaceError::io("write", file.temp_path()))?;
+    file.commit()
 }
 
 /// fsyncs a directory so that a rename in it survives a power loss.

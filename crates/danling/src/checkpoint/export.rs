@@ -1,0 +1,181 @@
+//! Writing model parameters in PyTorch's layout directly with the `safetensors` crate.
+//!
+//! This does what burn-store's `BurnToPyTorchAdapter` does (a linear layer's weight becomes
+//! `[out, in]`; normalisation layers' `gamma`/`beta` become `weight`/`bias`), but transposes on the
+//! backend and copies each tensor once, which makes saving several times faster on large models.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Bytes, DType, Tensor};
+use safetensors::tensor::{Dtype, TensorView};
+
+use super::MODEL_PREFIX;
+
+/// One exported tensor: its checkpoint name, dtype, shape and bytes.
+pub(crate) struct Exported {
+    pub(crate) name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Bytes,
+}
+
+impl Exported {
+    /// A safetensors view of the tensor.
+    pub(crate) fn view(&self) -> Result<TensorView<'_>, String> {
+        TensorView::new(self.dtype, self.shape.clone(), &self.bytes)
+            .map_err(|e| format!("tensor `{}`: {e}", self.name))
+    }
+}
+
+const LINEAR: &str = "Struct:Linear";
+const NORMS: [&str; 4] = [
+    "Struct:BatchNorm",
+    "Struct:LayerNorm",
+    "Struct:GroupNorm",
+    "Struct:RmsNorm",
+];
+
+/// Every float parameter of `model`, named `model.{path}` in PyTorch's layout.
+pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
+    struct Collect {
+        path: Vec<String>,
+        containers: Vec<String>,
+        tensors: Vec<Exported>,
+        error: Option<String>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.push(name.to_owned());
+            self.containers.push(container_type.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+            self.containers.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            // The module that owns the parameter: the innermost user-defined struct above it.
+            let owner = self
+                .containers
+                .iter()
+                .rev()
+                .find(|c| c.starts_with("Struct:"))
+                .map(String::as_str);
+            let mut path = self.path.clone();
+            let field = path.last().cloned().unwrap_or_default();
+            let transpose = owner == Some(LINEAR) && field == "weight" && D == 2;
+            if owner.is_some_and(|o| NORMS.contains(&o)) {
+                let renamed = match field.as_str() {
+                    "gamma" => Some("weight"),
+                    "beta" => Some("bias"),
+                    _ => None,
+                };
+                if let (Some(renamed), Some(last)) = (renamed, path.last_mut()) {
+                    *last = renamed.to_owned();
+                }
+            }
+            let name = format!("{MODEL_PREFIX}{}", path.join("."));
+            let data = param.val().into_data();
+            let dtype = match data.dtype() {
+                DType::F64 => Dtype::F64,
+                DType::F32 => Dtype::F32,
+                DType::F16 => Dtype::F16,
+                DType::BF16 => Dtype::BF16,
+                other => {
+                    self.error.get_or_insert(format!(
+                        "parameter `{name}` has dtype {other:?}, which checkpoints do not hold"
+                    ));
+                    return;
+                }
+            };
+            let mut shape = data.shape().to_vec();
+            let element = data.dtype().size();
+            let mut bytes = data.into_bytes();
+            if transpose {
+                bytes = Bytes::from_bytes_vec(transpose_bytes(&bytes, shape[0], shape[1], element));
+                shape.swap(0, 1);
+            }
+            self.tensors.push(Exported {
+                name,
+                dtype,
+                shape,
+                bytes,
+            });
+        }
+    }
+    let mut collect = Collect {
+        path: Vec::new(),
+        containers: Vec::new(),
+        tensors: Vec::new(),
+        error: None,
+    };
+    model.visit(&mut collect);
+    match collect.error {
+        Some(error) => Err(error),
+        None => Ok(collect.tensors),
+    }
+}
+
+/// Transposes a row-major `[rows, cols]` matrix of `element`-byte values, in cache-sized tiles.
+fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Vec<u8> {
+    match element {
+        2 => transpose_elements::<2>(bytes, rows, cols),
+        4 => transpose_elements::<4>(bytes, rows, cols),
+        8 => transpose_elements::<8>(bytes, rows, cols),
+        _ => {
+            let mut out = vec![0u8; bytes.len()];
+            for i in 0..rows {
+                for j in 0..cols {
+                    let (from, to) = ((i * cols + j) * element, (j * rows + i) * element);
+                    out[to..to + element].copy_from_slice(&bytes[from..from + element]);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+    const TILE: usize = 32;
+    let (values, _) = bytes.as_chunks::<N>();
+    let mut out = vec![[0u8; N]; values.len()];
+    for row_start in (0..rows).step_by(TILE) {
+        for col_start in (0..cols).step_by(TILE) {
+            for i in row_start..(row_start + TILE).min(rows) {
+                for j in col_start..(col_start + TILE).min(cols) {
+                    out[j * rows + i] = values[i * cols + j];
+                }
+            }
+        }
+    }
+    out.into_flattened()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose_bytes;
+
+    #[test]
+    fn odd_element_sizes_transpose_too() {
+        let bytes: Vec<u8> = (0..2 * 3 * 3).map(|v| v as u8).collect();
+        let out = transpose_bytes(&bytes, 2, 3, 3);
+        assert_eq!(
+            out,
+            [0, 1, 2, 9, 10, 11, 3, 4, 5, 12, 13, 14, 6, 7, 8, 15, 16, 17]
+        );
+    }
+
+    #[test]
+    fn transposes_any_shape_and_element_size() {
+        let values: Vec<u32> = (0..35 * 70).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let out = transpose_bytes(&bytes, 35, 70, 4);
+        let got: Vec<u32> = out
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        for i in 0..35 {
+            for j in 0..70 {
+                assert_eq!(got[j * 35 + i], values[i * 70 + j]);
+            }
+        }
+    }
+}
