@@ -4,6 +4,7 @@
 pub mod functional;
 mod meters;
 mod multitask;
+pub(crate) mod nonfinite;
 mod streaming;
 mod tensors;
 

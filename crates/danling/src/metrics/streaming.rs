@@ -113,8 +113,10 @@ struct Running {
 pub struct Metrics {
     kind: MetricKind,
     mode: MetricMode,
+    #[serde(with = "super::nonfinite::vec")]
     preds: Vec<f64>,
     labels: Vec<i64>,
+    #[serde(with = "super::nonfinite::vec")]
     values: Vec<f64>,
     running: Vec<Running>,
 }

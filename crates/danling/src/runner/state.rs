@@ -31,6 +31,7 @@ pub struct EpochProgress {
     /// The train split in progress (its position among the runner's splits).
     pub split: usize,
     /// Results of the train splits already finished this epoch.
+    #[serde(with = "crate::metrics::nonfinite::record")]
     pub record: Record,
     /// The loss so far on the split in progress.
     pub loss: AverageMeter,
