@@ -8,11 +8,10 @@
 
 use burn::data::dataset::InMemDataset;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use danling::metrics::MetricKind;
-use danling::{Config, Override, Runner, StepOutput, Targets, Task};
+use danling::{Config, Override, Runner, StepOutput, Task};
 
 /// The model: 2 → 32 → 32 → 2.
 #[derive(Module, Debug)]
@@ -81,15 +80,7 @@ impl Task for SpiralTask {
     }
 
     fn forward(&self, model: &SpiralNet, (x, y): &Self::Batch) -> StepOutput {
-        let logits = model.forward(x.clone());
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), y.clone());
-        StepOutput {
-            loss,
-            outputs: Some(logits),
-            targets: Some(Targets::Classes(y.clone())),
-        }
+        StepOutput::classification(model.forward(x.clone()), y.clone())
     }
 
     fn metrics(&self) -> MetricKind {

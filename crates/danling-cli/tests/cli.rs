@@ -249,18 +249,32 @@ fn version_and_no_arguments() {
     assert!(stdout(&bare).starts_with("danling sets up"));
 }
 
-/// Trains the digits example for a few epochs in `dir`; returns the run dir.
-fn train_digits(dir: &Path, extra: &[&str]) -> std::path::PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
-    let mut args = vec![
+/// The bundled digits example.
+fn digits_example() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml")
+}
+
+/// `train` on the digits example for 4 epochs, without bars, plus `extra`.
+fn digits_train_args(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "train",
-        example.to_str().unwrap(),
+        digits_example().to_str().unwrap(),
         "--epochs",
         "4",
         "--progress",
         "false",
-    ];
-    args.extend_from_slice(extra);
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Trains the digits example for a few epochs in `dir`; returns the run dir.
+fn train_digits(dir: &Path, extra: &[&str]) -> std::path::PathBuf {
+    let args = digits_train_args(extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = danling(dir, &args);
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
@@ -306,18 +320,8 @@ fn train_writes_the_run_dir_and_learns_digits() {
     assert!(log.starts_with("===== ") && log.contains("epoch 4/4"), "{log}");
 
     // A second fresh start into the same run dir is refused, and --overwrite starts again.
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
-    let again = danling(
-        dir.path(),
-        &[
-            "train",
-            example.to_str().unwrap(),
-            "--epochs",
-            "4",
-            "--progress",
-            "false",
-        ],
-    );
+    let args = digits_train_args(&[]);
+    let again = danling(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
     assert!(stderr(&again).contains("--overwrite"));
     train_digits(dir.path(), &["--overwrite"]);
@@ -327,7 +331,7 @@ fn train_writes_the_run_dir_and_learns_digits() {
 fn evaluate_and_infer_agree_on_the_same_predictions() {
     let dir = scratch();
     let run = train_digits(dir.path(), &[]);
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
+    let example = digits_example();
     let checkpoint = run.join("checkpoints/best.safetensors");
     let (example, checkpoint) = (example.to_str().unwrap(), checkpoint.to_str().unwrap());
 
@@ -430,7 +434,7 @@ fn pretrained_loads_matching_weights_and_names_the_first_mismatch() {
     let log = std::fs::read_to_string(second.join("run.log")).unwrap();
     assert!(log.contains("loaded pretrained weights"), "{log}");
 
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
+    let example = digits_example();
     let args = [
         "train",
         example.to_str().unwrap(),

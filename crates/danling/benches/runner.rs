@@ -19,7 +19,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use danling::data::{Tabular, Targets as TabularTargets, synthetic};
 use danling::log::Console;
 use danling::metrics::MetricKind;
-use danling::runner::{Runner, StepOutput, Targets, Task};
+use danling::runner::{Runner, StepOutput, Task};
 use danling::{Config, Identity, Override};
 
 #[derive(Module, Debug)]
@@ -81,15 +81,7 @@ impl Task for Classify {
     }
 
     fn forward(&self, model: &Mlp, (x, y): &Self::Batch) -> StepOutput {
-        let logits = model.forward(x.clone());
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), y.clone());
-        StepOutput {
-            loss,
-            outputs: Some(logits),
-            targets: Some(Targets::Classes(y.clone())),
-        }
+        StepOutput::classification(model.forward(x.clone()), y.clone())
     }
 
     fn metrics(&self) -> MetricKind {

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::InMemDataset;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use danling::log::Console;
 use danling::metrics::MetricKind;
 use danling::results::Results;
-use danling::runner::{Runner, StepOutput, Targets, Task};
+use danling::runner::{Runner, StepOutput, Task};
 use danling::{Config, Identity, Override};
 
 #[derive(Module, Debug)]
@@ -55,15 +54,7 @@ impl Task for Classify {
         let hidden = model
             .dropout
             .forward(activation::relu(model.hidden.forward(x.clone())));
-        let logits = model.output.forward(hidden);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), y.clone());
-        StepOutput {
-            loss,
-            outputs: Some(logits),
-            targets: Some(Targets::Classes(y.clone())),
-        }
+        StepOutput::classification(model.output.forward(hidden), y.clone())
     }
 
     fn metrics(&self) -> MetricKind {

@@ -139,14 +139,19 @@ fn accumulation_weights_an_uneven_last_group_by_its_samples() {
     assert_accumulation_matches_big_batches(("steps", "2"), 10, 4, 2);
 }
 
-#[test]
-fn global_norm_clipping_matches_a_hand_computation() {
+/// The gradients of loss = sum(w·x + b) with x = [1, 2, 3]: dL/dw = x and dL/db = 1, and their norm.
+fn hand_gradients() -> (Linear, GradientsParams, Tensor<1>) {
     let device = Device::flex().autodiff();
     let model = linear(&device).train();
     let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [1, 3]), &device);
-    // loss = sum(w·x + b) = w·x + b, so dL/dw = x = [1, 2, 3] and dL/db = 1.
     let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
     let norm = global_norm(&model, &grads).unwrap();
+    (model, grads, norm)
+}
+
+#[test]
+fn global_norm_clipping_matches_a_hand_computation() {
+    let (model, grads, norm) = hand_gradients();
     let expected_norm = (1.0f32 + 4.0 + 9.0 + 1.0).sqrt();
     assert!((norm.clone().into_scalar::<f32>() - expected_norm).abs() < 1e-5);
 
@@ -178,11 +183,7 @@ fn global_norm_clipping_matches_a_hand_computation() {
 
 #[test]
 fn clipping_below_the_norm_leaves_gradients_alone() {
-    let device = Device::flex().autodiff();
-    let model = linear(&device).train();
-    let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [1, 3]), &device);
-    let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
-    let norm = global_norm(&model, &grads).unwrap();
+    let (model, grads, norm) = hand_gradients();
     let mut clipped = grads;
     clip_norm(&model, &mut clipped, &norm, 100.0);
     let w = clipped

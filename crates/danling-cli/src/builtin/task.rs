@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use burn::data::dataset::{Dataset, DatasetError};
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use danling::data::{Tabular, Targets as TabularTargets};
 use danling::metrics::MetricKind;
@@ -126,18 +125,9 @@ impl Task for TabularTask {
 
     fn forward(&self, model: &Mlp, batch: &TabularBatch) -> StepOutput {
         let outputs = model.forward(batch.features.clone());
-        let loss = match &batch.targets {
-            Targets::Classes(labels) => CrossEntropyLossConfig::new()
-                .init(&outputs.device())
-                .forward(outputs.clone(), labels.clone()),
-            Targets::Values(values) => {
-                MseLoss::new().forward(outputs.clone(), values.clone(), Reduction::Mean)
-            }
-        };
-        StepOutput {
-            loss,
-            outputs: Some(outputs),
-            targets: Some(batch.targets.clone()),
+        match &batch.targets {
+            Targets::Classes(labels) => StepOutput::classification(outputs, labels.clone()),
+            Targets::Values(values) => StepOutput::regression(outputs, values.clone()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! the inputs of the metrics.
 
 use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::metrics::MetricKind;
@@ -16,6 +17,32 @@ pub struct StepOutput {
     pub outputs: Option<Tensor<2>>,
     /// The targets the outputs are compared with.
     pub targets: Option<Targets>,
+}
+
+impl StepOutput {
+    /// Softmax cross-entropy of `logits` `[n, classes]` against class `labels` `[n]`, with both kept
+    /// for the metrics: the usual output of a classifier.
+    pub fn classification(logits: Tensor<2>, labels: Tensor<1, Int>) -> Self {
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), labels.clone());
+        Self {
+            loss,
+            outputs: Some(logits),
+            targets: Some(Targets::Classes(labels)),
+        }
+    }
+
+    /// Mean squared error of `preds` against `targets` (both `[n, outputs]`), with both kept for the
+    /// metrics: the usual output of a regressor.
+    pub fn regression(preds: Tensor<2>, targets: Tensor<2>) -> Self {
+        let loss = MseLoss::new().forward(preds.clone(), targets.clone(), Reduction::Mean);
+        Self {
+            loss,
+            outputs: Some(preds),
+            targets: Some(Targets::Values(targets)),
+        }
+    }
 }
 
 /// Targets of a batch.

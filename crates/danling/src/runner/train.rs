@@ -66,9 +66,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
             let mut accumulator = GradientsAccumulator::new();
             let mut finite = true;
             for rows in group {
-                self.platform
-                    .train_device()
-                    .seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
+                device.seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
                 let batch = self.collate(split, rows, &device)?;
                 let out: StepOutput = self.task.train_step(&self.model, &batch);
                 let batch_loss = f64::from(out.loss.clone().into_scalar::<f32>());
