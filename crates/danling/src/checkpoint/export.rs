@@ -6,6 +6,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bytes, DType, Tensor};
+use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::MODEL_PREFIX;
@@ -134,18 +135,22 @@ fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Ve
 }
 
 fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) -> Vec<u8> {
-    const TILE: usize = 32;
+    const TILE: usize = 8;
     let (values, _) = bytes.as_chunks::<N>();
     let mut out = vec![[0u8; N]; values.len()];
-    for row_start in (0..rows).step_by(TILE) {
-        for col_start in (0..cols).step_by(TILE) {
-            for i in row_start..(row_start + TILE).min(rows) {
-                for j in col_start..(col_start + TILE).min(cols) {
-                    out[j * rows + i] = values[i * cols + j];
+    // Bands of TILE output rows (input columns) on rayon's threads: each input row gives a band one
+    // short contiguous read, and the band's TILE output rows are written in order.
+    out.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(band, chunk)| {
+            let col_start = band * TILE;
+            let band_cols = chunk.len() / rows.max(1);
+            for i in 0..rows {
+                for j in 0..band_cols {
+                    chunk[j * rows + i] = values[i * cols + col_start + j];
                 }
             }
-        }
-    }
+        });
     out.into_flattened()
 }
 
@@ -154,27 +159,22 @@ mod tests {
     use super::transpose_bytes;
 
     #[test]
-    fn odd_element_sizes_transpose_too() {
-        let bytes: Vec<u8> = (0..2 * 3 * 3).map(|v| v as u8).collect();
-        let out = transpose_bytes(&bytes, 2, 3, 3);
-        assert_eq!(
-            out,
-            [0, 1, 2, 9, 10, 11, 3, 4, 5, 12, 13, 14, 6, 7, 8, 15, 16, 17]
-        );
-    }
-
-    #[test]
-    fn transposes_any_shape_and_element_size() {
-        let values: Vec<u32> = (0..35 * 70).collect();
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let out = transpose_bytes(&bytes, 35, 70, 4);
-        let got: Vec<u32> = out
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        for i in 0..35 {
-            for j in 0..70 {
-                assert_eq!(got[j * 35 + i], values[i * 70 + j]);
+    fn transposes_every_element_size_and_ragged_shapes() {
+        for (rows, cols) in [(1, 1), (13, 21), (8, 8), (9, 17), (64, 3)] {
+            for element in [2, 3, 4, 8] {
+                let bytes: Vec<u8> = (0..rows * cols * element).map(|b| (b * 7 % 251) as u8).collect();
+                let out = transpose_bytes(&bytes, rows, cols, element);
+                for i in 0..rows {
+                    for j in 0..cols {
+                        let from = (i * cols + j) * element;
+                        let to = (j * rows + i) * element;
+                        assert_eq!(
+                            out[to..to + element],
+                            bytes[from..from + element],
+                            "{rows}x{cols}x{element}"
+                        );
+                    }
+                }
             }
         }
     }

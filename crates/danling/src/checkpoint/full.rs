@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::CheckpointError;
-use super::export::export;
+use super::export::{Exported, export};
 use super::model::load_model;
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
@@ -46,47 +46,82 @@ pub fn save_checkpoint<M: Module>(
     optimizer: &ModuleOptimizer,
     checkpoint: &Checkpoint,
 ) -> Result<(), CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
-    let model_tensors = export(model).map_err(format)?;
-    let optimizer = optimizer
-        .into_bytes()
-        .map_err(|e| format(format!("optimizer state: {e}")))?;
-    let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
+    Prepared::new(path, model, optimizer, checkpoint)?.write(path)
+}
 
-    let mut tensors: Vec<(String, TensorView<'_>)> = model_tensors
-        .iter()
-        .map(|t| Ok((t.name.clone(), t.view()?)))
-        .collect::<Result<_, String>>()
-        .map_err(format)?;
-    for (name, bytes) in [(OPTIMIZER, &optimizer[..]), (SCHEDULER, &scheduler[..])] {
-        let view = TensorView::new(Dtype::U8, vec![bytes.len()], bytes).map_err(|e| format(e.to_string()))?;
-        tensors.push((name.to_owned(), view));
+/// A full checkpoint read out of the model and optimizer into memory, ready to be written (on any
+/// thread) while training goes on.
+pub(crate) struct Prepared {
+    model: Vec<Exported>,
+    blobs: [(&'static str, Vec<u8>); 2],
+    metadata: HashMap<String, String>,
+}
+
+impl Prepared {
+    /// Reads everything a checkpoint holds; `path` only names the file in errors.
+    pub(crate) fn new<M: Module>(
+        path: &Path,
+        model: &M,
+        optimizer: &ModuleOptimizer,
+        checkpoint: &Checkpoint,
+    ) -> Result<Self, CheckpointError> {
+        let format = |message: String| CheckpointError::Format {
+            path: path.to_owned(),
+            message,
+        };
+        let exported = export(model).map_err(format)?;
+        let optimizer = optimizer
+            .into_bytes()
+            .map_err(|e| format(format!("optimizer state: {e}")))?;
+        let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
+        let mut metadata = HashMap::from([
+            ("format".to_owned(), "danling.checkpoint".to_owned()),
+            ("version".to_owned(), "1".to_owned()),
+        ]);
+        let entries = [
+            ("config", to_json(&checkpoint.config)),
+            ("state", to_json(&checkpoint.state)),
+            ("results", to_json(&checkpoint.results)),
+            ("identity", to_json(&checkpoint.identity)),
+            ("param_ids", to_json(&param_ids(model))),
+        ];
+        for (key, value) in entries {
+            metadata.insert(key.to_owned(), value.map_err(|e| format(e.to_string()))?);
+        }
+        Ok(Self {
+            model: exported,
+            blobs: [(OPTIMIZER, optimizer.to_vec()), (SCHEDULER, scheduler)],
+            metadata,
+        })
     }
-    let mut metadata = HashMap::from([
-        ("format".to_owned(), "danling.checkpoint".to_owned()),
-        ("version".to_owned(), "1".to_owned()),
-    ]);
-    let entries = [
-        ("config", to_json(&checkpoint.config)),
-        ("state", to_json(&checkpoint.state)),
-        ("results", to_json(&checkpoint.results)),
-        ("identity", to_json(&checkpoint.identity)),
-        ("param_ids", to_json(&param_ids(model))),
-    ];
-    for (key, value) in entries {
-        metadata.insert(key.to_owned(), value.map_err(|e| format(e.to_string()))?);
+
+    /// Hashes the tensors and writes the file to `path`, atomically.
+    pub(crate) fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+        let format = |message: String| CheckpointError::Format {
+            path: path.to_owned(),
+            message,
+        };
+        let mut tensors: Vec<(String, TensorView<'_>)> = self
+            .model
+            .iter()
+            .map(|t| Ok((t.name.clone(), t.view()?)))
+            .collect::<Result<_, String>>()
+            .map_err(format)?;
+        for (name, bytes) in &self.blobs {
+            let view =
+                TensorView::new(Dtype::U8, vec![bytes.len()], bytes).map_err(|e| format(e.to_string()))?;
+            tensors.push(((*name).to_owned(), view));
+        }
+        let mut metadata = self.metadata.clone();
+        metadata.insert(
+            "sha256".to_owned(),
+            digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
+        );
+        write_atomic_with(path, |temp| {
+            safetensors::serialize_to_file(tensors, Some(metadata), temp).map_err(std::io::Error::other)
+        })?;
+        Ok(())
     }
-    metadata.insert(
-        "sha256".to_owned(),
-        digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
-    );
-    write_atomic_with(path, |temp| {
-        safetensors::serialize_to_file(tensors, Some(metadata), temp).map_err(std::io::Error::other)
-    })?;
-    Ok(())
 }
 
 /// Reads a full checkpoint: loads the model's weights into `model` (giving its parameters the ids they

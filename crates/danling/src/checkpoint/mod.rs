@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use crate::workspace::WorkspaceError;
 
+pub(crate) use full::Prepared;
 pub use full::{Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint};
 pub use model::{MODEL_PREFIX, load_model, save_model};
 

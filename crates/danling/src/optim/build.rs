@@ -3,7 +3,9 @@
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+
+use super::FusedAdamW;
 
 use crate::config::{OptimConfig, OptimKind};
 
@@ -32,11 +34,11 @@ pub fn build_optimizer(config: &OptimConfig) -> ModuleOptimizer {
             .with_epsilon(EPSILON)
             .with_weight_decay(decay)
             .init(),
-        OptimKind::Adamw => AdamWConfig::new()
-            .with_beta_1(beta_1)
-            .with_beta_2(beta_2)
-            .with_epsilon(EPSILON)
-            .with_weight_decay(config.weight_decay as f32)
-            .init(),
+        OptimKind::Adamw => ModuleOptimizer::from(FusedAdamW {
+            beta_1,
+            beta_2,
+            epsilon: EPSILON,
+            weight_decay: config.weight_decay as f32,
+        }),
     }
 }

@@ -77,8 +77,12 @@ pub struct Runner<T: Task, S: Sections = NoSections> {
     pub(super) identity: Identity,
     pub(super) platform: Platform,
     pub(super) task: T,
-    pub(super) model: T::Model,
+    /// `None` only while an optimizer step holds the model, so that its parameters are not shared
+    /// and can be updated in place.
+    pub(super) model: Option<T::Model>,
     pub(super) optimizer: ModuleOptimizer,
+    /// The end-of-epoch checkpoints being written in the background, if any.
+    pub(super) writer: Option<std::thread::JoinHandle<Result<(), RunnerError>>>,
     pub(super) state: State,
     pub(super) splits: Vec<Split<T::Item>>,
     pub(super) batch_size: usize,
@@ -121,8 +125,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
             identity,
             platform,
             task,
-            model,
+            model: Some(model),
             optimizer,
+            writer: None,
             state: State::default(),
             splits: Vec::new(),
             batch_size: 32,
@@ -219,8 +224,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
     }
 
     /// The model.
+    #[allow(clippy::expect_used)] // the slot is empty only inside `optimizer_step`, which refills it
     pub fn model(&self) -> &T::Model {
-        &self.model
+        self.model
+            .as_ref()
+            .expect("the model is back after every optimizer step")
     }
 
     /// The progress so far.
@@ -236,13 +244,22 @@ impl<T: Task, S: Sections> Runner<T, S> {
     /// Replaces the model's weights with those of a checkpoint file.
     pub fn load_weights(&mut self, path: &Path) -> Result<(), RunnerError> {
         // Load into a plain (non-autodiff) copy, then track it for training again.
-        let model = load_model(self.model.valid(), path)?;
-        self.model = self.platform.prepare(model);
+        let model = load_model(self.model().valid(), path)?;
+        self.model = Some(self.platform.prepare(model));
         Ok(())
     }
 
     /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
+        let trained = self.train_loop();
+        // Every checkpoint is on disk when training returns, whichever way it ends.
+        let written = self.finish_writes();
+        let trained = trained?;
+        written?;
+        Ok(trained)
+    }
+
+    fn train_loop(&mut self) -> Result<Trained, RunnerError> {
         let train: Vec<usize> = (0..self.splits.len()).filter(|&i| self.splits[i].train).collect();
         if train.is_empty() {
             return Err(RunnerError::NoTrainSplit);
@@ -320,6 +337,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
         let mut stopped_early = workspace
             .results()
             .should_stop(workspace.scoring(), self.config.patience);
+        let start = Instant::now();
+        let mut trained_samples = 0usize;
         while !stopped_early && !self.budget_spent(budget) {
             let epoch = self.state.epoch;
             let limit = match budget {
@@ -331,7 +350,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 None => (Record::new(), 0),
             };
             for &i in train.iter().filter(|&&i| i >= first) {
-                let result = self.train_epoch(i, &mut scheduler, limit, &workspace, &record)?;
+                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, &workspace, &record)?;
+                trained_samples += samples;
                 record.insert(self.splits[i].name.clone(), result);
             }
             for i in (0..self.splits.len()).filter(|&i| !self.splits[i].train) {
@@ -361,6 +381,12 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 break;
             }
         }
+        let seconds = start.elapsed().as_secs_f64();
+        info!(
+            "trained {trained_samples} samples in {seconds:.3} s ({:.0} samples/s, evaluation and \
+             checkpoints included)",
+            trained_samples as f64 / seconds
+        );
         let results = workspace.results().clone();
         let best = results.best(workspace.scoring()).map(|(index, _)| index);
         Ok(Trained {
@@ -395,7 +421,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
     /// The outputs of `infer_step` for every sample of a split, in order.
     pub fn infer(&mut self, name: &str) -> Result<Predictions, RunnerError> {
         let i = self.split_index(name)?;
-        let model = self.model.valid();
+        let model = self.model().valid();
         let device = self.platform.device().clone();
         let mut predictions = Predictions::default();
         for rows in self.order(i, false).chunks(self.batch_size) {
@@ -485,7 +511,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
 
     /// Loss and metrics of one split with a validation snapshot of the model.
     fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
-        let model = self.model.valid();
+        let model = self.model().valid();
         let device = self.platform.device().clone();
         let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
         let mut loss = AverageMeter::default();

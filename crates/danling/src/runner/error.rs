@@ -67,6 +67,9 @@ pub enum RunnerError {
         /// The epoch (1-based).
         epoch: u64,
     },
+    /// The thread that wrote checkpoints in the background panicked.
+    #[error("the checkpoint writer thread failed: {0}")]
+    Writer(String),
     /// A stop signal arrived; the latest checkpoint was written.
     #[error("stopped by {signal:?} at optimizer step {step}; the latest checkpoint holds the run")]
     Interrupted {

@@ -7,14 +7,30 @@ use burn::tensor::Tensor;
 
 /// The L2 norm over every gradient of `model`, as a one-element tensor on the device.
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
-    struct SumSquares<'a> {
+    total(model, grads, true).map(Tensor::sqrt)
+}
+
+/// The sum of every gradient element of `model`, as a one-element tensor on the device: finite
+/// exactly when every gradient is (unless the sum overflows). One pass, no temporaries.
+pub fn sum<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    total(model, grads, false)
+}
+
+/// The sum of every gradient element, or of their squares.
+fn total<M: Module>(model: &M, grads: &GradientsParams, squared: bool) -> Option<Tensor<1>> {
+    struct Total<'a> {
         grads: &'a GradientsParams,
+        squared: bool,
         total: Option<Tensor<1>>,
     }
-    impl ModuleVisitor for SumSquares<'_> {
+    impl ModuleVisitor for Total<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(grad) = self.grads.get::<D>(param.id) {
-                let sum = grad.square().sum();
+                let sum = if self.squared {
+                    grad.square().sum()
+                } else {
+                    grad.sum()
+                };
                 self.total = Some(match self.total.take() {
                     Some(total) => total + sum,
                     None => sum,
@@ -22,9 +38,13 @@ pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tens
             }
         }
     }
-    let mut visitor = SumSquares { grads, total: None };
+    let mut visitor = Total {
+        grads,
+        squared,
+        total: None,
+    };
     model.visit(&mut visitor);
-    visitor.total.map(Tensor::sqrt)
+    visitor.total
 }
 
 /// Multiplies every gradient of `model` by `factor` (a one-element tensor), on the device.

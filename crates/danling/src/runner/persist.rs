@@ -7,11 +7,11 @@ use burn::module::Module;
 
 use super::base::LATEST;
 use super::{EpochProgress, Runner, RunnerError, State, Task};
-use crate::checkpoint::{Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint};
+use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
-use crate::workspace::{Workspace, WorkspaceError};
+use crate::workspace::{Workspace, WorkspaceError, write_atomic_with};
 
 impl<T: Task, S: Sections> Runner<T, S> {
     /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
@@ -52,8 +52,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
     /// Loads the model, optimizer, state and identity of a checkpoint; returns its results.
     pub(super) fn restore(&mut self, path: &Path) -> Result<Results, RunnerError> {
         let (model, optimizer, checkpoint) =
-            load_checkpoint(path, self.model.valid(), build_optimizer(&self.config.optim))?;
-        self.model = self.platform.prepare(model);
+            load_checkpoint(path, self.model().valid(), build_optimizer(&self.config.optim))?;
+        self.model = Some(self.platform.prepare(model));
         self.optimizer = optimizer;
         self.state = checkpoint.state;
         // The run goes on in the run directory (and under the id) it started with.
@@ -61,17 +61,24 @@ impl<T: Task, S: Sections> Runner<T, S> {
         Ok(checkpoint.results)
     }
 
-    /// Writes a full checkpoint named `name` into the checkpoint directory (on the main process).
-    pub(super) fn save_full(
+    /// Waits for the background writer, if one is running, and returns what it met.
+    pub(super) fn finish_writes(&mut self) -> Result<(), RunnerError> {
+        match self.writer.take() {
+            Some(writer) => writer
+                .join()
+                .unwrap_or_else(|panic| Err(RunnerError::Writer(panic_message(&panic)))),
+            None => Ok(()),
+        }
+    }
+
+    /// The checkpoint as it stands, read into memory.
+    fn prepare(
         &self,
         workspace: &Workspace,
         scheduler: &LrScheduler,
         progress: Option<EpochProgress>,
-        name: &str,
-    ) -> Result<(), RunnerError> {
-        let Some(dir) = workspace.checkpoint_dir() else {
-            return Ok(());
-        };
+        path: &Path,
+    ) -> Result<Prepared, RunnerError> {
         let checkpoint = Checkpoint {
             config: self.config.to_value(),
             state: State {
@@ -82,44 +89,105 @@ impl<T: Task, S: Sections> Runner<T, S> {
             identity: self.identity.clone(),
             scheduler: Some(scheduler.clone()),
         };
-        save_checkpoint(
-            &dir.join(format!("{name}.safetensors")),
-            &self.model,
-            &self.optimizer,
-            &checkpoint,
-        )?;
+        Ok(Prepared::new(path, self.model(), &self.optimizer, &checkpoint)?)
+    }
+
+    /// Writes a full checkpoint named `name` into the checkpoint directory (on the main process),
+    /// before returning.
+    pub(super) fn save_full(
+        &mut self,
+        workspace: &Workspace,
+        scheduler: &LrScheduler,
+        progress: Option<EpochProgress>,
+        name: &str,
+    ) -> Result<(), RunnerError> {
+        self.finish_writes()?;
+        let Some(dir) = workspace.checkpoint_dir() else {
+            return Ok(());
+        };
+        let path = dir.join(format!("{name}.safetensors"));
+        self.prepare(workspace, scheduler, progress, &path)?
+            .write(&path)?;
         Ok(())
     }
 
     /// The end-of-epoch checkpoints: `latest`, `best` when the latest result is the best, `epoch-N`
     /// every `save_interval` epochs, with the `keep_latest_k` retention of the history.
+    ///
+    /// The state is read into memory here; hashing, writing and syncing the files happen on a
+    /// background thread while the next epoch trains (each file still appears whole, by rename). The
+    /// next save, and the end of `train`, wait for it and report what it met.
     pub(super) fn save_checkpoints(
-        &self,
+        &mut self,
         workspace: &Workspace,
         scheduler: &LrScheduler,
         is_best: bool,
     ) -> Result<(), RunnerError> {
-        self.save_full(workspace, scheduler, None, LATEST)?;
+        self.finish_writes()?;
+        let Some(dir) = workspace.checkpoint_dir().map(Path::to_owned) else {
+            return Ok(());
+        };
+        let latest = dir.join(format!("{LATEST}.safetensors"));
+        let prepared = self.prepare(workspace, scheduler, None, &latest)?;
+        let mut copies = Vec::new();
         if is_best {
-            self.save_full(workspace, scheduler, None, "best")?;
+            copies.push("best".to_owned());
         }
-        if let Some(every) = self.config.save_interval.filter(|&n| n > 0)
-            && self.state.epoch.is_multiple_of(every)
-        {
-            self.save_full(workspace, scheduler, None, &format!("epoch-{}", self.state.epoch))?;
-            self.prune(workspace)?;
+        let history = self
+            .config
+            .save_interval
+            .filter(|&n| n > 0)
+            .is_some_and(|every| self.state.epoch.is_multiple_of(every));
+        if history {
+            copies.push(format!("epoch-{}", self.state.epoch));
         }
+        let keep = self.config.keep_latest_k;
+        let write = move || -> Result<(), RunnerError> {
+            prepared.write(&latest)?;
+            drop(prepared);
+            // The others hold the same state as `latest`: copy its bytes rather than serialise again.
+            for name in copies {
+                let path = dir.join(format!("{name}.safetensors"));
+                write_atomic_with(&path, |temp| std::fs::copy(&latest, temp).map(|_| ()))?;
+            }
+            if history {
+                prune(&dir, keep)?;
+            }
+            Ok(())
+        };
+        let writer = std::thread::Builder::new()
+            .name("danling-checkpoint".to_owned())
+            .spawn(write)
+            .map_err(|e| RunnerError::Writer(e.to_string()))?;
+        self.writer = Some(writer);
         Ok(())
     }
 
     /// Applies `keep_latest_k` to the `epoch-N` and `step-N` histories.
     pub(super) fn prune(&self, workspace: &Workspace) -> Result<(), RunnerError> {
-        if let (Some(keep), Some(dir)) = (self.config.keep_latest_k, workspace.checkpoint_dir()) {
-            prune_history(dir, "epoch-", keep as usize)?;
-            prune_history(dir, "step-", keep as usize)?;
+        match workspace.checkpoint_dir() {
+            Some(dir) => prune(dir, self.config.keep_latest_k),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Applies `keep` (`keep_latest_k`) to the `epoch-N` and `step-N` histories in `dir`.
+fn prune(dir: &Path, keep: Option<u64>) -> Result<(), RunnerError> {
+    if let Some(keep) = keep {
+        prune_history(dir, "epoch-", keep as usize)?;
+        prune_history(dir, "step-", keep as usize)?;
+    }
+    Ok(())
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 /// Deletes all but the `keep` newest `{prefix}N` checkpoints; `latest` and `best` are never touched.

@@ -24,7 +24,10 @@ pub enum PlatformError {
         built: String,
     },
     /// The precision is not supported on this backend.
-    #[error("precision `{precision}` is not supported yet: use `precision: f32`")]
+    #[error(
+        "precision `{precision}` is not supported: burn has no mixed precision, and flex computes half \
+         precision matmuls in f32 (slower than f32); use `precision: f32`"
+    )]
     Precision {
         /// The requested precision.
         precision: &'static str,

@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Tensor;
 use tracing::{info, warn};
 
 use super::base::LATEST;
 use super::base::{STEP_STREAM, mix};
 use super::grads;
 use super::report::{progress_bar, split_result, step_line};
-use super::{EpochProgress, Runner, RunnerError, StepOutput, Task};
+use super::{EpochProgress, Runner, RunnerError, StepOutput, Targets, Task};
 use crate::config::{NonFinite, Sections};
 use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
@@ -20,6 +21,8 @@ use crate::workspace::Workspace;
 
 impl<T: Task, S: Sections> Runner<T, S> {
     /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
+    ///
+    /// Returns the split's result and the number of samples trained in this call.
     ///
     /// Resumes the split from `state.progress` when a checkpoint was written inside it. Writes `latest`
     /// every `save_steps` optimizer steps, and when a stop signal arrives (then returns
@@ -31,7 +34,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
         limit: Option<u64>,
         workspace: &Workspace,
         finished: &Record,
-    ) -> Result<SplitResult, RunnerError> {
+    ) -> Result<(SplitResult, usize), RunnerError> {
         let order = self.order(split, self.shuffle);
         let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
         let label = format!("epoch {} {}", self.state.epoch + 1, self.splits[split].name);
@@ -55,7 +58,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
         // Checkpoints are written between optimizer steps, so the cursor is at a group boundary.
         let resumed_groups = self.state.cursor as usize / accum;
         bar.inc(self.state.cursor);
+        let mut pending = Pending::default();
         let mut done = 0usize;
+        let mut samples = 0usize;
         let start = Instant::now();
 
         for group in batches.chunks(accum).skip(resumed_groups) {
@@ -64,27 +69,34 @@ impl<T: Task, S: Sections> Runner<T, S> {
             }
             let group_samples: usize = group.iter().map(|rows| rows.len()).sum();
             let mut accumulator = GradientsAccumulator::new();
-            let mut finite = true;
+            let mut group_loss: Option<Tensor<1>> = None;
             for rows in group {
                 device.seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
                 let batch = self.collate(split, rows, &device)?;
-                let out: StepOutput = self.task.train_step(&self.model, &batch);
-                let batch_loss = f64::from(out.loss.clone().into_scalar::<f32>());
-                finite &= batch_loss.is_finite();
-                if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
-                    metrics.update_tensors(&outputs.clone().detach(), targets);
-                }
+                let out: StepOutput = self.task.train_step(self.model(), &batch);
+                let batch_loss = out.loss.clone().detach();
+                group_loss = Some(match group_loss {
+                    Some(sum) => sum + batch_loss.clone(),
+                    None => batch_loss.clone(),
+                });
                 // Weighting each micro-batch by its share of the group makes the accumulated gradient
                 // the gradient of the mean loss over the whole group, as one big batch would give.
                 let weight = rows.len() as f64 / group_samples as f64;
                 let gradients = out.loss.mul_scalar(weight).backward();
-                accumulator.accumulate(&self.model, GradientsParams::from_grads(gradients, &self.model));
-                loss.update(batch_loss, rows.len() as f64);
+                accumulator.accumulate(self.model(), GradientsParams::from_grads(gradients, self.model()));
+                pending.push(
+                    batch_loss,
+                    rows.len(),
+                    out.outputs.map(Tensor::detach),
+                    out.targets,
+                );
                 done += 1;
+                samples += rows.len();
                 self.state.iter += 1;
                 self.state.cursor += 1;
                 bar.inc(1);
                 if (self.state.cursor as usize).is_multiple_of(log_interval) {
+                    pending.flush(&mut loss, &mut metrics);
                     let elapsed = start.elapsed();
                     let line = step_line(
                         &label,
@@ -98,17 +110,21 @@ impl<T: Task, S: Sections> Runner<T, S> {
                     bar.suspend(|| info!("{line}"));
                 }
             }
-            let stepped = self.optimizer_step(accumulator.grads(), finite, scheduler);
-            let progress = |loss, metrics: &Metrics| EpochProgress {
-                split,
-                record: finished.clone(),
-                loss,
-                metrics: metrics.clone(),
-                skipped_before,
+            let stepped = self.optimizer_step(accumulator.grads(), group_loss, scheduler);
+            let progress = |pending: &mut Pending, mut loss, mut metrics: Metrics| {
+                pending.flush(&mut loss, &mut metrics);
+                EpochProgress {
+                    split,
+                    record: finished.clone(),
+                    loss,
+                    metrics,
+                    skipped_before,
+                }
             };
             if let Err(error @ RunnerError::NonFinite { .. }) = stepped {
                 // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
-                self.save_full(workspace, scheduler, Some(progress(loss, &metrics)), LATEST)?;
+                let progress = progress(&mut pending, loss, metrics);
+                self.save_full(workspace, scheduler, Some(progress), LATEST)?;
                 return Err(error);
             }
             stepped?;
@@ -118,7 +134,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = signals::requested();
             if due || stop.is_some() {
-                let progress = progress(loss, &metrics);
+                let progress = progress(&mut pending, loss.clone(), metrics.clone());
                 self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
@@ -138,6 +154,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 });
             }
         }
+        pending.flush(&mut loss, &mut metrics);
         self.state.cursor = 0;
         bar.finish_and_clear();
         let extra = [
@@ -145,21 +162,35 @@ impl<T: Task, S: Sections> Runner<T, S> {
             ("skipped", (self.state.skipped - skipped_before) as f64),
         ];
         let result = split_result(&loss, &metrics, &extra, done, start.elapsed().as_secs_f64());
-        Ok(result)
+        Ok((result, samples))
     }
 
     /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group.
+    ///
+    /// Reads one number back from the device: the sum of the group's losses and of a reduction of
+    /// every gradient (the global norm when clipping by norm, else the plain sum), which is finite
+    /// exactly when all of them are (barring a sum that overflows f32, which would be no trainable
+    /// update either).
     fn optimizer_step(
         &mut self,
         mut gradients: GradientsParams,
-        loss_finite: bool,
+        group_loss: Option<Tensor<1>>,
         scheduler: &mut LrScheduler,
     ) -> Result<(), RunnerError> {
-        let norm = grads::global_norm(&self.model, &gradients);
-        let norm_finite = norm
-            .as_ref()
-            .is_none_or(|n| f64::from(n.clone().into_scalar::<f32>()).is_finite());
-        if !(loss_finite && norm_finite) {
+        let norm = match self.config.max_grad_norm {
+            Some(_) => grads::global_norm(self.model(), &gradients),
+            None => None,
+        };
+        let check = match &norm {
+            Some(norm) => Some(norm.clone()),
+            None => grads::sum(self.model(), &gradients),
+        };
+        let check = match (check, group_loss) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        let finite = check.is_none_or(|c| c.into_scalar::<f32>().is_finite());
+        if !finite {
             return match self.config.nonfinite {
                 NonFinite::Stop => Err(RunnerError::NonFinite {
                     step: self.state.step + 1,
@@ -177,14 +208,52 @@ impl<T: Task, S: Sections> Runner<T, S> {
             };
         }
         if let (Some(max_norm), Some(norm)) = (self.config.max_grad_norm, &norm) {
-            grads::clip_norm(&self.model, &mut gradients, norm, max_norm);
+            grads::clip_norm(self.model(), &mut gradients, norm, max_norm);
         }
         if let Some(value) = self.config.max_grad_value {
-            grads::clamp(&self.model, &mut gradients, value);
+            grads::clamp(self.model(), &mut gradients, value);
         }
-        self.model = self.optimizer.step(scheduler.lr(), self.model.clone(), gradients);
+        // Taken, not cloned: with the only handle on the parameters, the optimizer updates them in place.
+        if let Some(model) = self.model.take() {
+            self.model = Some(self.optimizer.step(scheduler.lr(), model, gradients));
+        }
         scheduler.step();
         self.state.step += 1;
         Ok(())
+    }
+}
+
+/// Losses and metric inputs of steps the host has not read yet. They are read at `log_interval`,
+/// before a checkpoint and at the end of the split, in step order, so a step never waits for the
+/// device and the averages are the same bits as if each step had been read at once.
+#[derive(Default)]
+struct Pending {
+    steps: Vec<(Tensor<1>, usize, Option<Tensor<2>>, Option<Targets>)>,
+}
+
+impl Pending {
+    fn push(
+        &mut self,
+        loss: Tensor<1>,
+        samples: usize,
+        outputs: Option<Tensor<2>>,
+        targets: Option<Targets>,
+    ) {
+        self.steps.push((loss, samples, outputs, targets));
+    }
+
+    fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut Metrics) {
+        if self.steps.is_empty() {
+            return;
+        }
+        let losses: Vec<Tensor<1>> = self.steps.iter().map(|(l, ..)| l.clone()).collect();
+        let values = Tensor::cat(losses, 0).into_data().convert::<f32>();
+        let values = values.as_slice::<f32>().unwrap_or_default();
+        for ((_, samples, outputs, targets), value) in self.steps.drain(..).zip(values) {
+            loss.update(f64::from(*value), samples as f64);
+            if let (Some(outputs), Some(targets)) = (&outputs, &targets) {
+                metrics.update_tensors(outputs, targets);
+            }
+        }
     }
 }

@@ -1,0 +1,77 @@
+//! (c) Checkpoint bandwidth: saving and loading a model of 100M parameters, against writing (with
+//! fsync, as danling does) and reading the same number of bytes raw.
+
+use std::io::Write;
+use std::time::Instant;
+
+use burn::tensor::Device;
+
+use crate::mlp::Mlp;
+use crate::overhead::list;
+use crate::report::{Report, Verdict};
+use crate::{Options, median};
+
+/// One linear layer of 10 000 × 10 000 weights and 10 000 biases.
+const WIDTHS: [usize; 2] = [10_000, 10_000];
+
+pub fn bandwidth(options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("(c) checkpoint save and load, 100M parameters");
+    let dir = tempfile::tempdir()?;
+    let device = Device::flex();
+    let model = Mlp::new(&WIDTHS, &device);
+    model.materialise();
+    let bytes = 4.0 * (WIDTHS[0] * WIDTHS[1] + WIDTHS[1]) as f64;
+    let path = dir.path().join("model.safetensors");
+    let raw_path = dir.path().join("raw.bin");
+    let raw = vec![7u8; bytes as usize];
+    let (mut save, mut load, mut write, mut read) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..options.repeats {
+        let start = Instant::now();
+        danling::checkpoint::save_model(&model, &path)?;
+        save.push(start.elapsed().as_secs_f64());
+
+        let start = Instant::now();
+        let mut file = std::fs::File::create(&raw_path)?;
+        file.write_all(&raw)?;
+        file.sync_all()?;
+        drop(file);
+        write.push(start.elapsed().as_secs_f64());
+
+        let fresh = Mlp::new(&WIDTHS, &device);
+        let start = Instant::now();
+        let loaded = danling::checkpoint::load_model(fresh, &path)?;
+        load.push(start.elapsed().as_secs_f64());
+        drop(loaded);
+
+        let start = Instant::now();
+        let back = std::fs::read(&raw_path)?;
+        read.push(start.elapsed().as_secs_f64());
+        drop(back);
+    }
+    let mb = |seconds: f64| bytes / 1e6 / seconds;
+    let (s, w, l, r) = (median(&save), median(&write), median(&load), median(&read));
+    report.row(
+        "(c) checkpoint save, 100M params (400 MB)",
+        format!("{:.0} MB/s ({s:.2} s)", mb(s)),
+        format!("raw write+fsync {:.0} MB/s ({w:.2} s)", mb(w)),
+        format!("{:.0}% of raw", w / s * 100.0),
+        "≥ 70%",
+        Verdict::from(w / s >= 0.7),
+    );
+    report.row(
+        "(c) checkpoint load, 100M params",
+        format!("{:.0} MB/s ({l:.2} s)", mb(l)),
+        format!("raw read {:.0} MB/s ({r:.2} s)", mb(r)),
+        format!("{:.0}% of raw", r / l * 100.0),
+        "–",
+        Verdict::Info,
+    );
+    report.detail(format!(
+        "(c) seconds: save {}; raw write {}; load {}; raw read {}",
+        list(&save),
+        list(&write),
+        list(&load),
+        list(&read)
+    ));
+    Ok(())
+}

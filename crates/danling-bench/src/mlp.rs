@@ -1,0 +1,105 @@
+//! The benchmark MLP (784-512-512-10) as a burn module and a danling task, and its data.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use danling::data::{Tabular, Targets as TabularTargets, synthetic};
+use danling::metrics::MetricKind;
+use danling::runner::{StepOutput, Task};
+
+/// Layer widths of the benchmark MLP.
+pub const WIDTHS: [usize; 4] = [784, 512, 512, 10];
+/// Samples per batch.
+pub const BATCH: usize = 128;
+/// Passes over the train split.
+pub const EPOCHS: usize = 3;
+/// Train samples.
+pub const N_TRAIN: usize = 12_800;
+/// Validation samples.
+pub const N_VAL: usize = 2_560;
+
+/// Linear layers with ReLU between them.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    /// Layers of the given widths on `device`.
+    pub fn new(widths: &[usize], device: &Device) -> Self {
+        Self {
+            layers: widths
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+        }
+    }
+
+    /// Logits of a batch `[n, widths[0]]`.
+    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = activation::relu(x);
+            }
+        }
+        x
+    }
+
+    /// Draws the lazily initialised parameters, so that a timed save does not pay for it.
+    pub fn materialise(&self) {
+        for layer in &self.layers {
+            let _ = layer.weight.val().into_data();
+        }
+    }
+}
+
+/// One sample: features and class.
+pub type Row = (Vec<f32>, i64);
+
+/// The synthetic classification data of the benchmark, as rows.
+pub fn data() -> (Vec<Row>, Vec<Row>) {
+    let (train, val) = synthetic(N_TRAIN, N_VAL, WIDTHS[0], WIDTHS[3], 1016);
+    (rows(&train), rows(&val))
+}
+
+fn rows(data: &Tabular) -> Vec<Row> {
+    let TabularTargets::Classes { labels, .. } = &data.targets else {
+        unreachable!("synthetic data are classes")
+    };
+    (0..data.n).map(|i| (data.row(i).to_vec(), labels[i])).collect()
+}
+
+/// A batch of rows as tensors on `device`.
+pub fn collate(items: &[Row], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let n = items.len();
+    let d = items.first().map_or(0, |(x, _)| x.len());
+    let x: Vec<f32> = items.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+    let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [n, d]), device),
+        Tensor::from_data(TensorData::new(y, [n]), device),
+    )
+}
+
+/// Cross-entropy classification with the multi-class metrics.
+pub struct Classify;
+
+impl Task for Classify {
+    type Model = Mlp;
+    type Item = Row;
+    type Batch = (Tensor<2>, Tensor<1, Int>);
+
+    fn collate(&self, items: Vec<Row>, device: &Device) -> Self::Batch {
+        collate(&items, device)
+    }
+
+    fn forward(&self, model: &Mlp, (x, y): &Self::Batch) -> StepOutput {
+        StepOutput::classification(model.forward(x.clone()), y.clone())
+    }
+
+    fn metrics(&self) -> MetricKind {
+        MetricKind::Multiclass(WIDTHS[3])
+    }
+}

@@ -1,0 +1,141 @@
+//! (b) Runner overhead: the benchmark's training in a bare burn loop and through the runner.
+
+use std::time::Instant;
+
+use burn::data::dataset::InMemDataset;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use danling::log::Console;
+use danling::optim::FusedAdamW;
+use danling::runner::Runner;
+use danling::{Config, Identity, Override};
+
+use crate::mlp::{BATCH, Classify, EPOCHS, Mlp, Row, WIDTHS, collate, data};
+use crate::report::{Report, Verdict};
+use crate::{Options, median};
+
+/// Seconds for `EPOCHS` passes over `train` with the plain burn calls, nothing else: with burn's
+/// `AdamW`, or with the fused AdamW the runner uses (which isolates what the runner itself adds).
+fn bare_loop(train: &[Row], fused: bool) -> f64 {
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let mut model = Mlp::new(&WIDTHS, &device);
+    let mut optimizer = if fused {
+        ModuleOptimizer::from(FusedAdamW {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 1e-4,
+        })
+    } else {
+        AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(1e-4)
+            .init()
+    };
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let start = Instant::now();
+    let mut tm = [std::time::Duration::ZERO; 4];
+    for _ in 0..EPOCHS {
+        for chunk in train.chunks(BATCH) {
+            let t0 = Instant::now();
+            let (x, y) = collate(chunk, &device);
+            let t1 = Instant::now();
+            let loss = loss_fn.forward(model.forward(x), y);
+            let t2 = Instant::now();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let t3 = Instant::now();
+            model = optimizer.step(1e-3, model, grads);
+            tm[0] += t1 - t0;
+            tm[1] += t2 - t1;
+            tm[2] += t3 - t2;
+            tm[3] += t3.elapsed();
+        }
+    }
+    eprintln!(
+        "BARE collate {:?} fwd {:?} bwd {:?} opt {:?}",
+        tm[0], tm[1], tm[2], tm[3]
+    );
+    start.elapsed().as_secs_f64()
+}
+
+/// Seconds of `Runner::train` on the same work: shuffled order, metrics, results and a checkpoint
+/// every epoch, all written to a temporary run directory.
+fn through_runner(train: &[Row]) -> anyhow::Result<f64> {
+    let root = tempfile::tempdir()?;
+    let overrides = [
+        ("project_root", root.path().to_string_lossy().into_owned()),
+        ("epochs", EPOCHS.to_string()),
+        ("progress", "false".to_owned()),
+        ("log", "false".to_owned()),
+        ("log_interval", "100000".to_owned()),
+        ("optim.type", "adamw".to_owned()),
+        ("optim.lr", "0.001".to_owned()),
+        ("optim.weight_decay", "0.0001".to_owned()),
+    ];
+    let overrides = overrides
+        .iter()
+        .map(|(k, v)| Override::parse(k, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config: Config = Config::load(None, &overrides)?;
+    let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "")?;
+    let device = Device::flex();
+    device.seed(1);
+    let mut runner = Runner::with_identity(config, identity, Classify, Mlp::new(&WIDTHS, &device))?
+        .batch_size(BATCH)
+        .console(Console::Off)
+        .train_split("train", InMemDataset::new(train.to_vec()));
+    let start = Instant::now();
+    runner.train()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Runs both, interleaved, `repeats` times (after one warm-up of each), and reports the medians.
+pub fn overhead(options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("(b) runner overhead against a bare burn loop");
+    let (train, _) = data();
+    bare_loop(&train, true);
+    through_runner(&train)?;
+    let (mut fused, mut burn, mut runner) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..options.repeats {
+        fused.push(bare_loop(&train, true));
+        runner.push(through_runner(&train)?);
+        burn.push(bare_loop(&train, false));
+    }
+    let (f, b, r) = (median(&fused), median(&burn), median(&runner));
+    let samples = (EPOCHS * train.len()) as f64;
+    let overhead = (r / f - 1.0) * 100.0;
+    report.row(
+        "(b) runner overhead vs bare burn loop, same optimizer (train 3 epochs)",
+        format!("{:.0} samples/s ({r:.3} s)", samples / r),
+        format!("bare loop {:.0} samples/s ({f:.3} s)", samples / f),
+        format!("{overhead:+.1}%"),
+        "≤ +3%",
+        Verdict::from(overhead <= 3.0),
+    );
+    report.row(
+        "(b) runner vs bare burn loop with burn's own AdamW",
+        format!("{:.0} samples/s", samples / r),
+        format!("bare loop {:.0} samples/s", samples / b),
+        format!("{:.2}× faster", b / r),
+        "–",
+        Verdict::Info,
+    );
+    report.detail(format!(
+        "(b) seconds per run, bare loop with danling's fused AdamW: {}; runner: {}; bare loop with burn's AdamW: {}",
+        list(&fused),
+        list(&runner),
+        list(&burn)
+    ));
+    Ok(())
+}
+
+/// Seconds, three decimals, comma-separated.
+pub fn list(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
