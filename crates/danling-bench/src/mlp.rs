@@ -1,5 +1,7 @@
 //! The benchmark MLP (784-512-512-10) as a burn module and a danling task, and its data.
 
+use std::sync::Arc;
+
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
@@ -55,8 +57,9 @@ impl Mlp {
     }
 }
 
-/// One sample: features and class.
-pub type Row = (Vec<f32>, i64);
+/// One sample: features (shared, so that fetching an item from a dataset does not copy them) and
+/// class.
+pub type Row = (Arc<[f32]>, i64);
 
 /// The synthetic classification data of the benchmark, as rows.
 pub fn data() -> (Vec<Row>, Vec<Row>) {
@@ -68,7 +71,7 @@ fn rows(data: &Tabular) -> Vec<Row> {
     let TabularTargets::Classes { labels, .. } = &data.targets else {
         unreachable!("synthetic data are classes")
     };
-    (0..data.n).map(|i| (data.row(i).to_vec(), labels[i])).collect()
+    (0..data.n).map(|i| (Arc::from(data.row(i)), labels[i])).collect()
 }
 
 /// A batch of rows as tensors on `device`.
@@ -83,8 +86,11 @@ pub fn collate(items: &[Row], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     )
 }
 
-/// Cross-entropy classification with the multi-class metrics.
-pub struct Classify;
+/// Cross-entropy classification, with the multi-class metrics when `metrics` is set.
+pub struct Classify {
+    /// Whether the runner computes AUROC, AUPRC, accuracy, F1 and MCC.
+    pub metrics: bool,
+}
 
 impl Task for Classify {
     type Model = Mlp;
@@ -100,6 +106,10 @@ impl Task for Classify {
     }
 
     fn metrics(&self) -> MetricKind {
-        MetricKind::Multiclass(WIDTHS[3])
+        if self.metrics {
+            MetricKind::Multiclass(WIDTHS[3])
+        } else {
+            MetricKind::None
+        }
     }
 }

@@ -77,6 +77,15 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
+    /// Two independent standard normal draws (both halves of one Box–Muller transform).
+    pub fn normal_pair(&mut self) -> (f64, f64) {
+        let u1 = 1.0 - self.uniform(); // in (0, 1], so the log is finite
+        let u2 = self.uniform();
+        let radius = (-2.0 * u1.ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        (radius * cos, radius * sin)
+    }
+
     /// Shuffles in place (Fisher–Yates).
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {

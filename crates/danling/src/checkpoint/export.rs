@@ -35,12 +35,97 @@ const NORMS: [&str; 4] = [
     "Struct:RmsNorm",
 ];
 
-/// Every float parameter of `model`, named `model.{path}` in PyTorch's layout.
+/// A parameter to be written, not read yet: its checkpoint name, dtype, shape as written, and where its
+/// values come from.
+pub(crate) struct Planned {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    element: usize,
+    source: Source,
+}
+
+enum Source {
+    /// Written in the tensor's own order.
+    Flat(Tensor<1>),
+    /// A linear layer's `[in, out]` weight, written as PyTorch's `[out, in]`.
+    Transposed(Tensor<2>),
+}
+
+impl Planned {
+    /// Bytes the tensor takes in the file.
+    pub(crate) fn len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.element
+    }
+
+    /// The whole tensor, in the file's layout.
+    fn read(&self) -> Bytes {
+        match &self.source {
+            Source::Flat(tensor) => tensor.clone().into_data().into_bytes(),
+            Source::Transposed(tensor) => {
+                let [rows, cols] = tensor.dims();
+                let bytes = tensor.clone().into_data().into_bytes();
+                Bytes::from_bytes_vec(transpose_bytes(&bytes, rows, cols, self.element))
+            }
+        }
+    }
+
+    /// The tensor in the file's layout, in consecutive pieces of about `chunk` bytes, each read from
+    /// the backend only when asked for: a large model is never copied whole.
+    pub(crate) fn pieces(&self, chunk: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let (n, per_piece) = match &self.source {
+            Source::Flat(tensor) => {
+                let n = tensor.dims()[0];
+                (n, (chunk / self.element).max(1))
+            }
+            // A band of input columns becomes consecutive output rows.
+            Source::Transposed(tensor) => {
+                let [rows, cols] = tensor.dims();
+                (cols, (chunk / (rows * self.element).max(1)).max(1))
+            }
+        };
+        (0..n).step_by(per_piece).map(move |start| {
+            let end = (start + per_piece).min(n);
+            match &self.source {
+                Source::Flat(tensor) => tensor
+                    .clone()
+                    .slice([start..end])
+                    .into_data()
+                    .into_bytes()
+                    .to_vec(),
+                Source::Transposed(tensor) => {
+                    let rows = tensor.dims()[0];
+                    let band = tensor
+                        .clone()
+                        .slice([0..rows, start..end])
+                        .into_data()
+                        .into_bytes();
+                    transpose_bytes(&band, rows, end - start, self.element)
+                }
+            }
+        })
+    }
+}
+
+/// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, read into memory.
 pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
+    Ok(plan(model)?
+        .into_iter()
+        .map(|planned| Exported {
+            bytes: planned.read(),
+            name: planned.name,
+            dtype: planned.dtype,
+            shape: planned.shape,
+        })
+        .collect())
+}
+
+/// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, not read yet.
+pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     struct Collect {
         path: Vec<String>,
         containers: Vec<String>,
-        tensors: Vec<Exported>,
+        tensors: Vec<Planned>,
         error: Option<String>,
     }
     impl ModuleVisitor for Collect {
@@ -74,8 +159,8 @@ pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
                 }
             }
             let name = format!("{MODEL_PREFIX}{}", path.join("."));
-            let data = param.val().into_data();
-            let dtype = match data.dtype() {
+            let tensor = param.val();
+            let dtype = match tensor.dtype() {
                 DType::F64 => Dtype::F64,
                 DType::F32 => Dtype::F32,
                 DType::F16 => Dtype::F16,
@@ -87,18 +172,20 @@ pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
                     return;
                 }
             };
-            let mut shape = data.shape().to_vec();
-            let element = data.dtype().size();
-            let mut bytes = data.into_bytes();
-            if transpose {
-                bytes = Bytes::from_bytes_vec(transpose_bytes(&bytes, shape[0], shape[1], element));
+            let element = tensor.dtype().size();
+            let mut shape = tensor.dims().to_vec();
+            let source = if transpose {
                 shape.swap(0, 1);
-            }
-            self.tensors.push(Exported {
+                Source::Transposed(tensor.reshape([shape[1], shape[0]]))
+            } else {
+                Source::Flat(tensor.reshape([shape.iter().product::<usize>()]))
+            };
+            self.tensors.push(Planned {
                 name,
                 dtype,
                 shape,
-                bytes,
+                element,
+                source,
             });
         }
     }
@@ -156,7 +243,29 @@ fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use super::transpose_bytes;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    use super::{plan, transpose_bytes};
+
+    #[test]
+    fn pieces_put_together_are_the_whole_tensor_in_the_files_layout() {
+        let device = Device::flex();
+        device.seed(2);
+        let model: Linear = LinearConfig::new(37, 23).init(&device);
+        let planned = plan(&model).unwrap();
+        assert_eq!(planned.len(), 2);
+        for tensor in &planned {
+            let whole = tensor.read().to_vec();
+            assert_eq!(whole.len(), tensor.len());
+            for chunk in [1, 100, 37 * 4 * 5, 1 << 20] {
+                let joined: Vec<u8> = tensor.pieces(chunk).flatten().collect();
+                assert_eq!(joined, whole, "{} in pieces of {chunk} bytes", tensor.name);
+            }
+        }
+        // The weight is written as PyTorch's [out, in].
+        assert_eq!(planned[0].shape, [23, 37]);
+    }
 
     #[test]
     fn transposes_every_element_size_and_ragged_shapes() {

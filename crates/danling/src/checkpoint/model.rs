@@ -1,40 +1,84 @@
-//! The model part of a checkpoint: `model.{path}` tensors in PyTorch layout, written and read with
-//! burn-store's safetensors support.
+//! The model part of a checkpoint: `model.{path}` tensors in PyTorch layout, written in pieces
+//! straight from the backend and read with burn-store's safetensors support.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use safetensors::tensor::{Metadata, TensorInfo};
 
 use super::CheckpointError;
-use super::export::export;
+use super::export::plan;
 use crate::workspace::write_atomic_with;
 
 /// The prefix of model tensors in a checkpoint.
 pub const MODEL_PREFIX: &str = "model.";
 
 /// Writes a checkpoint that holds only the model's parameters to `path`, atomically.
+///
+/// The parameters are read from the backend a few megabytes at a time (linear weights transposed to
+/// PyTorch's layout on the way) while a second thread writes the previous piece, so a large model is
+/// neither copied whole nor held twice.
 pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointError> {
     let format = |message: String| CheckpointError::Format {
         path: path.to_owned(),
         message,
     };
-    let tensors = export(model).map_err(format)?;
-    let views = tensors
+    let planned = plan(model).map_err(format)?;
+    let mut offset = 0;
+    let infos = planned
         .iter()
-        .map(|t| Ok((t.name.clone(), t.view()?)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(format)?;
+        .map(|p| {
+            let info = TensorInfo {
+                dtype: p.dtype,
+                shape: p.shape.clone(),
+                data_offsets: (offset, offset + p.len()),
+            };
+            offset += p.len();
+            (p.name.clone(), info)
+        })
+        .collect();
     let metadata = HashMap::from([
         ("format".to_owned(), "danling.checkpoint".to_owned()),
         ("version".to_owned(), "1".to_owned()),
     ]);
+    let header = Metadata::new(Some(metadata), infos).map_err(|e| format(e.to_string()))?;
+    let mut header = serde_json::to_vec(&header).map_err(|e| format(e.to_string()))?;
+    // safetensors pads the header with spaces to a multiple of 8 bytes.
+    header.resize(header.len().next_multiple_of(8), b' ');
     write_atomic_with(path, |temp| {
-        safetensors::serialize_to_file(views, Some(metadata), temp).map_err(std::io::Error::other)
+        let mut file = File::create(temp)?;
+        file.write_all(&(header.len() as u64).to_le_bytes())?;
+        file.write_all(&header)?;
+        std::thread::scope(|scope| {
+            let (pieces, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                for piece in received {
+                    file.write_all(&piece)?;
+                }
+                Ok(())
+            });
+            'read: for tensor in &planned {
+                for piece in tensor.pieces(PIECE) {
+                    if pieces.send(piece).is_err() {
+                        break 'read; // the writer stopped on an error, which join returns
+                    }
+                }
+            }
+            drop(pieces);
+            writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")))
+        })
     })?;
     Ok(())
 }
+
+/// Bytes read from the backend at a time when saving.
+const PIECE: usize = 8 << 20;
 
 /// Loads the model's parameters from `path`; every parameter must be present with its shape, and the
 /// file may hold no other model tensor.

@@ -5,6 +5,8 @@
 //! classes overlap, so no model is perfect, but a linear model beats chance by far. Train and
 //! validation samples come from the same centres and different noise streams.
 
+use rayon::prelude::*;
+
 use super::{Tabular, Targets};
 use crate::rng::Rng;
 
@@ -25,21 +27,28 @@ pub fn synthetic(
     let mut rng = Rng::from_parts(&[seed, CENTRES]);
     let centres: Vec<f64> = (0..classes * features).map(|_| rng.normal()).collect();
     let draw = |n: usize, stream: u64| {
-        let mut rng = Rng::from_parts(&[seed, stream]);
-        let mut features_out = Vec::with_capacity(n * features);
-        let mut labels = Vec::with_capacity(n);
-        for i in 0..n {
-            let class = i % classes;
-            let centre = &centres[class * features..(class + 1) * features];
-            features_out.extend(centre.iter().map(|c| (c + NOISE * rng.normal()) as f32));
-            labels.push(class as i64);
-        }
+        // Each row draws from its own stream, so rows are generated on parallel threads and the data
+        // do not depend on the thread count.
+        let mut features_out = vec![0.0f32; n * features];
+        features_out
+            .par_chunks_mut(features.max(1))
+            .enumerate()
+            .for_each(|(i, row)| {
+                let centre = &centres[(i % classes) * features..(i % classes + 1) * features];
+                let mut rng = Rng::from_parts(&[seed, stream, i as u64]);
+                for (pair, centre) in row.chunks_mut(2).zip(centre.chunks(2)) {
+                    let (a, b) = rng.normal_pair();
+                    for ((x, c), z) in pair.iter_mut().zip(centre).zip([a, b]) {
+                        *x = (c + NOISE * z) as f32;
+                    }
+                }
+            });
         Tabular {
             features: features_out,
             n,
             d: features,
             targets: Targets::Classes {
-                labels,
+                labels: (0..n).map(|i| (i % classes) as i64).collect(),
                 num_classes: classes,
             },
         }

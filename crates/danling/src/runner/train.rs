@@ -81,8 +81,13 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 });
                 // Weighting each micro-batch by its share of the group makes the accumulated gradient
                 // the gradient of the mean loss over the whole group, as one big batch would give.
-                let weight = rows.len() as f64 / group_samples as f64;
-                let gradients = out.loss.mul_scalar(weight).backward();
+                let gradients = if rows.len() == group_samples {
+                    out.loss.backward()
+                } else {
+                    out.loss
+                        .mul_scalar(rows.len() as f64 / group_samples as f64)
+                        .backward()
+                };
                 accumulator.accumulate(self.model(), GradientsParams::from_grads(gradients, self.model()));
                 pending.push(
                     batch_loss,
