@@ -87,12 +87,7 @@ impl Planned {
         (0..n).step_by(per_piece).map(move |start| {
             let end = (start + per_piece).min(n);
             match &self.source {
-                Source::Flat(tensor) => tensor
-                    .clone()
-                    .slice([start..end])
-                    .into_data()
-                    .into_bytes()
-                    .to_vec(),
+                Source::Flat(tensor) => tensor.clone().slice(start..end).into_data().into_bytes().to_vec(),
                 Source::Transposed(tensor) => {
                     let rows = tensor.dims()[0];
                     let band = tensor

@@ -66,6 +66,9 @@ struct Scalars {
     lr: f32,
 }
 
+/// One chunk of a parameter, its gradient and its two moments, as rayon's zips hand them over.
+type Chunk<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
+
 /// Parameters at least this long are updated on several threads, in chunks of `CHUNK`.
 const PARALLEL_MIN: usize = 1 << 16;
 const CHUNK: usize = 1 << 14;
@@ -141,7 +144,7 @@ impl FusedAdamW {
             None => (vec![0.0; grad.len()], vec![0.0; grad.len()]),
         };
         let first = time == 1;
-        let update = |(((p, g), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
+        let update = |(((p, g), m), v): Chunk<'_>| {
             // Compiled for the widest SIMD this CPU has (AVX-512, AVX2, ...), chosen at run time.
             pulp::Arch::new().dispatch(|| s.update_chunk(first, p, g, m, v));
         };

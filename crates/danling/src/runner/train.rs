@@ -139,7 +139,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = signals::requested();
             if due || stop.is_some() {
-                let progress = progress(&mut pending, loss.clone(), metrics.clone());
+                let progress = progress(&mut pending, loss, metrics.clone());
                 self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
