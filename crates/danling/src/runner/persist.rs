@@ -11,7 +11,7 @@ use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
-use crate::workspace::{Workspace, WorkspaceError, write_atomic_with};
+use crate::workspace::{Workspace, WorkspaceError, link_atomic};
 
 impl<T: Task, S: Sections> Runner<T, S> {
     /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
@@ -145,10 +145,10 @@ impl<T: Task, S: Sections> Runner<T, S> {
         let write = move || -> Result<(), RunnerError> {
             prepared.write(&latest)?;
             drop(prepared);
-            // The others hold the same state as `latest`: copy its bytes rather than serialise again.
+            // The others hold the same state as `latest`: second names for its file (which is only
+            // ever replaced by rename), not second serialisations.
             for name in copies {
-                let path = dir.join(format!("{name}.safetensors"));
-                write_atomic_with(&path, |temp| std::fs::copy(&latest, temp).map(|_| ()))?;
+                link_atomic(&latest, &dir.join(format!("{name}.safetensors")))?;
             }
             if history {
                 prune(&dir, keep)?;

@@ -16,6 +16,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
     file.commit()
 }
 
+/// Makes `target` a second name for the file at `source`, atomically: a crash leaves the old `target`
+/// or the new one. A hard link where the file system has them (no bytes copied), else a synced copy.
+/// Safe for files written by this module, which are replaced by rename and never changed in place,
+/// so a later write of `source` leaves `target` as it was.
+pub fn link_atomic(source: &Path, target: &Path) -> Result<(), WorkspaceError> {
+    let temp = temp_path(target)?;
+    let linked = fs::hard_link(source, &temp).or_else(|_| {
+        fs::copy(source, &temp)?;
+        File::open(&temp)?.sync_all()
+    });
+    let placed = linked
+        .map_err(WorkspaceError::io("link", &temp))
+        .and_then(|()| fs::rename(&temp, target).map_err(WorkspaceError::io("rename into place", target)));
+    if let Err(error) = placed {
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
+    sync_dir(target.parent().unwrap_or(Path::new(".")))
+}
+
+/// A hidden, unique temporary name beside `target`.
+fn temp_path(target: &Path) -> Result<PathBuf, WorkspaceError> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| WorkspaceError::Io {
+            action: "write",
+            path: target.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
+        })?
+        .to_string_lossy();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(target.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id())))
+}
+
 /// A file that appears at its path only when [`commit`](AtomicFile::commit) succeeds.
 ///
 /// Dropping it without committing removes the temporary file and leaves the target untouched. A crash
@@ -32,16 +66,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 impl AtomicFile {
     /// Creates the temporary file beside `target`.
     pub fn create(target: &Path) -> Result<Self, WorkspaceError> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| WorkspaceError::Io {
-                action: "write",
-                path: target.to_owned(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-            })?
-            .to_string_lossy();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = target.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        let temp = temp_path(target)?;
         let file = File::create(&temp).map_err(WorkspaceError::io("create", &temp))?;
         Ok(Self {
             target: target.to_owned(),
@@ -125,6 +150,22 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WorkspaceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_keeps_its_contents_when_the_source_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (latest, best) = (dir.path().join("latest"), dir.path().join("best"));
+        write_atomic(&latest, b"epoch 1").unwrap();
+        link_atomic(&latest, &best).unwrap();
+        write_atomic(&latest, b"epoch 2").unwrap();
+        assert_eq!(fs::read(&best).unwrap(), b"epoch 1");
+        link_atomic(&latest, &best).unwrap();
+        assert_eq!(fs::read(&best).unwrap(), b"epoch 2");
+        write_atomic(&latest, b"epoch 3").unwrap();
+        assert_eq!(fs::read(&best).unwrap(), b"epoch 2");
+        // No temporary names are left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn write_replaces_the_whole_file() {
