@@ -25,28 +25,37 @@ pub fn bandwidth(options: &Options, report: &mut Report) -> anyhow::Result<()> {
     let raw_path = dir.path().join("raw.bin");
     let raw = vec![7u8; bytes as usize];
     let (mut save, mut load, mut write, mut read) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..options.repeats {
-        let start = Instant::now();
-        danling::checkpoint::save_model(&model, &path)?;
-        save.push(start.elapsed().as_secs_f64());
-
-        let start = Instant::now();
-        let mut file = std::fs::File::create(&raw_path)?;
-        file.write_all(&raw)?;
-        file.sync_all()?;
-        drop(file);
-        write.push(start.elapsed().as_secs_f64());
-
-        let fresh = Mlp::new(&WIDTHS, &device);
-        let start = Instant::now();
-        let loaded = danling::checkpoint::load_model(fresh, &path)?;
-        load.push(start.elapsed().as_secs_f64());
-        drop(loaded);
-
-        let start = Instant::now();
-        let back = std::fs::read(&raw_path)?;
-        read.push(start.elapsed().as_secs_f64());
-        drop(back);
+    // One untimed round first: the first touch of fresh memory is slow on some machines (virtual
+    // ones especially), for both sides alike.
+    for round in 0..=options.repeats {
+        let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+            let start = Instant::now();
+            f()?;
+            Ok(start.elapsed().as_secs_f64())
+        };
+        let s = time(&mut || Ok(danling::checkpoint::save_model(&model, &path)?))?;
+        let w = time(&mut || {
+            let mut file = std::fs::File::create(&raw_path)?;
+            file.write_all(&raw)?;
+            Ok(file.sync_all()?)
+        })?;
+        let l = time(&mut || {
+            drop(danling::checkpoint::load_model(
+                Mlp::new(&WIDTHS, &device),
+                &path,
+            )?);
+            Ok(())
+        })?;
+        let r = time(&mut || {
+            drop(std::fs::read(&raw_path)?);
+            Ok(())
+        })?;
+        if round > 0 {
+            save.push(s);
+            write.push(w);
+            load.push(l);
+            read.push(r);
+        }
     }
     let mb = |seconds: f64| bytes / 1e6 / seconds;
     let (s, w, l, r) = (median(&save), median(&write), median(&load), median(&read));

@@ -71,8 +71,13 @@ impl Planned {
     }
 
     /// The tensor in the file's layout, in consecutive pieces of about `chunk` bytes, each read from
-    /// the backend only when asked for: a large model is never copied whole.
-    pub(crate) fn pieces(&self, chunk: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+    /// the backend only when asked for: a large model is never copied whole. Each piece is written
+    /// into a buffer from `buffer` (a recycled one, so that memory is reused rather than faulted in).
+    pub(crate) fn pieces<'a>(
+        &'a self,
+        chunk: usize,
+        mut buffer: impl FnMut() -> Vec<u8> + 'a,
+    ) -> impl Iterator<Item = Vec<u8>> + 'a {
         let (n, per_piece) = match &self.source {
             Source::Flat(tensor) => {
                 let n = tensor.dims()[0];
@@ -86,8 +91,13 @@ impl Planned {
         };
         (0..n).step_by(per_piece).map(move |start| {
             let end = (start + per_piece).min(n);
+            let mut out = buffer();
             match &self.source {
-                Source::Flat(tensor) => tensor.clone().slice(start..end).into_data().into_bytes().to_vec(),
+                Source::Flat(tensor) => {
+                    let bytes = tensor.clone().slice(start..end).into_data().into_bytes();
+                    out.clear();
+                    out.extend_from_slice(&bytes);
+                }
                 Source::Transposed(tensor) => {
                     let rows = tensor.dims()[0];
                     let band = tensor
@@ -95,9 +105,10 @@ impl Planned {
                         .slice([0..rows, start..end])
                         .into_data()
                         .into_bytes();
-                    transpose_bytes(&band, rows, end - start, self.element)
+                    transpose_into(&band, rows, end - start, self.element, &mut out);
                 }
             }
+            out
         })
     }
 }
@@ -197,29 +208,35 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     }
 }
 
-/// Transposes a row-major `[rows, cols]` matrix of `element`-byte values, in cache-sized tiles.
+/// Transposes a row-major `[rows, cols]` matrix of `element`-byte values.
 fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    transpose_into(bytes, rows, cols, element, &mut out);
+    out
+}
+
+/// Transposes a row-major `[rows, cols]` matrix of `element`-byte values into `out` (resized to fit).
+fn transpose_into(bytes: &[u8], rows: usize, cols: usize, element: usize, out: &mut Vec<u8>) {
+    out.resize(bytes.len(), 0);
     match element {
-        2 => transpose_elements::<2>(bytes, rows, cols),
-        4 => transpose_elements::<4>(bytes, rows, cols),
-        8 => transpose_elements::<8>(bytes, rows, cols),
+        2 => transpose_elements::<2>(bytes, rows, cols, out),
+        4 => transpose_elements::<4>(bytes, rows, cols, out),
+        8 => transpose_elements::<8>(bytes, rows, cols, out),
         _ => {
-            let mut out = vec![0u8; bytes.len()];
             for i in 0..rows {
                 for j in 0..cols {
                     let (from, to) = ((i * cols + j) * element, (j * rows + i) * element);
                     out[to..to + element].copy_from_slice(&bytes[from..from + element]);
                 }
             }
-            out
         }
     }
 }
 
-fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
     const TILE: usize = 8;
     let (values, _) = bytes.as_chunks::<N>();
-    let mut out = vec![[0u8; N]; values.len()];
+    let (out, _) = out.as_chunks_mut::<N>();
     // Bands of TILE output rows (input columns) on rayon's threads: each input row gives a band one
     // short contiguous read, and the band's TILE output rows are written in order.
     out.par_chunks_mut(TILE * rows)
@@ -233,7 +250,6 @@ fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) ->
                 }
             }
         });
-    out.into_flattened()
 }
 
 #[cfg(test)]
@@ -254,7 +270,7 @@ mod tests {
             let whole = tensor.read().to_vec();
             assert_eq!(whole.len(), tensor.len());
             for chunk in [1, 100, 37 * 4 * 5, 1 << 20] {
-                let joined: Vec<u8> = tensor.pieces(chunk).flatten().collect();
+                let joined: Vec<u8> = tensor.pieces(chunk, Vec::new).flatten().collect();
                 assert_eq!(joined, whole, "{} in pieces of {chunk} bytes", tensor.name);
             }
         }

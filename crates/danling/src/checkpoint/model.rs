@@ -55,14 +55,17 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
         file.write_all(&header)?;
         std::thread::scope(|scope| {
             let (pieces, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            // Written pieces come back to be filled again: the same few buffers go round.
+            let (spent, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
             let writer = scope.spawn(move || -> std::io::Result<()> {
                 for piece in received {
                     file.write_all(&piece)?;
+                    let _ = spent.send(piece);
                 }
                 Ok(())
             });
             'read: for tensor in &planned {
-                for piece in tensor.pieces(PIECE) {
+                for piece in tensor.pieces(PIECE, || recycled.try_recv().unwrap_or_default()) {
                     if pieces.send(piece).is_err() {
                         break 'read; // the writer stopped on an error, which join returns
                     }
