@@ -24,6 +24,15 @@ pub struct Python {
 }
 
 impl Python {
+    /// `program`, not asked: no reference side runs.
+    pub fn absent(program: &str) -> Self {
+        Self {
+            program: program.to_owned(),
+            danling: None,
+            torchmetrics: false,
+        }
+    }
+
     /// Asks `program` what it can import.
     pub fn probe(program: &str) -> Self {
         let imports = |code: &str| {

@@ -43,6 +43,9 @@ pub struct Options {
     pub output: PathBuf,
     /// Which cases run (letters a to e).
     pub only: String,
+    /// Run the one case in `only` and print its rows as JSON (how each in-process case gets a
+    /// process of its own).
+    pub emit_json: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -51,6 +54,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         repeats: 3,
         output: PathBuf::from("BENCHMARKS.md"),
         only: "abcde".to_owned(),
+        emit_json: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -67,6 +71,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             }
             "--output" => options.output = PathBuf::from(value()?),
             "--only" => options.only = value()?.replace(',', ""),
+            "--emit-json" => options.emit_json = true,
             "-h" | "--help" => {
                 println!(
                     "usage: danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e]"
@@ -96,16 +101,30 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(options: &Options) -> anyhow::Result<()> {
-    let python = e2e::Python::probe(&options.python);
+    // Cases b and c have no Python side: a child running one of them need not ask.
+    let python = if options.emit_json {
+        e2e::Python::absent(&options.python)
+    } else {
+        e2e::Python::probe(&options.python)
+    };
     let mut report = Report::new(options, &python);
+    if options.emit_json {
+        match options.only.as_str() {
+            "b" => overhead::overhead(options, &mut report)?,
+            "c" => checkpoint::bandwidth(options, &mut report)?,
+            other => bail!("--emit-json runs case b or c alone, not `{other}`"),
+        }
+        println!("{}", report.to_json());
+        return Ok(());
+    }
     if options.only.contains('a') {
         e2e::end_to_end(options, &python, &mut report)?;
     }
-    if options.only.contains('b') {
-        overhead::overhead(options, &mut report)?;
-    }
-    if options.only.contains('c') {
-        checkpoint::bandwidth(options, &mut report)?;
+    // The in-process cases each run in a fresh process, so that neither inherits the other's memory.
+    for case in ['b', 'c'] {
+        if options.only.contains(case) {
+            isolated(case, options, &mut report)?;
+        }
     }
     if options.only.contains('d') {
         e2e::startup(options, &python, &mut report)?;
@@ -119,6 +138,25 @@ fn run(options: &Options) -> anyhow::Result<()> {
     println!("{markdown}");
     eprintln!("wrote {}", options.output.display());
     Ok(())
+}
+
+/// Runs case `case` in a child process of this binary and adds its rows to `report`.
+fn isolated(case: char, options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--emit-json",
+            "--only",
+            &case.to_string(),
+            "--python",
+            &options.python,
+        ])
+        .args(["--repeats", &options.repeats.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("case {case} failed");
+    }
+    report.extend_from_json(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// The median of `values` (the mean of the middle two for an even count).

@@ -102,6 +102,21 @@ impl Report {
         self.details.push(line);
     }
 
+    /// The rows and details, for a parent process.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"rows": self.rows, "details": self.details}).to_string()
+    }
+
+    /// Adds the rows and details a child process printed with [`Report::to_json`].
+    pub fn extend_from_json(&mut self, json: &str) -> anyhow::Result<()> {
+        let value: serde_json::Value = serde_json::from_str(json.trim())?;
+        let rows: Vec<[String; 6]> = serde_json::from_value(value["rows"].clone())?;
+        let details: Vec<String> = serde_json::from_value(value["details"].clone())?;
+        self.rows.extend(rows);
+        self.details.extend(details);
+        Ok(())
+    }
+
     /// The whole document.
     pub fn markdown(&self) -> String {
         let mut out = self.header.clone();
