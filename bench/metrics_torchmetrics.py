@@ -1,8 +1,8 @@
-"""torchmetrics' side of the AUROC benchmark, on the data `cargo bench -p danling --bench metrics -- DIR`
-wrote into DIR (raw little-endian f64 predictions and i64 targets).
+"""torchmetrics' side of the AUROC benchmark (case e of bench/run), on the data danling-bench wrote
+into DIR (raw little-endian f64 predictions and i64 targets).
 
 usage: python bench/metrics_torchmetrics.py DIR [--threads 1]
-prints one JSON line per case, like the Rust side.
+prints one JSON line per case; danling-bench reads them.
 """
 import argparse, json, os, time
 
