@@ -6,6 +6,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bytes, DType, Tensor};
+use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -43,6 +44,9 @@ pub(crate) struct Planned {
     pub(crate) shape: Vec<usize>,
     element: usize,
     source: Source,
+    /// The same values where they lie in flex's host memory in row-major order: read in place, so
+    /// that saving copies each value once, into the file's layout.
+    host: Option<FlexTensor>,
 }
 
 enum Source {
@@ -58,8 +62,24 @@ impl Planned {
         self.shape.iter().product::<usize>() * self.element
     }
 
+    /// The tensor's bytes in its own (row-major) order, borrowed from flex's host memory.
+    fn host_bytes(&self) -> Option<&[u8]> {
+        let host = self.host.as_ref()?;
+        let start = host.layout().start_offset() * self.element;
+        host.bytes().get(start..start + self.len())
+    }
+
     /// The whole tensor, in the file's layout.
     fn read(&self) -> Bytes {
+        if let Some(bytes) = self.host_bytes() {
+            return Bytes::from_bytes_vec(match &self.source {
+                Source::Flat(_) => bytes.to_vec(),
+                Source::Transposed(tensor) => {
+                    let [rows, cols] = tensor.dims();
+                    transpose_bytes(bytes, rows, cols, self.element)
+                }
+            });
+        }
         match &self.source {
             Source::Flat(tensor) => tensor.clone().into_data().into_bytes(),
             Source::Transposed(tensor) => {
@@ -92,6 +112,19 @@ impl Planned {
         (0..n).step_by(per_piece).map(move |start| {
             let end = (start + per_piece).min(n);
             let mut out = buffer();
+            if let Some(bytes) = self.host_bytes() {
+                match &self.source {
+                    Source::Flat(_) => {
+                        out.clear();
+                        out.extend_from_slice(&bytes[start * self.element..end * self.element]);
+                    }
+                    Source::Transposed(tensor) => {
+                        let [rows, cols] = tensor.dims();
+                        transpose_into(bytes, rows, cols, start..end, self.element, &mut out);
+                    }
+                }
+                return out;
+            }
             match &self.source {
                 Source::Flat(tensor) => {
                     let bytes = tensor.clone().slice(start..end).into_data().into_bytes();
@@ -105,7 +138,7 @@ impl Planned {
                         .slice([0..rows, start..end])
                         .into_data()
                         .into_bytes();
-                    transpose_into(&band, rows, end - start, self.element, &mut out);
+                    transpose_into(&band, rows, end - start, 0..end - start, self.element, &mut out);
                 }
             }
             out
@@ -180,6 +213,7 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
             };
             let element = tensor.dtype().size();
             let mut shape = tensor.dims().to_vec();
+            let host = host(&tensor);
             let source = if transpose {
                 shape.swap(0, 1);
                 Source::Transposed(tensor.reshape([shape[1], shape[0]]))
@@ -192,6 +226,7 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
                 shape,
                 element,
                 source,
+                host,
             });
         }
     }
@@ -208,24 +243,39 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     }
 }
 
+/// The flex tensor behind `tensor` where its values lie contiguously in host memory (shared, not
+/// copied); `None` on other backends.
+fn host<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
+    let flex = tensor.clone().inner().try_into_primitive::<Flex>().ok()?;
+    flex.is_contiguous().then_some(flex)
+}
+
 /// Transposes a row-major `[rows, cols]` matrix of `element`-byte values.
 fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    transpose_into(bytes, rows, cols, element, &mut out);
+    transpose_into(bytes, rows, cols, 0..cols, element, &mut out);
     out
 }
 
-/// Transposes a row-major `[rows, cols]` matrix of `element`-byte values into `out` (resized to fit).
-fn transpose_into(bytes: &[u8], rows: usize, cols: usize, element: usize, out: &mut Vec<u8>) {
-    out.resize(bytes.len(), 0);
+/// Writes the columns `band` of a row-major `[rows, cols]` matrix of `element`-byte values into
+/// `out` (resized to fit) as the rows of a `[band.len(), rows]` matrix.
+fn transpose_into(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    band: std::ops::Range<usize>,
+    element: usize,
+    out: &mut Vec<u8>,
+) {
+    out.resize(band.len() * rows * element, 0);
     match element {
-        2 => transpose_elements::<2>(bytes, rows, cols, out),
-        4 => transpose_elements::<4>(bytes, rows, cols, out),
-        8 => transpose_elements::<8>(bytes, rows, cols, out),
+        2 => transpose_elements::<2>(bytes, rows, cols, band.start, out),
+        4 => transpose_elements::<4>(bytes, rows, cols, band.start, out),
+        8 => transpose_elements::<8>(bytes, rows, cols, band.start, out),
         _ => {
             for i in 0..rows {
-                for j in 0..cols {
-                    let (from, to) = ((i * cols + j) * element, (j * rows + i) * element);
+                for (j, col) in band.clone().enumerate() {
+                    let (from, to) = ((i * cols + col) * element, (j * rows + i) * element);
                     out[to..to + element].copy_from_slice(&bytes[from..from + element]);
                 }
             }
@@ -233,20 +283,21 @@ fn transpose_into(bytes: &[u8], rows: usize, cols: usize, element: usize, out: &
     }
 }
 
-fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
-    const TILE: usize = 8;
+fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize, first: usize, out: &mut [u8]) {
+    const TILE: usize = 16;
     let (values, _) = bytes.as_chunks::<N>();
     let (out, _) = out.as_chunks_mut::<N>();
-    // Bands of TILE output rows (input columns) on rayon's threads: each input row gives a band one
-    // short contiguous read, and the band's TILE output rows are written in order.
+    // Tasks of TILE output rows (input columns) on rayon's threads: each input row gives a task one
+    // short contiguous read, and the task's TILE output rows are written in order.
     out.par_chunks_mut(TILE * rows)
         .enumerate()
-        .for_each(|(band, chunk)| {
-            let col_start = band * TILE;
-            let band_cols = chunk.len() / rows.max(1);
+        .for_each(|(task, chunk)| {
+            let col_start = first + task * TILE;
+            let task_cols = chunk.len() / rows.max(1);
             for i in 0..rows {
-                for j in 0..band_cols {
-                    chunk[j * rows + i] = values[i * cols + col_start + j];
+                let row = &values[i * cols + col_start..][..task_cols];
+                for (j, value) in row.iter().enumerate() {
+                    chunk[j * rows + i] = *value;
                 }
             }
         });
@@ -257,25 +308,36 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::Device;
 
-    use super::{plan, transpose_bytes};
+    use super::{plan, transpose_bytes, transpose_into};
 
     #[test]
     fn pieces_put_together_are_the_whole_tensor_in_the_files_layout() {
         let device = Device::flex();
         device.seed(2);
         let model: Linear = LinearConfig::new(37, 23).init(&device);
-        let planned = plan(&model).unwrap();
+        let mut planned = plan(&model).unwrap();
         assert_eq!(planned.len(), 2);
-        for tensor in &planned {
+        for tensor in &mut planned {
+            // Read in place from flex's memory, and through the backend's slices.
+            assert!(tensor.host.is_some(), "{} is read in place", tensor.name);
             let whole = tensor.read().to_vec();
             assert_eq!(whole.len(), tensor.len());
-            for chunk in [1, 100, 37 * 4 * 5, 1 << 20] {
-                let joined: Vec<u8> = tensor.pieces(chunk, Vec::new).flatten().collect();
-                assert_eq!(joined, whole, "{} in pieces of {chunk} bytes", tensor.name);
+            for host in [true, false] {
+                if !host {
+                    tensor.host = None;
+                    assert_eq!(tensor.read().to_vec(), whole);
+                }
+                for chunk in [1, 100, 37 * 4 * 5, 1 << 20] {
+                    let joined: Vec<u8> = tensor.pieces(chunk, Vec::new).flatten().collect();
+                    assert_eq!(joined, whole, "{} in pieces of {chunk} bytes", tensor.name);
+                }
             }
         }
         // The weight is written as PyTorch's [out, in].
         assert_eq!(planned[0].shape, [23, 37]);
+        // A model being trained is read in place too.
+        let trained: Linear = LinearConfig::new(5, 3).init(&device.autodiff());
+        assert!(plan(&trained).unwrap().iter().all(|t| t.host.is_some()));
     }
 
     #[test]
@@ -294,6 +356,17 @@ mod tests {
                             "{rows}x{cols}x{element}"
                         );
                     }
+                }
+                // Any band of columns is the matching band of the transposed rows.
+                for band in [0..cols, cols / 2..cols, 1.min(cols)..cols.div_ceil(2)] {
+                    let mut part = vec![1; 3];
+                    transpose_into(&bytes, rows, cols, band.clone(), element, &mut part);
+                    let rows_bytes = rows * element;
+                    assert_eq!(
+                        part,
+                        out[band.start * rows_bytes..band.end * rows_bytes],
+                        "{rows}x{cols}x{element}, columns {band:?}"
+                    );
                 }
             }
         }
