@@ -49,6 +49,19 @@ impl Mlp {
         x
     }
 
+    /// Every weight and bias, layer by layer.
+    pub fn weights(&self) -> Vec<f32> {
+        self.layers
+            .iter()
+            .flat_map(|layer| {
+                let bias = layer.bias.as_ref().map(|b| b.val().into_data());
+                [Some(layer.weight.val().into_data()), bias]
+            })
+            .flatten()
+            .flat_map(|data| data.try_to_vec::<f32>().unwrap_or_default())
+            .collect()
+    }
+
     /// Draws the lazily initialised parameters, so that a timed save does not pay for it.
     pub fn materialise(&self) {
         for layer in &self.layers {
@@ -78,7 +91,10 @@ fn rows(data: &Tabular) -> Vec<Row> {
 pub fn collate(items: &[Row], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     let n = items.len();
     let d = items.first().map_or(0, |(x, _)| x.len());
-    let x: Vec<f32> = items.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+    let mut x = Vec::with_capacity(n * d);
+    for (row, _) in items {
+        x.extend_from_slice(row);
+    }
     let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
     (
         Tensor::from_data(TensorData::new(x, [n, d]), device),

@@ -8,18 +8,31 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use danling::log::Console;
 use danling::optim::FusedAdamW;
-use danling::runner::Runner;
+use danling::runner::{Runner, shuffled_order};
 use danling::{Config, Identity, Override};
 
 use crate::mlp::{BATCH, Classify, EPOCHS, Mlp, Row, WIDTHS, collate, data};
 use crate::report::{Report, Verdict};
 use crate::{Options, median};
 
-/// Seconds for `EPOCHS` passes over `train` with the plain burn calls, nothing else: with burn's
-/// `AdamW`, or with the fused AdamW the runner uses (which isolates what the runner itself adds).
-fn bare_loop(train: &[Row], fused: bool) -> f64 {
+/// The runner's seed, which also fixes its shuffled order.
+const SEED: u64 = 1016;
+
+/// What one training gave: seconds, and the trained weights (to check that two loops did the same
+/// work).
+struct Run {
+    seconds: f64,
+    weights: Vec<f32>,
+}
+
+/// `EPOCHS` passes over `train` with the plain burn calls, nothing else: in the order the runner
+/// visits the items (each epoch's [`shuffled_order`], so both do the same arithmetic), with burn's
+/// `AdamW` or with the fused AdamW the runner uses (which isolates what the runner itself adds).
+fn bare_loop(train: &[Row], fused: bool) -> Run {
     let device = Device::flex().autodiff();
-    device.seed(1);
+    // Seeded as the runner seeds its device before it first touches the model, so that both draw the
+    // same initial weights.
+    device.seed(SEED);
     let mut model = Mlp::new(&WIDTHS, &device);
     let mut optimizer = if fused {
         ModuleOptimizer::from(FusedAdamW {
@@ -36,24 +49,29 @@ fn bare_loop(train: &[Row], fused: bool) -> f64 {
     };
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let start = Instant::now();
-    for _ in 0..EPOCHS {
-        for chunk in train.chunks(BATCH) {
-            let (x, y) = collate(chunk, &device);
+    for epoch in 0..EPOCHS {
+        for indices in shuffled_order(SEED, epoch as u64, 0, train.len()).chunks(BATCH) {
+            let batch: Vec<Row> = indices.iter().map(|&i| train[i].clone()).collect();
+            let (x, y) = collate(&batch, &device);
             let loss = loss_fn.forward(model.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(1e-3, model, grads);
         }
     }
-    start.elapsed().as_secs_f64()
+    Run {
+        seconds: start.elapsed().as_secs_f64(),
+        weights: model.weights(),
+    }
 }
 
-/// Seconds of `Runner::train` on the same work: shuffled order, the non-finite check, results and a
+/// `Runner::train` on the same work, with what the runner adds: the non-finite check, results and a
 /// checkpoint every epoch, all written to a temporary run directory; and the five classification
 /// metrics when `metrics` is set (which the bare loop does not compute).
-fn through_runner(train: &[Row], metrics: bool) -> anyhow::Result<f64> {
+fn through_runner(train: &[Row], metrics: bool) -> anyhow::Result<Run> {
     let root = tempfile::tempdir()?;
     let overrides = [
         ("project_root", root.path().to_string_lossy().into_owned()),
+        ("seed", SEED.to_string()),
         ("epochs", EPOCHS.to_string()),
         ("progress", "false".to_owned()),
         ("log", "false".to_owned()),
@@ -69,7 +87,6 @@ fn through_runner(train: &[Row], metrics: bool) -> anyhow::Result<f64> {
     let config: Config = Config::load(None, &overrides)?;
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "")?;
     let device = Device::flex();
-    device.seed(1);
     let mut runner =
         Runner::with_identity(config, identity, Classify { metrics }, Mlp::new(&WIDTHS, &device))?
             .batch_size(BATCH)
@@ -77,21 +94,30 @@ fn through_runner(train: &[Row], metrics: bool) -> anyhow::Result<f64> {
             .train_split("train", InMemDataset::new(train.to_vec()));
     let start = Instant::now();
     runner.train()?;
-    Ok(start.elapsed().as_secs_f64())
+    Ok(Run {
+        seconds: start.elapsed().as_secs_f64(),
+        weights: runner.model().weights(),
+    })
 }
 
-/// Runs both, interleaved, `repeats` times (after one warm-up of each), and reports the medians.
+/// Runs both, interleaved, at least 9 times (after one warm-up of each, whose weights must agree bit
+/// for bit), and reports the medians.
 pub fn overhead(options: &Options, report: &mut Report) -> anyhow::Result<()> {
     eprintln!("(b) runner overhead against a bare burn loop");
+    // A run takes under a second and the difference is a few percent: more runs steady the medians.
+    let repeats = options.repeats.max(9);
     let (train, _) = data();
-    bare_loop(&train, true);
-    through_runner(&train, false)?;
+    if bare_loop(&train, true).weights != through_runner(&train, false)?.weights {
+        anyhow::bail!(
+            "(b): the bare loop and the runner trained different weights, so they did different work"
+        );
+    }
     let (mut fused, mut burn, mut runner, mut metrics) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..options.repeats {
-        fused.push(bare_loop(&train, true));
-        runner.push(through_runner(&train, false)?);
-        metrics.push(through_runner(&train, true)?);
-        burn.push(bare_loop(&train, false));
+    for _ in 0..repeats {
+        fused.push(bare_loop(&train, true).seconds);
+        runner.push(through_runner(&train, false)?.seconds);
+        metrics.push(through_runner(&train, true)?.seconds);
+        burn.push(bare_loop(&train, false).seconds);
     }
     let (f, b) = (median(&fused), median(&burn));
     let (r, m) = (median(&runner), median(&metrics));
@@ -120,6 +146,11 @@ pub fn overhead(options: &Options, report: &mut Report) -> anyhow::Result<()> {
         format!("{:.2}× faster", b / r),
         "–",
         Verdict::Info,
+    );
+    report.detail(
+        "(b) the bare loop visits the items in the runner's shuffled order, and its warm-up run \
+         trained the same weights as the runner's, bit for bit"
+            .to_owned(),
     );
     report.detail(format!(
         "(b) seconds per run, bare loop with danling's fused AdamW: {}; runner: {}; runner with \

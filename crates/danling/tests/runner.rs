@@ -62,6 +62,19 @@ impl Task for Regression {
             .any()
             .into_scalar::<bool>();
         let loss = if poison { loss.mul_scalar(f32::NAN) } else { loss };
+        // An item of 8 leaves the loss finite but makes every gradient NaN: sqrt(p - p) is 0, and its
+        // derivative 1 / (2 sqrt(0)) is infinite.
+        let poison_grads = x
+            .clone()
+            .slice([0..x.dims()[0], 0..1])
+            .equal_elem(8.0)
+            .any()
+            .into_scalar::<bool>();
+        let loss = if poison_grads {
+            loss + (pred.clone() - pred).sqrt().sum()
+        } else {
+            loss
+        };
         StepOutput {
             loss,
             outputs: None,
@@ -251,6 +264,19 @@ fn non_finite_updates_are_skipped_and_counted_or_stop_the_run() {
     assert!(err.contains("non-finite") && err.contains("step 2"), "{err}");
     let latest = stopping.identity().checkpoint_dir.join("latest.safetensors");
     assert!(latest.is_file(), "`stop` writes a checkpoint before it stops");
+}
+
+#[test]
+fn a_finite_loss_with_non_finite_gradients_is_skipped_too() {
+    let root = tempfile::tempdir().unwrap();
+    let mut data = samples(12);
+    data[5].0[0] = 8.0;
+    let mut runner = runner(config(root.path(), &[("epochs", "2")]), 4, data);
+    let trained = runner.train().unwrap();
+    assert_eq!(trained.state.skipped, 2, "one batch with NaN gradients per epoch");
+    assert!(weights(runner.model()).iter().all(|w| w.is_finite()));
+    let (_, record) = trained.results.latest().unwrap();
+    assert!(record["train"]["loss"].is_finite(), "{record:?}");
 }
 
 #[test]

@@ -92,10 +92,11 @@ impl Task for TabularTask {
     fn collate(&self, items: Vec<Row>, device: &Device) -> TabularBatch {
         let n = items.len();
         let d = items.first().map_or(0, |row| row.features.len());
-        let features: Vec<f32> = items
-            .iter()
-            .flat_map(|row| row.features.iter().copied())
-            .collect();
+        // Row by row into one allocation: a slice copy each, not an element-wise push.
+        let mut features = Vec::with_capacity(n * d);
+        for row in &items {
+            features.extend_from_slice(&row.features);
+        }
         let features = Tensor::<2>::from_data(TensorData::new(features, [n, d]), device);
         let targets = match items.first().map(|row| &row.target) {
             Some(RowTarget::Values(first)) => {

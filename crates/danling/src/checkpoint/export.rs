@@ -244,7 +244,7 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
 }
 
 /// The flex tensor behind `tensor` where its values lie contiguously in host memory (shared, not
-/// copied); `None` on other backends.
+/// copied); `None` on other backends or for strided views.
 fn host<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
     let flex = tensor.clone().inner().try_into_primitive::<Flex>().ok()?;
     flex.is_contiguous().then_some(flex)

@@ -114,8 +114,8 @@ impl Prepared {
         }
         let mut metadata = self.metadata.clone();
         metadata.insert(
-            "sha256".to_owned(),
-            digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
+            CHECKSUM.to_owned(),
+            checksum(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
         );
         write_atomic_with(path, |temp| {
             safetensors::serialize_to_file(tensors, Some(metadata), temp).map_err(std::io::Error::other)
@@ -187,10 +187,16 @@ fn parse_metadata(
     }
     let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
     let tensors = file.tensors();
-    let actual = digest(tensors.iter().map(|(name, view)| (name.as_str(), view.data())));
-    if metadata.get("sha256") != Some(&actual) {
+    let data = || tensors.iter().map(|(name, view)| (name.as_str(), view.data()));
+    // Files from before the switch to CRC-32C carry a SHA-256.
+    let intact = match (metadata.get(CHECKSUM), metadata.get(LEGACY_CHECKSUM)) {
+        (Some(expected), _) => *expected == checksum(data()),
+        (None, Some(expected)) => *expected == sha256(data()),
+        (None, None) => false,
+    };
+    if !intact {
         return Err(format(
-            "the tensor data does not match its SHA-256: the file is corrupt".into(),
+            "the tensor data does not match its checksum: the file is corrupt".into(),
         ));
     }
     let scheduler = file
@@ -224,16 +230,37 @@ fn field<T: DeserializeOwned>(
     from_json(text).map_err(|e| format(format!("{key}: {e}")))
 }
 
-/// SHA-256 (hex) over every tensor's name and bytes, in name order.
-fn digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+/// The metadata key of the checksum over the tensors, and that of the SHA-256 older files carry.
+const CHECKSUM: &str = "crc32c";
+const LEGACY_CHECKSUM: &str = "sha256";
+
+/// Every tensor's name length, name, data length and data, in name order: what the checksum covers.
+fn checksummed<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<&'a [u8]> {
     let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
     sorted.sort_unstable_by_key(|(name, _)| *name);
+    sorted
+        .into_iter()
+        .flat_map(|(name, data)| [name.as_bytes(), data])
+        .collect()
+}
+
+/// CRC-32C (8 hex digits) over every tensor's name and bytes, in name order, each preceded by its
+/// length. It detects torn writes and flipped bits (it is not meant to resist tampering), and runs
+/// in hardware at memory speed, so the background writer hardly takes a core from training.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let crc = checksummed(tensors).into_iter().fold(0, |crc, part| {
+        let crc = crc32c::crc32c_append(crc, &(part.len() as u64).to_le_bytes());
+        crc32c::crc32c_append(crc, part)
+    });
+    format!("{crc:08x}")
+}
+
+/// SHA-256 (hex) of the same, as files written before CRC-32C carry it.
+fn sha256<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut hasher = Sha256::new();
-    for (name, data) in sorted {
-        hasher.update((name.len() as u64).to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update((data.len() as u64).to_le_bytes());
-        hasher.update(data);
+    for part in checksummed(tensors) {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
     }
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -295,4 +322,62 @@ fn assign_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> M {
         path: Vec::new(),
         ids,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use safetensors::tensor::{Dtype, TensorView};
+
+    use super::{CHECKSUM, LEGACY_CHECKSUM, checksum, parse_metadata, sha256};
+
+    /// A file with danling's format keys, a `state` that does not parse, one tensor, and `checks`.
+    fn file(checks: &[(&str, String)]) -> Vec<u8> {
+        let data = [1u8, 2, 3, 4];
+        let view = TensorView::new(Dtype::U8, vec![4], &data).unwrap();
+        let mut metadata = HashMap::from([
+            ("format".to_owned(), "danling.checkpoint".to_owned()),
+            ("state".to_owned(), "not json".to_owned()),
+        ]);
+        metadata.extend(checks.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        safetensors::serialize([("t", view)], Some(metadata)).unwrap()
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        match parse_metadata(std::path::Path::new("c.safetensors"), bytes) {
+            Ok(_) => panic!("the state cannot parse"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_checksum_or_an_older_files_sha256_must_match_the_tensors() {
+        let tensors = || [("t", &[1u8, 2, 3, 4][..])].into_iter();
+        // Both known values from outside: the CRC-32C and SHA-256 of the same byte string.
+        let mut covered = Vec::new();
+        covered.extend(1u64.to_le_bytes());
+        covered.extend(b"t");
+        covered.extend(4u64.to_le_bytes());
+        covered.extend([1, 2, 3, 4]);
+        assert_eq!(checksum(tensors()), format!("{:08x}", crc32c::crc32c(&covered)));
+        assert_eq!(sha256(tensors()).len(), 64);
+
+        let corrupt = "does not match its checksum";
+        for intact in [
+            file(&[(CHECKSUM, checksum(tensors()))]),
+            file(&[(LEGACY_CHECKSUM, sha256(tensors()))]),
+        ] {
+            let err = error(&intact);
+            assert!(!err.contains(corrupt) && err.contains("state"), "{err}");
+        }
+        for damaged in [
+            file(&[]),
+            file(&[(CHECKSUM, "00000000".to_owned())]),
+            file(&[(LEGACY_CHECKSUM, sha256([("t", &[9u8][..])].into_iter()))]),
+        ] {
+            let err = error(&damaged);
+            assert!(err.contains(corrupt) && err.contains("c.safetensors"), "{err}");
+        }
+    }
 }

@@ -472,11 +472,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
         self.splits[split].dataset.len().div_ceil(self.batch_size)
     }
 
-    /// The order of a split's items: a permutation drawn from (seed, epoch, split) when shuffling.
+    /// The order of a split's items: [`shuffled_order`] when shuffling.
     pub(super) fn order(&self, split: usize, shuffle: bool) -> Vec<usize> {
         let n = self.splits[split].dataset.len();
         if shuffle {
-            Rng::from_parts(&[self.config.seed, ORDER_STREAM, self.state.epoch, split as u64]).permutation(n)
+            shuffled_order(self.config.seed, self.state.epoch, split, n)
         } else {
             (0..n).collect()
         }
@@ -540,6 +540,13 @@ impl<T: Task, S: Sections> Runner<T, S> {
 }
 
 /// Mixes the seed with a stream tag and a counter into one device seed.
+/// The order in which a shuffling runner visits the `n` items of its split number `split` (in the
+/// order splits were added) in epoch `epoch` (counted from 0) of a run with seed `seed`: a
+/// permutation drawn from those three alone, so a resumed run sees the same batches.
+pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usize> {
+    Rng::from_parts(&[seed, ORDER_STREAM, epoch, split as u64]).permutation(n)
+}
+
 pub(super) fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
     Rng::from_parts(&[seed, stream, counter]).next_u64()
 }

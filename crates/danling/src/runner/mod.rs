@@ -11,7 +11,7 @@ mod state;
 mod task;
 mod train;
 
-pub use base::{Predictions, Runner, Trained};
+pub use base::{Predictions, Runner, Trained, shuffled_order};
 pub use error::RunnerError;
 pub use grads::{clamp, clip_norm, global_norm};
 pub use platform::{Platform, PlatformError};
