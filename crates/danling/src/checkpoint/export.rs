@@ -159,6 +159,32 @@ pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
         .collect())
 }
 
+/// A parameter's name in the file (without the `model.` prefix) from its module path and the types
+/// of the modules above it, and whether it is a linear weight (`[in, out]` in burn, written
+/// `[out, in]`): PyTorch's names and layout.
+pub(crate) fn file_name(path: &[String], containers: &[String], rank: usize) -> (String, bool) {
+    // The module that owns the parameter: the innermost user-defined struct above it.
+    let owner = containers
+        .iter()
+        .rev()
+        .find(|c| c.starts_with("Struct:"))
+        .map(String::as_str);
+    let mut path = path.to_vec();
+    let field = path.last().cloned().unwrap_or_default();
+    let transpose = owner == Some(LINEAR) && field == "weight" && rank == 2;
+    if owner.is_some_and(|o| NORMS.contains(&o)) {
+        let renamed = match field.as_str() {
+            "gamma" => Some("weight"),
+            "beta" => Some("bias"),
+            _ => None,
+        };
+        if let (Some(renamed), Some(last)) = (renamed, path.last_mut()) {
+            *last = renamed.to_owned();
+        }
+    }
+    (path.join("."), transpose)
+}
+
 /// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, not read yet.
 pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     struct Collect {
@@ -177,27 +203,8 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
             self.containers.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            // The module that owns the parameter: the innermost user-defined struct above it.
-            let owner = self
-                .containers
-                .iter()
-                .rev()
-                .find(|c| c.starts_with("Struct:"))
-                .map(String::as_str);
-            let mut path = self.path.clone();
-            let field = path.last().cloned().unwrap_or_default();
-            let transpose = owner == Some(LINEAR) && field == "weight" && D == 2;
-            if owner.is_some_and(|o| NORMS.contains(&o)) {
-                let renamed = match field.as_str() {
-                    "gamma" => Some("weight"),
-                    "beta" => Some("bias"),
-                    _ => None,
-                };
-                if let (Some(renamed), Some(last)) = (renamed, path.last_mut()) {
-                    *last = renamed.to_owned();
-                }
-            }
-            let name = format!("{MODEL_PREFIX}{}", path.join("."));
+            let (name, transpose) = file_name(&self.path, &self.containers, D);
+            let name = format!("{MODEL_PREFIX}{name}");
             let tensor = param.val();
             let dtype = match tensor.dtype() {
                 DType::F64 => Dtype::F64,
@@ -259,7 +266,7 @@ fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Ve
 
 /// Writes the columns `band` of a row-major `[rows, cols]` matrix of `element`-byte values into
 /// `out` (resized to fit) as the rows of a `[band.len(), rows]` matrix.
-fn transpose_into(
+pub(crate) fn transpose_into(
     bytes: &[u8],
     rows: usize,
     cols: usize,

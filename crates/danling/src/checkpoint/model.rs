@@ -1,17 +1,17 @@
 //! The model part of a checkpoint: `model.{path}` tensors in PyTorch layout, written in pieces
-//! straight from the backend and read with burn-store's safetensors support.
+//! straight from the backend and read straight into the tensors that replace the parameters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use burn::module::Module;
-use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use safetensors::tensor::{Metadata, TensorInfo};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
-use super::export::plan;
+use super::export::{file_name, plan, transpose_into};
 use crate::workspace::write_atomic_with;
 
 /// The prefix of model tensors in a checkpoint.
@@ -85,6 +85,10 @@ const PIECE: usize = 8 << 20;
 
 /// Loads the model's parameters from `path`; every parameter must be present with its shape, and the
 /// file may hold no other model tensor.
+///
+/// Each parameter is read straight from the file into the tensor that replaces it (linear weights
+/// transposed back from PyTorch's layout on the way); files whose names lack the `model.` prefix
+/// (a bare state dict) load too.
 pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
     if !path.is_file() {
         return Err(CheckpointError::Missing {
@@ -95,69 +99,324 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
         path: path.to_owned(),
         message,
     };
-    let remap = KeyRemapper::new()
-        .add_pattern(format!("^{}(.*)$", regex_escape(MODEL_PREFIX)), "$1")
-        .map_err(|e| format(e.to_string()))?;
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .remap(remap)
-        .allow_partial(true)
-        .validate(false);
-    let mut model = model;
-    let result = model.load_from(&mut store).map_err(|e| format(e.to_string()))?;
+    let read = |source| CheckpointError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read)?;
+    let file_len = file.metadata().map_err(read)?.len();
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix)
+        .map_err(|_| format("not a safetensors file: shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > MAX_HEADER || header_len > file_len - 8 {
+        return Err(format(format!(
+            "not a safetensors file: its header length ({header_len} bytes) exceeds the file ({file_len} \
+             bytes)"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(read)?;
+    let metadata: Metadata =
+        serde_json::from_slice(&header).map_err(|e| format(format!("unreadable header: {e}")))?;
+    let mut loader = Loader {
+        file,
+        data_start: 8 + header_len,
+        data_len: file_len - 8 - header_len,
+        metadata,
+        path: Vec::new(),
+        containers: Vec::new(),
+        used: HashSet::new(),
+        broken: None,
+        missing: None,
+        failed: None,
+    };
+    let model = model.map(&mut loader);
     let mismatch = |parameter: String, problem: String| CheckpointError::Mismatch {
         path: path.to_owned(),
         parameter,
         problem,
     };
-    if let Some(error) = result.errors.first() {
-        let (parameter, problem) = describe(error);
+    if let Some(message) = loader.broken {
+        return Err(format(message));
+    }
+    if let Some((parameter, problem)) = loader.failed {
         return Err(mismatch(parameter, problem));
     }
-    if let Some((name, _)) = result.missing.first() {
-        return Err(mismatch(name.clone(), "is missing from the checkpoint".into()));
+    if let Some(parameter) = loader.missing {
+        return Err(mismatch(parameter, "is missing from the checkpoint".into()));
     }
-    if let Some(name) = result
-        .unused
-        .iter()
-        .find(|n| !n.starts_with("optimizer.") && !n.starts_with("scheduler."))
-    {
-        return Err(mismatch(
-            name.clone(),
-            "is in the checkpoint but not in the model".into(),
-        ));
+    let mut unused: Vec<String> = loader
+        .metadata
+        .offset_keys()
+        .into_iter()
+        .filter(|n| !loader.used.contains(n) && !n.starts_with("optimizer.") && !n.starts_with("scheduler."))
+        .collect();
+    unused.sort();
+    if let Some(name) = unused.into_iter().next() {
+        let name = name.strip_prefix(MODEL_PREFIX).map(str::to_owned).unwrap_or(name);
+        return Err(mismatch(name, "is in the checkpoint but not in the model".into()));
     }
     Ok(model)
 }
 
-/// The parameter an apply error is about, and what is wrong with it.
-fn describe(error: &burn::store::ApplyError) -> (String, String) {
-    use burn::store::ApplyError as E;
-    match error {
-        E::ShapeMismatch {
-            path,
-            expected,
-            found,
-        } => (
-            path.clone(),
-            format!(
-                "has shape {:?} in the checkpoint, the model expects {:?}",
-                found.as_slice(),
-                expected.as_slice()
-            ),
-        ),
-        E::DTypeMismatch {
-            path,
-            expected,
-            found,
-        } => (
-            path.clone(),
-            format!("has dtype {found:?} in the checkpoint, the model expects {expected:?}"),
-        ),
-        E::AdapterError { path, message } | E::LoadError { path, message } => (path.clone(), message.clone()),
+/// The largest header accepted (as safetensors itself does).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Replaces each float parameter with its tensor from the file, noting the first problem of each kind.
+struct Loader {
+    file: File,
+    data_start: u64,
+    data_len: u64,
+    metadata: Metadata,
+    path: Vec<String>,
+    containers: Vec<String>,
+    /// Names of the tensors loaded.
+    used: HashSet<String>,
+    /// The file is damaged (or unreadable) where a parameter lies.
+    broken: Option<String>,
+    /// The first parameter the file lacks.
+    missing: Option<String>,
+    /// The first parameter whose tensor does not fit, and why.
+    failed: Option<(String, String)>,
+}
+
+impl Loader {
+    /// The parameter's values from the file in burn's layout, or what is wrong.
+    fn read(&mut self, name: &str, transpose: bool, shape: &[usize]) -> Result<TensorData, Problem> {
+        let info = self.metadata.info(name).ok_or(Problem::Missing)?.clone();
+        let dtype = match info.dtype {
+            Dtype::F64 => DType::F64,
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(Problem::Mismatch(format!(
+                    "has dtype {other:?} in the checkpoint, the model expects a float"
+                )));
+            }
+        };
+        let mut found = info.shape.clone();
+        if transpose && found.len() == 2 {
+            found.swap(0, 1);
+        }
+        if found != shape {
+            return Err(Problem::Mismatch(format!(
+                "has shape {found:?} in the checkpoint, the model expects {shape:?}"
+            )));
+        }
+        let (begin, end) = info.data_offsets;
+        let element = dtype.size();
+        if end < begin
+            || end as u64 > self.data_len
+            || end - begin != found.iter().product::<usize>() * element
+        {
+            return Err(Problem::Broken(format!(
+                "tensor `{name}` lies outside the file or does not fill its shape"
+            )));
+        }
+        let mut bytes = vec![0u8; end - begin];
+        self.file
+            .seek(SeekFrom::Start(self.data_start + begin as u64))
+            .and_then(|_| self.file.read_exact(&mut bytes))
+            .map_err(|e| Problem::Broken(format!("tensor `{name}`: {e}")))?;
+        if transpose && found.len() == 2 {
+            // The file holds [out, in]: its columns are burn's rows.
+            let (rows, cols) = (info.shape[0], info.shape[1]);
+            let mut out = Vec::new();
+            transpose_into(&bytes, rows, cols, 0..cols, element, &mut out);
+            bytes = out;
+        }
+        Ok(TensorData::from_bytes_vec(bytes, found, dtype))
     }
 }
 
-fn regex_escape(text: &str) -> String {
-    text.replace('.', "\\.")
+enum Problem {
+    Missing,
+    Mismatch(String),
+    Broken(String),
+}
+
+impl ModuleMapper for Loader {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_owned());
+        self.containers.push(container_type.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.broken.is_some() {
+            return param;
+        }
+        let parameter = self.path.join(".");
+        let (name, transpose) = file_name(&self.path, &self.containers, D);
+        let prefixed = format!("{MODEL_PREFIX}{name}");
+        let name = if self.metadata.info(&prefixed).is_some() {
+            prefixed
+        } else {
+            name
+        };
+        let shape = param.lazy_shape().to_vec();
+        match self.read(&name, transpose, &shape) {
+            Ok(data) => {
+                self.used.insert(name);
+                let tensor = Tensor::from_data(data, &param.lazy_device());
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+            Err(Problem::Missing) => {
+                self.missing.get_or_insert(parameter);
+                param
+            }
+            Err(Problem::Mismatch(problem)) => {
+                self.used.insert(name);
+                self.failed.get_or_insert((parameter, problem));
+                param
+            }
+            Err(Problem::Broken(message)) => {
+                self.broken = Some(message);
+                param
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use burn::module::Module;
+    use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+    use burn::tensor::{Device, Tensor};
+    use safetensors::tensor::{Dtype, TensorView};
+
+    use super::{load_model, save_model};
+    use crate::checkpoint::CheckpointError;
+
+    #[derive(Module, Debug)]
+    struct Net {
+        layers: Vec<Linear>,
+        norm: LayerNorm,
+    }
+
+    fn net(device: &Device, seed: u64, widths: &[usize]) -> Net {
+        device.seed(seed);
+        Net {
+            layers: widths
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+            norm: LayerNormConfig::new(*widths.last().unwrap_or(&1)).init(device),
+        }
+    }
+
+    fn values(net: &Net) -> Vec<Vec<f32>> {
+        let mut all: Vec<Tensor<1>> = Vec::new();
+        for layer in &net.layers {
+            all.push(layer.weight.val().flatten(0, 1));
+            all.extend(layer.bias.as_ref().map(|b| b.val()));
+        }
+        all.push(net.norm.gamma.val());
+        all.extend(net.norm.beta.as_ref().map(|b| b.val()));
+        all.into_iter()
+            .map(|t| t.into_data().try_to_vec::<f32>().unwrap())
+            .collect()
+    }
+
+    fn problem(result: Result<Net, CheckpointError>) -> String {
+        result.map(|_| ()).unwrap_err().to_string()
+    }
+
+    /// Writes `tensors` (name, shape, f32 values) as a safetensors file.
+    fn write(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+        let bytes: Vec<Vec<u8>> = tensors
+            .iter()
+            .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
+        let views: Vec<(&str, TensorView<'_>)> = tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((name, shape, _), b)| (*name, TensorView::new(Dtype::F32, shape.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None::<HashMap<String, String>>, path).unwrap();
+    }
+
+    #[test]
+    fn a_saved_model_loads_back_exactly_into_a_fresh_one_on_either_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let device = Device::flex();
+        let saved = net(&device, 1, &[5, 7, 3]);
+        save_model(&saved, &path).unwrap();
+        let loaded = load_model(net(&device, 2, &[5, 7, 3]), &path).unwrap();
+        assert_eq!(values(&loaded), values(&saved));
+        let trainable = load_model(net(&device.autodiff(), 3, &[5, 7, 3]), &path).unwrap();
+        assert_eq!(values(&trainable), values(&saved));
+        assert!(trainable.layers[0].weight.val().is_require_grad());
+    }
+
+    #[test]
+    fn names_without_the_prefix_load_and_weights_are_read_as_out_by_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state_dict.safetensors");
+        // A PyTorch state dict: Linear(2, 3) weight is [3, 2]; LayerNorm's are weight and bias.
+        let w: Vec<f32> = (0..6).map(|x| x as f32).collect();
+        write(
+            &path,
+            &[
+                ("layers.0.weight", vec![3, 2], w),
+                ("layers.0.bias", vec![3], vec![0.5, 0.6, 0.7]),
+                ("norm.weight", vec![3], vec![1.0, 2.0, 3.0]),
+                ("norm.bias", vec![3], vec![4.0, 5.0, 6.0]),
+            ],
+        );
+        let loaded = load_model(net(&Device::flex(), 1, &[2, 3]), &path).unwrap();
+        // burn's [in, out] is the transpose: row i holds input i's weight to each output.
+        assert_eq!(values(&loaded)[0], [0.0, 2.0, 4.0, 1.0, 3.0, 5.0]);
+        assert_eq!(values(&loaded)[2], [1.0, 2.0, 3.0]);
+        assert_eq!(values(&loaded)[3], [4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn the_first_mismatched_parameter_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let device = Device::flex();
+        save_model(&net(&device, 1, &[5, 7, 3]), &path).unwrap();
+
+        let err = problem(load_model(net(&device, 1, &[5, 8, 3]), &path));
+        assert!(
+            err.contains("`layers.0.weight` has shape [5, 7] in the checkpoint, the model expects [5, 8]"),
+            "{err}"
+        );
+        let err = problem(load_model(net(&device, 1, &[5, 7, 3, 3]), &path));
+        assert!(
+            err.contains("`layers.2.weight` is missing from the checkpoint"),
+            "{err}"
+        );
+        let bigger = dir.path().join("bigger.safetensors");
+        save_model(&net(&device, 1, &[5, 7, 3, 3]), &bigger).unwrap();
+        let err = problem(load_model(net(&device, 1, &[5, 7, 3]), &bigger));
+        assert!(
+            err.contains("`layers.2.bias` is in the checkpoint but not in the model"),
+            "{err}"
+        );
+
+        // A cut file is damaged, not a mismatch, and says which file.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 9]).unwrap();
+        let err = problem(load_model(net(&device, 1, &[5, 7, 3]), &path));
+        assert!(
+            err.contains("m.safetensors") && !err.contains("does not match"),
+            "{err}"
+        );
+        std::fs::write(&path, &bytes[..5]).unwrap();
+        let err = problem(load_model(net(&device, 1, &[5, 7, 3]), &path));
+        assert!(err.contains("not a safetensors file: shorter"), "{err}");
+    }
 }
