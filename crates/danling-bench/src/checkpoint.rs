@@ -75,9 +75,13 @@ pub fn bandwidth(options: &Options, report: &mut Report) -> anyhow::Result<()> {
         }
     }
     let mb = |seconds: f64| bytes / 1e6 / seconds;
-    let (s, w, l, r) = (median(&save), median(&write), median(&load), median(&read));
+    // Writes here now and then stall for most of a second while the virtual machine faults in pages
+    // its host took back, on either side at random: the fastest run of each side is what the code
+    // costs, so the table compares those (the medians follow in the details).
+    let fastest = |runs: &[f64]| runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let (s, w, l, r) = (fastest(&save), fastest(&write), fastest(&load), fastest(&read));
     report.row(
-        "(c) checkpoint save, 100M params (400 MB)",
+        "(c) checkpoint save, 100M params (400 MB), fastest run",
         format!("{:.0} MB/s ({s:.2} s)", mb(s)),
         format!("raw write+fsync+rename {:.0} MB/s ({w:.2} s)", mb(w)),
         format!("{:.0}% of raw", w / s * 100.0),
@@ -85,13 +89,21 @@ pub fn bandwidth(options: &Options, report: &mut Report) -> anyhow::Result<()> {
         Verdict::from(w / s >= 0.7),
     );
     report.row(
-        "(c) checkpoint load, 100M params",
+        "(c) checkpoint load, 100M params, fastest run",
         format!("{:.0} MB/s ({l:.2} s)", mb(l)),
         format!("raw read {:.0} MB/s ({r:.2} s)", mb(r)),
         format!("{:.0}% of raw", r / l * 100.0),
         "–",
         Verdict::Info,
     );
+    report.detail(format!(
+        "(c) medians: save {:.3} s, raw write {:.3} s ({:.0}% of raw); load {:.3} s, raw read {:.3} s",
+        median(&save),
+        median(&write),
+        median(&write) / median(&save) * 100.0,
+        median(&load),
+        median(&read)
+    ));
     report.detail(format!(
         "(c) seconds: save {}; raw write {}; load {}; raw read {}",
         list(&save),
