@@ -55,22 +55,14 @@ impl Task for Regression {
         let pred = model.forward(x.clone());
         let loss = MseLoss::new().forward(pred.clone(), y.clone(), Reduction::Mean);
         // A poisoned item makes its batch's loss NaN.
-        let poison = x
-            .clone()
-            .slice([0..x.dims()[0], 0..1])
-            .equal_elem(9.0)
-            .any()
-            .into_scalar::<bool>();
-        let loss = if poison { loss.mul_scalar(f32::NAN) } else { loss };
+        let loss = if has_first_feature(x, 9.0) {
+            loss.mul_scalar(f32::NAN)
+        } else {
+            loss
+        };
         // An item of 8 leaves the loss finite but makes every gradient NaN: sqrt(p - p) is 0, and its
         // derivative 1 / (2 sqrt(0)) is infinite.
-        let poison_grads = x
-            .clone()
-            .slice([0..x.dims()[0], 0..1])
-            .equal_elem(8.0)
-            .any()
-            .into_scalar::<bool>();
-        let loss = if poison_grads {
+        let loss = if has_first_feature(x, 8.0) {
             loss + (pred.clone() - pred).sqrt().sum()
         } else {
             loss
@@ -81,6 +73,15 @@ impl Task for Regression {
             targets: None,
         }
     }
+}
+
+/// Whether any item of the batch `x` has `value` as its first feature.
+fn has_first_feature(x: &Tensor<2>, value: f32) -> bool {
+    x.clone()
+        .slice([0..x.dims()[0], 0..1])
+        .equal_elem(value)
+        .any()
+        .into_scalar::<bool>()
 }
 
 fn config(root: &std::path::Path, pairs: &[(&str, &str)]) -> Config {

@@ -159,51 +159,73 @@ pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
         .collect())
 }
 
-/// A parameter's name in the file (without the `model.` prefix) from its module path and the types
-/// of the modules above it, and whether it is a linear weight (`[in, out]` in burn, written
-/// `[out, in]`): PyTorch's names and layout.
-pub(crate) fn file_name(path: &[String], containers: &[String], rank: usize) -> (String, bool) {
-    // The module that owns the parameter: the innermost user-defined struct above it.
-    let owner = containers
-        .iter()
-        .rev()
-        .find(|c| c.starts_with("Struct:"))
-        .map(String::as_str);
-    let mut path = path.to_vec();
-    let field = path.last().cloned().unwrap_or_default();
-    let transpose = owner == Some(LINEAR) && field == "weight" && rank == 2;
-    if owner.is_some_and(|o| NORMS.contains(&o)) {
-        let renamed = match field.as_str() {
-            "gamma" => Some("weight"),
-            "beta" => Some("bias"),
-            _ => None,
-        };
-        if let (Some(renamed), Some(last)) = (renamed, path.last_mut()) {
-            *last = renamed.to_owned();
-        }
+/// Where a module visit stands: the names and container types of the modules above. Saving and
+/// loading both name parameters from it, so they agree on every name.
+#[derive(Default)]
+pub(crate) struct ModulePath {
+    names: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl ModulePath {
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
+        self.names.push(name.to_owned());
+        self.containers.push(container_type.to_owned());
     }
-    (path.join("."), transpose)
+
+    pub(crate) fn exit(&mut self) {
+        self.names.pop();
+        self.containers.pop();
+    }
+
+    /// The parameter's burn path (`layers.0.weight`).
+    pub(crate) fn burn_name(&self) -> String {
+        self.names.join(".")
+    }
+
+    /// The parameter's name in the file (without the `model.` prefix), and whether it is a linear
+    /// weight (`[in, out]` in burn, written `[out, in]`): PyTorch's names and layout.
+    pub(crate) fn file_name(&self, rank: usize) -> (String, bool) {
+        // The module that owns the parameter: the innermost user-defined struct above it.
+        let owner = self
+            .containers
+            .iter()
+            .rev()
+            .find(|c| c.starts_with("Struct:"))
+            .map(String::as_str);
+        let mut path = self.names.clone();
+        let field = path.last().cloned().unwrap_or_default();
+        let transpose = owner == Some(LINEAR) && field == "weight" && rank == 2;
+        if owner.is_some_and(|o| NORMS.contains(&o)) {
+            let renamed = match field.as_str() {
+                "gamma" => Some("weight"),
+                "beta" => Some("bias"),
+                _ => None,
+            };
+            if let (Some(renamed), Some(last)) = (renamed, path.last_mut()) {
+                *last = renamed.to_owned();
+            }
+        }
+        (path.join("."), transpose)
+    }
 }
 
 /// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, not read yet.
 pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     struct Collect {
-        path: Vec<String>,
-        containers: Vec<String>,
+        at: ModulePath,
         tensors: Vec<Planned>,
         error: Option<String>,
     }
     impl ModuleVisitor for Collect {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            self.path.push(name.to_owned());
-            self.containers.push(container_type.to_owned());
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-            self.containers.pop();
+            self.at.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let (name, transpose) = file_name(&self.path, &self.containers, D);
+            let (name, transpose) = self.at.file_name(D);
             let name = format!("{MODEL_PREFIX}{name}");
             let tensor = param.val();
             let dtype = match tensor.dtype() {
@@ -238,8 +260,7 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
         }
     }
     let mut collect = Collect {
-        path: Vec::new(),
-        containers: Vec::new(),
+        at: ModulePath::default(),
         tensors: Vec::new(),
         error: None,
     };

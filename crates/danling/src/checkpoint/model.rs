@@ -11,7 +11,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
-use super::export::{file_name, plan, transpose_into};
+use super::export::{ModulePath, plan, transpose_into};
 use crate::workspace::write_atomic_with;
 
 /// The prefix of model tensors in a checkpoint.
@@ -124,8 +124,7 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
         data_start: 8 + header_len,
         data_len: file_len - 8 - header_len,
         metadata,
-        path: Vec::new(),
-        containers: Vec::new(),
+        at: ModulePath::default(),
         used: HashSet::new(),
         broken: None,
         missing: None,
@@ -169,8 +168,7 @@ struct Loader {
     data_start: u64,
     data_len: u64,
     metadata: Metadata,
-    path: Vec<String>,
-    containers: Vec<String>,
+    at: ModulePath,
     /// Names of the tensors loaded.
     used: HashSet<String>,
     /// The file is damaged (or unreadable) where a parameter lies.
@@ -239,21 +237,19 @@ enum Problem {
 
 impl ModuleMapper for Loader {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_owned());
-        self.containers.push(container_type.to_owned());
+        self.at.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.containers.pop();
+        self.at.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         if self.broken.is_some() {
             return param;
         }
-        let parameter = self.path.join(".");
-        let (name, transpose) = file_name(&self.path, &self.containers, D);
+        let parameter = self.at.burn_name();
+        let (name, transpose) = self.at.file_name(D);
         let prefixed = format!("{MODEL_PREFIX}{name}");
         let name = if self.metadata.info(&prefixed).is_some() {
             prefixed
