@@ -28,9 +28,13 @@ use anyhow::{Context as _, bail};
 
 use crate::report::Report;
 
-/// The same allocator as the `danling` binary, so the in-process cases measure what it runs.
+/// The same allocator as the `danling` binary, set up the same way (never handing freed memory back
+/// to the system: see the binary's `keep_freed_memory`), so the in-process cases measure what it runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (its index in `mimalloc.h`, versions 2 and 3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -90,6 +94,11 @@ pub fn root() -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
+    #[allow(unsafe_code)]
+    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table; no preconditions.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args).and_then(|options| run(&options)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,24 +8,16 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bytes, DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 use super::MODEL_PREFIX;
 
 /// One exported tensor: its checkpoint name, dtype, shape and bytes.
 pub(crate) struct Exported {
     pub(crate) name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Bytes,
-}
-
-impl Exported {
-    /// A safetensors view of the tensor.
-    pub(crate) fn view(&self) -> Result<TensorView<'_>, String> {
-        TensorView::new(self.dtype, self.shape.clone(), &self.bytes)
-            .map_err(|e| format!("tensor `{}`: {e}", self.name))
-    }
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) bytes: Bytes,
 }
 
 const LINEAR: &str = "Struct:Linear";
@@ -146,9 +138,10 @@ impl Planned {
     }
 }
 
-/// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, read into memory.
-pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
-    Ok(plan(model)?
+/// The planned parameters read into memory in the file's layout, each released (its handle on the
+/// backend's memory dropped) as soon as it is read.
+pub(crate) fn export(planned: Vec<Planned>) -> Vec<Exported> {
+    planned
         .into_iter()
         .map(|planned| Exported {
             bytes: planned.read(),
@@ -156,7 +149,7 @@ pub(crate) fn export<M: Module>(model: &M) -> Result<Vec<Exported>, String> {
             dtype: planned.dtype,
             shape: planned.shape,
         })
-        .collect())
+        .collect()
 }
 
 /// Where a module visit stands: the names and container types of the modules above. Saving and

@@ -1,25 +1,26 @@
 //! Full checkpoints: model, optimizer, scheduler and the run's state, config, results and identity.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bytes, Tensor};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::CheckpointError;
-use super::export::{Exported, export};
-use super::model::load_model;
+use super::export::{Planned, export, plan};
+use super::model::{header, load_model};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::Results;
 use crate::runner::State;
-use crate::workspace::write_atomic_with;
+use crate::workspace::{AtomicFile, WorkspaceError};
 
 const OPTIMIZER: &str = "optimizer.record";
 const SCHEDULER: &str = "scheduler.state";
@@ -49,16 +50,21 @@ pub fn save_checkpoint<M: Module>(
     Prepared::new(path, model, optimizer, checkpoint)?.write(path)
 }
 
-/// A full checkpoint read out of the model and optimizer into memory, ready to be written (on any
-/// thread) while training goes on.
+/// A full checkpoint captured at one instant, to be read out and written on any thread while
+/// training goes on.
+///
+/// It holds the model's parameters and the optimizer's state by handle (shared, not copied): the
+/// writing thread copies each into the file's layout and lets go of it at once, so that the next
+/// optimizer step finds its tensors unshared again and updates them in place.
 pub(crate) struct Prepared {
-    model: Vec<Exported>,
-    blobs: [(&'static str, Vec<u8>); 2],
+    model: Vec<Planned>,
+    optimizer: ModuleOptimizer,
+    scheduler: Vec<u8>,
     metadata: HashMap<String, String>,
 }
 
 impl Prepared {
-    /// Reads everything a checkpoint holds; `path` only names the file in errors.
+    /// Captures everything a checkpoint holds; `path` only names the file in errors.
     pub(crate) fn new<M: Module>(
         path: &Path,
         model: &M,
@@ -69,10 +75,7 @@ impl Prepared {
             path: path.to_owned(),
             message,
         };
-        let exported = export(model).map_err(format)?;
-        let optimizer = optimizer
-            .into_bytes()
-            .map_err(|e| format(format!("optimizer state: {e}")))?;
+        let planned = plan(model).map_err(format)?;
         let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
         let mut metadata = HashMap::from([
             ("format".to_owned(), "danling.checkpoint".to_owned()),
@@ -89,37 +92,50 @@ impl Prepared {
             metadata.insert(key.to_owned(), value.map_err(|e| format(e.to_string()))?);
         }
         Ok(Self {
-            model: exported,
-            blobs: [(OPTIMIZER, optimizer.to_vec()), (SCHEDULER, scheduler)],
+            model: planned,
+            optimizer: optimizer.clone(),
+            scheduler,
             metadata,
         })
     }
 
-    /// Hashes the tensors and writes the file to `path`, atomically.
-    pub(crate) fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+    /// Reads the tensors, checksums them and writes the file to `path`, atomically.
+    pub(crate) fn write(self, path: &Path) -> Result<(), CheckpointError> {
         let format = |message: String| CheckpointError::Format {
             path: path.to_owned(),
             message,
         };
-        let mut tensors: Vec<(String, TensorView<'_>)> = self
-            .model
+        let model = export(self.model);
+        let record = self.optimizer.to_record();
+        drop(self.optimizer);
+        let optimizer = record
+            .into_bytes()
+            .map_err(|e| format(format!("optimizer state: {e}")))?;
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, &[u8])> = model
             .iter()
-            .map(|t| Ok((t.name.clone(), t.view()?)))
-            .collect::<Result<_, String>>()
-            .map_err(format)?;
-        for (name, bytes) in &self.blobs {
-            let view =
-                TensorView::new(Dtype::U8, vec![bytes.len()], bytes).map_err(|e| format(e.to_string()))?;
-            tensors.push(((*name).to_owned(), view));
+            .map(|t| (t.name.clone(), t.dtype, t.shape.clone(), &t.bytes[..]))
+            .collect();
+        for (name, bytes) in [(OPTIMIZER, &optimizer[..]), (SCHEDULER, &self.scheduler[..])] {
+            tensors.push((name.to_owned(), Dtype::U8, vec![bytes.len()], bytes));
         }
-        let mut metadata = self.metadata.clone();
+        let mut metadata = self.metadata;
         metadata.insert(
             CHECKSUM.to_owned(),
-            checksum(tensors.iter().map(|(name, view)| (name.as_str(), view.data()))),
+            checksum(tensors.iter().map(|(name, .., bytes)| (name.as_str(), *bytes))),
         );
-        write_atomic_with(path, |temp| {
-            safetensors::serialize_to_file(tensors, Some(metadata), temp).map_err(std::io::Error::other)
-        })?;
+        let header = header(
+            metadata,
+            tensors
+                .iter()
+                .map(|(name, dtype, shape, bytes)| (name.clone(), *dtype, shape.clone(), bytes.len())),
+        )
+        .map_err(format)?;
+        let mut file = AtomicFile::create(path)?;
+        let written = std::iter::once(&header[..])
+            .chain(tensors.iter().map(|(.., bytes)| *bytes))
+            .try_for_each(|bytes| file.write_all(bytes));
+        written.map_err(WorkspaceError::io("write", file.temp_path()))?;
+        file.commit()?;
         Ok(())
     }
 }

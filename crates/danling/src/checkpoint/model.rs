@@ -28,30 +28,19 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
         message,
     };
     let planned = plan(model).map_err(format)?;
-    let mut offset = 0;
-    let infos = planned
-        .iter()
-        .map(|p| {
-            let info = TensorInfo {
-                dtype: p.dtype,
-                shape: p.shape.clone(),
-                data_offsets: (offset, offset + p.len()),
-            };
-            offset += p.len();
-            (p.name.clone(), info)
-        })
-        .collect();
     let metadata = HashMap::from([
         ("format".to_owned(), "danling.checkpoint".to_owned()),
         ("version".to_owned(), "1".to_owned()),
     ]);
-    let header = Metadata::new(Some(metadata), infos).map_err(|e| format(e.to_string()))?;
-    let mut header = serde_json::to_vec(&header).map_err(|e| format(e.to_string()))?;
-    // safetensors pads the header with spaces to a multiple of 8 bytes.
-    header.resize(header.len().next_multiple_of(8), b' ');
+    let header = header(
+        metadata,
+        planned
+            .iter()
+            .map(|p| (p.name.clone(), p.dtype, p.shape.clone(), p.len())),
+    )
+    .map_err(format)?;
     write_atomic_with(path, |temp| {
         let mut file = File::create(temp)?;
-        file.write_all(&(header.len() as u64).to_le_bytes())?;
         file.write_all(&header)?;
         std::thread::scope(|scope| {
             let (pieces, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
@@ -78,6 +67,33 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
         })
     })?;
     Ok(())
+}
+
+/// A safetensors header, the 8-byte length that precedes it included, for `tensors` (name, dtype,
+/// shape, bytes) laid out one after the other in the order given.
+pub(crate) fn header(
+    metadata: HashMap<String, String>,
+    tensors: impl Iterator<Item = (String, Dtype, Vec<usize>, usize)>,
+) -> Result<Vec<u8>, String> {
+    let mut offset = 0;
+    let infos = tensors
+        .map(|(name, dtype, shape, len)| {
+            let info = TensorInfo {
+                dtype,
+                shape,
+                data_offsets: (offset, offset + len),
+            };
+            offset += len;
+            (name, info)
+        })
+        .collect();
+    let header = Metadata::new(Some(metadata), infos).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // safetensors pads the header with spaces to a multiple of 8 bytes.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    Ok(out)
 }
 
 /// Bytes read from the backend at a time when saving.

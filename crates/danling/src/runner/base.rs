@@ -368,9 +368,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
                 Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
             };
-            let recorded = workspace.record(index, record.clone())?;
+            let (recorded, results) = workspace.record_deferred(index, record.clone())?;
             self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
-            self.save_checkpoints(&workspace, &scheduler, recorded.is_best)?;
+            self.save_checkpoints(&workspace, &scheduler, recorded.is_best, results)?;
             info!("{}", epoch_line(&label, &record, recorded.is_best));
             if recorded.should_stop {
                 info!(

@@ -11,7 +11,7 @@ use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
-use crate::workspace::{Workspace, WorkspaceError, link_atomic};
+use crate::workspace::{PendingFiles, Workspace, WorkspaceError, link_atomic};
 
 impl<T: Task, S: Sections> Runner<T, S> {
     /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
@@ -111,10 +111,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
         Ok(())
     }
 
-    /// The end-of-epoch checkpoints: `latest`, `best` when the latest result is the best, `epoch-N`
-    /// every `save_interval` epochs, with the `keep_latest_k` retention of the history.
+    /// The end-of-epoch files: the results files `results`, then the checkpoints `latest`, `best`
+    /// when the latest result is the best, and `epoch-N` every `save_interval` epochs, with the
+    /// `keep_latest_k` retention of the history.
     ///
-    /// The state is read into memory here; hashing, writing and syncing the files happen on a
+    /// The state is captured here; reading it out, checksumming, writing and syncing happen on a
     /// background thread while the next epoch trains (each file still appears whole, by rename). The
     /// next save, and the end of `train`, wait for it and report what it met.
     pub(super) fn save_checkpoints(
@@ -122,9 +123,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
         workspace: &Workspace,
         scheduler: &LrScheduler,
         is_best: bool,
+        results: PendingFiles,
     ) -> Result<(), RunnerError> {
         self.finish_writes()?;
         let Some(dir) = workspace.checkpoint_dir().map(Path::to_owned) else {
+            results.write()?;
             return Ok(());
         };
         let latest = dir.join(format!("{LATEST}.safetensors"));
@@ -142,9 +145,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
             copies.push(format!("epoch-{}", self.state.epoch));
         }
         let keep = self.config.keep_latest_k;
-        let write = move || -> Result<(), RunnerError> {
+        let checkpoint = move || -> Result<(), RunnerError> {
             prepared.write(&latest)?;
-            drop(prepared);
             // The others hold the same state as `latest`: second names for its file (which is only
             // ever replaced by rename), not second serialisations.
             for name in copies {
@@ -154,6 +156,19 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 prune(&dir, keep)?;
             }
             Ok(())
+        };
+        // Side by side: neither depends on the other (a checkpoint holds the results, and resuming
+        // from it rewrites the results files), and most of the time goes into waiting for syncs.
+        let write = move || -> Result<(), RunnerError> {
+            std::thread::scope(|scope| {
+                let results = scope.spawn(|| results.write());
+                let written = checkpoint();
+                let results = match results.join() {
+                    Ok(results) => results.map_err(RunnerError::from),
+                    Err(panic) => Err(RunnerError::Writer(panic_message(&panic))),
+                };
+                written.and(results)
+            })
         };
         let writer = std::thread::Builder::new()
             .name("danling-checkpoint".to_owned())

@@ -81,7 +81,14 @@ impl AtomicFile {
     }
 
     /// Flushes and fsyncs the data, renames it over the target, and fsyncs the directory.
-    pub fn commit(mut self) -> Result<(), WorkspaceError> {
+    pub fn commit(self) -> Result<(), WorkspaceError> {
+        let dir = self.place()?;
+        sync_dir(&dir)
+    }
+
+    /// Flushes and fsyncs the data and renames it over the target; returns the directory, which the
+    /// caller fsyncs.
+    fn place(mut self) -> Result<PathBuf, WorkspaceError> {
         if self.file.take().is_some() {
             // Reopen rather than reuse the handle, so that bytes written through the path are synced too.
             File::open(&self.temp)
@@ -90,7 +97,7 @@ impl AtomicFile {
         }
         fs::rename(&self.temp, &self.target)
             .map_err(WorkspaceError::io("rename into place", &self.target))?;
-        sync_dir(self.target.parent().unwrap_or(Path::new(".")))
+        Ok(self.target.parent().unwrap_or(Path::new(".")).to_owned())
     }
 }
 
@@ -115,6 +122,39 @@ impl Drop for AtomicFile {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.temp);
         }
+    }
+}
+
+/// Files rendered in memory, to be written later (perhaps on another thread), each atomically.
+#[derive(Debug, Default)]
+pub struct PendingFiles {
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl PendingFiles {
+    /// Adds a file.
+    pub fn push(&mut self, path: PathBuf, bytes: Vec<u8>) {
+        self.files.push((path, bytes));
+    }
+
+    /// Writes and fsyncs every file, renames each into place, then fsyncs each directory once: each
+    /// file is replaced atomically, and all of them are durable when this returns.
+    pub fn write(self) -> Result<(), WorkspaceError> {
+        let mut placed = Vec::with_capacity(self.files.len());
+        for (path, bytes) in &self.files {
+            let mut file = AtomicFile::create(path)?;
+            file.write_all(bytes)
+                .map_err(WorkspaceError::io("write", file.temp_path()))?;
+            placed.push(file);
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for file in placed {
+            let dir = file.place()?;
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs.iter().try_for_each(|dir| sync_dir(dir))
     }
 }
 
@@ -191,6 +231,31 @@ mod tests {
         drop(file);
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn pending_files_are_each_replaced_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("checkpoints");
+        fs::create_dir(&sub).unwrap();
+        let (a, b) = (dir.path().join("a.json"), sub.join("b.json"));
+        write_atomic(&a, b"old a").unwrap();
+        let mut files = PendingFiles::default();
+        files.push(a.clone(), b"new a".to_vec());
+        files.push(b.clone(), b"new b".to_vec());
+        files.write().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+
+        // A file that cannot be created stops the batch before anything is renamed into place.
+        let mut files = PendingFiles::default();
+        files.push(a.clone(), b"newer a".to_vec());
+        files.push(dir.path().join("missing").join("c.json"), b"c".to_vec());
+        let err = files.write().unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "a.json and checkpoints/ only");
+        assert_eq!(fs::read_dir(&sub).unwrap().count(), 1);
     }
 
     #[test]

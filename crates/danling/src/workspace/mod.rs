@@ -6,7 +6,7 @@ mod lock;
 mod rundir;
 mod session;
 
-pub use atomic::{AtomicFile, link_atomic, write_atomic, write_atomic_with};
+pub use atomic::{AtomicFile, PendingFiles, link_atomic, write_atomic, write_atomic_with};
 pub use error::WorkspaceError;
 pub use lock::RunLock;
 pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};

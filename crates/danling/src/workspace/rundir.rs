@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::atomic::{sync_dir, write_atomic};
+use super::atomic::{PendingFiles, sync_dir, write_atomic};
 use super::{RunLock, WorkspaceError};
 use crate::identity::Identity;
 use crate::results::{Results, Scoring};
@@ -107,13 +107,21 @@ impl RunDir {
 
     /// Writes `name` in the run directory as pretty JSON, atomically.
     pub fn write_json(&self, name: &str, value: &Value) -> Result<(), WorkspaceError> {
+        let mut files = PendingFiles::default();
+        self.push_json(&mut files, name, value)?;
+        files.write()
+    }
+
+    /// Renders `name` as pretty JSON into `files`.
+    fn push_json(&self, files: &mut PendingFiles, name: &str, value: &Value) -> Result<(), WorkspaceError> {
         let path = self.file(name);
         let mut text = serde_json::to_string_pretty(value).map_err(|e| WorkspaceError::Serialize {
             path: path.clone(),
             message: e.to_string(),
         })?;
         text.push('\n');
-        write_atomic(&path, text.as_bytes())
+        files.push(path, text.into_bytes());
+        Ok(())
     }
 
     /// Writes `results.json`, `latest.json` and `best.json` from the results history.
@@ -123,16 +131,31 @@ impl RunDir {
         scoring: &Scoring,
         identity: &Identity,
     ) -> Result<(), WorkspaceError> {
+        self.results_files(results, scoring, identity)?.write()
+    }
+
+    /// `results.json`, `latest.json` and `best.json` rendered from the results history, not written yet.
+    pub fn results_files(
+        &self,
+        results: &Results,
+        scoring: &Scoring,
+        identity: &Identity,
+    ) -> Result<PendingFiles, WorkspaceError> {
         let now = timestamp();
         let (name, id) = (identity.name.as_str(), identity.id.as_str());
-        self.write_json(files::RESULTS, &results.results_document(name, id, &now))?;
+        let mut files = PendingFiles::default();
+        self.push_json(
+            &mut files,
+            files::RESULTS,
+            &results.results_document(name, id, &now),
+        )?;
         if let Some(latest) = results.latest_document(name, id, &now) {
-            self.write_json(files::LATEST, &latest)?;
+            self.push_json(&mut files, files::LATEST, &latest)?;
         }
         if let Some(best) = results.best_document(scoring, name, id, &now) {
-            self.write_json(files::BEST, &best)?;
+            self.push_json(&mut files, files::BEST, &best)?;
         }
-        Ok(())
+        Ok(files)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::rundir::files;
-use super::{RunDir, StartMode, WorkspaceError};
+use super::{PendingFiles, RunDir, StartMode, WorkspaceError};
 use crate::config::{Config, Sections};
 use crate::identity::Identity;
 use crate::log::tensorboard::EventWriter;
@@ -125,6 +125,19 @@ impl Workspace {
     /// results files and TensorBoard scalars `{split}/{metric}`, and says whether it is the best and
     /// whether early stopping fires.
     pub fn record(&mut self, index: u64, record: Record) -> Result<Recorded, WorkspaceError> {
+        let (recorded, files) = self.record_deferred(index, record)?;
+        files.write()?;
+        Ok(recorded)
+    }
+
+    /// [`record`](Self::record), except that the results files are returned rendered but unwritten,
+    /// for the caller to [`write`](PendingFiles::write) when it chooses (the runner writes them on its
+    /// background writer, just before the epoch's checkpoint).
+    pub fn record_deferred(
+        &mut self,
+        index: u64,
+        record: Record,
+    ) -> Result<(Recorded, PendingFiles), WorkspaceError> {
         if let Some(writer) = &mut self.tensorboard {
             let step = i64::try_from(index).unwrap_or(i64::MAX);
             let tags: Vec<(String, f64)> = record
@@ -134,15 +147,19 @@ impl Workspace {
             writer.add_scalars(step, tags.iter().map(|(t, v)| (t.as_str(), *v)))?;
         }
         self.results.insert(index, record);
-        self.write_results()?;
+        let files = match &self.dir {
+            Some(dir) => dir.results_files(&self.results, &self.scoring, &self.identity)?,
+            None => PendingFiles::default(),
+        };
         let is_best = self
             .results
             .best(&self.scoring)
             .is_some_and(|(best, _)| best == index);
-        Ok(Recorded {
+        let recorded = Recorded {
             is_best,
             should_stop: self.results.should_stop(&self.scoring, self.patience),
-        })
+        };
+        Ok((recorded, files))
     }
 
     fn write_results(&self) -> Result<(), WorkspaceError> {
