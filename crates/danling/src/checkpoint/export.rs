@@ -289,14 +289,47 @@ pub(crate) fn transpose_into(
     out: &mut Vec<u8>,
 ) {
     out.resize(band.len() * rows * element, 0);
+    transpose_block(bytes, rows, cols, band.start, element, out, rows, 0);
+}
+
+/// Writes a row-major `[rows, cols]` matrix of `element`-byte values, transposed, into the columns
+/// `at..at + rows` of the row-major `[cols, stride]` matrix `out`: how a file's `[out, in]` weight is
+/// read into burn's `[in, out]` a band of rows at a time.
+pub(crate) fn transpose_rows_into(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    element: usize,
+    out: &mut [u8],
+    stride: usize,
+    at: usize,
+) {
+    transpose_block(bytes, rows, cols, 0, element, out, stride, at);
+}
+
+/// Input columns `first..` of a row-major `[rows, cols]` matrix become the rows of `out` (each
+/// `stride` values long), landing at positions `at..at + rows` of each.
+#[allow(clippy::too_many_arguments)]
+fn transpose_block(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    first: usize,
+    element: usize,
+    out: &mut [u8],
+    stride: usize,
+    at: usize,
+) {
     match element {
-        2 => transpose_elements::<2>(bytes, rows, cols, band.start, out),
-        4 => transpose_elements::<4>(bytes, rows, cols, band.start, out),
-        8 => transpose_elements::<8>(bytes, rows, cols, band.start, out),
+        2 => transpose_elements::<2>(bytes, rows, cols, first, out, stride, at),
+        4 => transpose_elements::<4>(bytes, rows, cols, first, out, stride, at),
+        8 => transpose_elements::<8>(bytes, rows, cols, first, out, stride, at),
         _ => {
+            let out_rows = out.len() / (stride * element).max(1);
             for i in 0..rows {
-                for (j, col) in band.clone().enumerate() {
-                    let (from, to) = ((i * cols + col) * element, (j * rows + i) * element);
+                for j in 0..out_rows {
+                    let from = (i * cols + first + j) * element;
+                    let to = (j * stride + at + i) * element;
                     out[to..to + element].copy_from_slice(&bytes[from..from + element]);
                 }
             }
@@ -304,21 +337,29 @@ pub(crate) fn transpose_into(
     }
 }
 
-fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize, first: usize, out: &mut [u8]) {
+fn transpose_elements<const N: usize>(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    first: usize,
+    out: &mut [u8],
+    stride: usize,
+    at: usize,
+) {
     const TILE: usize = 16;
     let (values, _) = bytes.as_chunks::<N>();
     let (out, _) = out.as_chunks_mut::<N>();
     // Tasks of TILE output rows (input columns) on rayon's threads: each input row gives a task one
     // short contiguous read, and the task's TILE output rows are written in order.
-    out.par_chunks_mut(TILE * rows)
+    out.par_chunks_mut(TILE * stride)
         .enumerate()
         .for_each(|(task, chunk)| {
             let col_start = first + task * TILE;
-            let task_cols = chunk.len() / rows.max(1);
+            let task_cols = chunk.len() / stride.max(1);
             for i in 0..rows {
                 let row = &values[i * cols + col_start..][..task_cols];
                 for (j, value) in row.iter().enumerate() {
-                    chunk[j * rows + i] = *value;
+                    chunk[j * stride + at + i] = *value;
                 }
             }
         });
@@ -329,7 +370,7 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::Device;
 
-    use super::{plan, transpose_bytes, transpose_into};
+    use super::{plan, transpose_bytes, transpose_into, transpose_rows_into};
 
     #[test]
     fn pieces_put_together_are_the_whole_tensor_in_the_files_layout() {
@@ -377,6 +418,16 @@ mod tests {
                             "{rows}x{cols}x{element}"
                         );
                     }
+                }
+                // Bands of rows, transposed one at a time into their columns, give the whole.
+                for band_rows in [1, 2, 5] {
+                    let mut whole = vec![0u8; out.len()];
+                    for start in (0..rows).step_by(band_rows) {
+                        let end = (start + band_rows).min(rows);
+                        let band = &bytes[start * cols * element..end * cols * element];
+                        transpose_rows_into(band, end - start, cols, element, &mut whole, rows, start);
+                    }
+                    assert_eq!(whole, out, "{rows}x{cols}x{element} in bands of {band_rows} rows");
                 }
                 // Any band of columns is the matching band of the transposed rows.
                 for band in [0..cols, cols / 2..cols, 1.min(cols)..cols.div_ceil(2)] {

@@ -11,7 +11,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
-use super::export::{ModulePath, plan, transpose_into};
+use super::export::{ModulePath, plan, transpose_rows_into};
 use crate::workspace::write_atomic_with;
 
 /// The prefix of model tensors in a checkpoint.
@@ -68,6 +68,10 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
     })?;
     Ok(())
 }
+
+/// Bytes of a linear weight read from the file at a time when loading; tiny under test, so that the
+/// unit tests' small layers are read in several bands too.
+const LOAD_BAND: usize = if cfg!(test) { 32 } else { PIECE };
 
 /// A safetensors header, the 8-byte length that precedes it included, for `tensors` (name, dtype,
 /// shape, bytes) laid out one after the other in the order given.
@@ -229,17 +233,26 @@ impl Loader {
                 "tensor `{name}` lies outside the file or does not fill its shape"
             )));
         }
-        let mut bytes = vec![0u8; end - begin];
+        let broken = |e: std::io::Error| Problem::Broken(format!("tensor `{name}`: {e}"));
         self.file
             .seek(SeekFrom::Start(self.data_start + begin as u64))
-            .and_then(|_| self.file.read_exact(&mut bytes))
-            .map_err(|e| Problem::Broken(format!("tensor `{name}`: {e}")))?;
+            .map_err(broken)?;
+        let mut bytes = vec![0u8; end - begin];
         if transpose && found.len() == 2 {
-            // The file holds [out, in]: its columns are burn's rows.
+            // The file holds [out, in]: its columns are burn's rows. It is read a band of rows at a
+            // time into one recycled buffer and transposed into place, so the weight is not held
+            // twice.
             let (rows, cols) = (info.shape[0], info.shape[1]);
-            let mut out = Vec::new();
-            transpose_into(&bytes, rows, cols, 0..cols, element, &mut out);
-            bytes = out;
+            let band_rows = (LOAD_BAND / (cols * element).max(1)).max(1);
+            let mut band = Vec::new();
+            for start in (0..rows).step_by(band_rows) {
+                let end = (start + band_rows).min(rows);
+                band.resize((end - start) * cols * element, 0);
+                self.file.read_exact(&mut band).map_err(broken)?;
+                transpose_rows_into(&band, end - start, cols, element, &mut bytes, rows, start);
+            }
+        } else {
+            self.file.read_exact(&mut bytes).map_err(broken)?;
         }
         Ok(TensorData::from_bytes_vec(bytes, found, dtype))
     }

@@ -254,7 +254,11 @@ mod tests {
         let err = files.write().unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
         assert_eq!(fs::read(&a).unwrap(), b"new a");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "a.json and checkpoints/ only");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "a.json and checkpoints/ only"
+        );
         assert_eq!(fs::read_dir(&sub).unwrap().count(), 1);
     }
 
