@@ -118,6 +118,9 @@ impl Prepared {
         for (name, bytes) in [(OPTIMIZER, &optimizer[..]), (SCHEDULER, &self.scheduler[..])] {
             tensors.push((name.to_owned(), Dtype::U8, vec![bytes.len()], bytes));
         }
+        // Wider elements first, as safetensors lays files out, so every tensor starts aligned to its
+        // element size.
+        tensors.sort_by_key(|(_, dtype, ..)| std::cmp::Reverse(dtype.bitsize()));
         let mut metadata = self.metadata;
         metadata.insert(
             CHECKSUM.to_owned(),

@@ -27,7 +27,10 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
         path: path.to_owned(),
         message,
     };
-    let planned = plan(model).map_err(format)?;
+    let mut planned = plan(model).map_err(format)?;
+    // Wider elements first, as safetensors lays files out, so every tensor starts aligned to its
+    // element size.
+    planned.sort_by_key(|p| std::cmp::Reverse(p.dtype.bitsize()));
     let metadata = HashMap::from([
         ("format".to_owned(), "danling.checkpoint".to_owned()),
         ("version".to_owned(), "1".to_owned()),
