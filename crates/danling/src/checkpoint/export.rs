@@ -63,23 +63,7 @@ impl Planned {
 
     /// The whole tensor, in the file's layout.
     fn read(&self) -> Bytes {
-        if let Some(bytes) = self.host_bytes() {
-            return Bytes::from_bytes_vec(match &self.source {
-                Source::Flat(_) => bytes.to_vec(),
-                Source::Transposed(tensor) => {
-                    let [rows, cols] = tensor.dims();
-                    transpose_bytes(bytes, rows, cols, self.element)
-                }
-            });
-        }
-        match &self.source {
-            Source::Flat(tensor) => tensor.clone().into_data().into_bytes(),
-            Source::Transposed(tensor) => {
-                let [rows, cols] = tensor.dims();
-                let bytes = tensor.clone().into_data().into_bytes();
-                Bytes::from_bytes_vec(transpose_bytes(&bytes, rows, cols, self.element))
-            }
-        }
+        Bytes::from_bytes_vec(self.pieces(usize::MAX, Vec::new).next().unwrap_or_default())
     }
 
     /// The tensor in the file's layout, in consecutive pieces of about `chunk` bytes, each read from
@@ -271,13 +255,6 @@ fn host<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
     flex.is_contiguous().then_some(flex)
 }
 
-/// Transposes a row-major `[rows, cols]` matrix of `element`-byte values.
-fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    transpose_into(bytes, rows, cols, 0..cols, element, &mut out);
-    out
-}
-
 /// Writes the columns `band` of a row-major `[rows, cols]` matrix of `element`-byte values into
 /// `out` (resized to fit) as the rows of a `[band.len(), rows]` matrix.
 pub(crate) fn transpose_into(
@@ -370,7 +347,14 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::Device;
 
-    use super::{plan, transpose_bytes, transpose_into, transpose_rows_into};
+    use super::{plan, transpose_into, transpose_rows_into};
+
+    /// Transposes a row-major `[rows, cols]` matrix of `element`-byte values.
+    fn transpose_bytes(bytes: &[u8], rows: usize, cols: usize, element: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        transpose_into(bytes, rows, cols, 0..cols, element, &mut out);
+        out
+    }
 
     #[test]
     fn pieces_put_together_are_the_whole_tensor_in_the_files_layout() {

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::CheckpointError;
 use super::export::{Planned, export, plan};
-use super::model::{header, load_model};
+use super::model::{header, load_model, widest_first};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::Results;
@@ -118,9 +118,7 @@ impl Prepared {
         for (name, bytes) in [(OPTIMIZER, &optimizer[..]), (SCHEDULER, &self.scheduler[..])] {
             tensors.push((name.to_owned(), Dtype::U8, vec![bytes.len()], bytes));
         }
-        // Wider elements first, as safetensors lays files out, so every tensor starts aligned to its
-        // element size.
-        tensors.sort_by_key(|(_, dtype, ..)| std::cmp::Reverse(dtype.bitsize()));
+        widest_first(&mut tensors, |(_, dtype, ..)| *dtype);
         let mut metadata = self.metadata;
         metadata.insert(
             CHECKSUM.to_owned(),

@@ -28,9 +28,7 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
         message,
     };
     let mut planned = plan(model).map_err(format)?;
-    // Wider elements first, as safetensors lays files out, so every tensor starts aligned to its
-    // element size.
-    planned.sort_by_key(|p| std::cmp::Reverse(p.dtype.bitsize()));
+    widest_first(&mut planned, |p| p.dtype);
     let metadata = HashMap::from([
         ("format".to_owned(), "danling.checkpoint".to_owned()),
         ("version".to_owned(), "1".to_owned()),
@@ -75,6 +73,12 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
 /// Bytes of a linear weight read from the file at a time when loading; tiny under test, so that the
 /// unit tests' small layers are read in several bands too.
 const LOAD_BAND: usize = if cfg!(test) { 32 } else { PIECE };
+
+/// Orders tensors for a file: wider elements first (stably), as safetensors lays files out, so every
+/// tensor starts aligned to its element size.
+pub(crate) fn widest_first<T>(tensors: &mut [T], dtype: impl Fn(&T) -> Dtype) {
+    tensors.sort_by_key(|t| std::cmp::Reverse(dtype(t).bitsize()));
+}
 
 /// A safetensors header, the 8-byte length that precedes it included, for `tensors` (name, dtype,
 /// shape, bytes) laid out one after the other in the order given.

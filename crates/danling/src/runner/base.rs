@@ -539,7 +539,6 @@ impl<T: Task, S: Sections> Runner<T, S> {
     }
 }
 
-/// Mixes the seed with a stream tag and a counter into one device seed.
 /// The order in which a shuffling runner visits the `n` items of its split number `split` (in the
 /// order splits were added) in epoch `epoch` (counted from 0) of a run with seed `seed`: a
 /// permutation drawn from those three alone, so a resumed run sees the same batches.
@@ -547,6 +546,7 @@ pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usiz
     Rng::from_parts(&[seed, ORDER_STREAM, epoch, split as u64]).permutation(n)
 }
 
+/// Mixes the seed with a stream tag and a counter into one device seed.
 pub(super) fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
     Rng::from_parts(&[seed, stream, counter]).next_u64()
 }

@@ -111,9 +111,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
         Ok(())
     }
 
-    /// The end-of-epoch files: the results files `results`, then the checkpoints `latest`, `best`
-    /// when the latest result is the best, and `epoch-N` every `save_interval` epochs, with the
-    /// `keep_latest_k` retention of the history.
+    /// The end-of-epoch files: the results files `results`, and beside them the checkpoints
+    /// `latest`, `best` when the latest result is the best, and `epoch-N` every `save_interval`
+    /// epochs, with the `keep_latest_k` retention of the history.
     ///
     /// The state is captured here; reading it out, checksumming, writing and syncing happen on a
     /// background thread while the next epoch trains (each file still appears whole, by rename). The

@@ -132,7 +132,7 @@ impl Workspace {
 
     /// [`record`](Self::record), except that the results files are returned rendered but unwritten,
     /// for the caller to [`write`](PendingFiles::write) when it chooses (the runner writes them on its
-    /// background writer, just before the epoch's checkpoint).
+    /// background writer, beside the epoch's checkpoint).
     pub fn record_deferred(
         &mut self,
         index: u64,
