@@ -131,7 +131,8 @@ impl Prepared {
                 .map(|(name, dtype, shape, bytes)| (name.clone(), *dtype, shape.clone(), bytes.len())),
         )
         .map_err(format)?;
-        let mut file = AtomicFile::create(path)?;
+        let size = header.len() + tensors.iter().map(|(.., bytes)| bytes.len()).sum::<usize>();
+        let mut file = AtomicFile::create_large(path, size)?;
         let written = std::iter::once(&header[..])
             .chain(tensors.iter().map(|(.., bytes)| *bytes))
             .try_for_each(|bytes| file.write_all(bytes));

@@ -12,7 +12,7 @@ use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
 use super::export::{ModulePath, plan, transpose_rows_into};
-use crate::workspace::write_atomic_with;
+use crate::workspace::{AtomicFile, WorkspaceError};
 
 /// The prefix of model tensors in a checkpoint.
 pub const MODEL_PREFIX: &str = "model.";
@@ -40,9 +40,10 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
             .map(|p| (p.name.clone(), p.dtype, p.shape.clone(), p.len())),
     )
     .map_err(format)?;
-    write_atomic_with(path, |temp| {
-        let mut file = File::create(temp)?;
-        file.write_all(&header)?;
+    let size = header.len() + planned.iter().map(|p| p.len()).sum::<usize>();
+    let mut file = AtomicFile::create_large(path, size)?;
+    let written = file.write_all(&header).and_then(|()| {
+        let file = &mut file;
         std::thread::scope(|scope| {
             let (pieces, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
             // Written pieces come back to be filled again: the same few buffers go round.
@@ -66,7 +67,9 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")))
         })
-    })?;
+    });
+    written.map_err(WorkspaceError::io("write", file.temp_path()))?;
+    file.commit()?;
     Ok(())
 }
 
