@@ -100,12 +100,13 @@ fn through_runner(train: &[Row], metrics: bool) -> anyhow::Result<Run> {
     })
 }
 
-/// Runs both, interleaved, at least 15 times (after one warm-up of each, whose weights must agree bit
+/// Runs both, interleaved, at least 25 times (after one warm-up of each, whose weights must agree bit
 /// for bit), and reports the median times and the median of the paired ratios.
 pub fn overhead(options: &Options, report: &mut Report) -> anyhow::Result<()> {
     eprintln!("(b) runner overhead against a bare burn loop");
-    // A run takes under a second and the difference is a few percent: more runs steady the medians.
-    let repeats = options.repeats.max(15);
+    // A run takes under a second and the difference is a few percent, less than two runs in a row
+    // differ here: many pairs steady the median.
+    let repeats = options.repeats.max(25);
     let (train, _) = data();
     if bare_loop(&train, true).weights != through_runner(&train, false)?.weights {
         anyhow::bail!(
@@ -113,16 +114,23 @@ pub fn overhead(options: &Options, report: &mut Report) -> anyhow::Result<()> {
         );
     }
     let (mut fused, mut burn, mut runner, mut metrics) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..repeats {
-        fused.push(bare_loop(&train, true).seconds);
-        runner.push(through_runner(&train, false)?.seconds);
+    for round in 0..repeats {
+        // The bare loop alternately just before and just after the runner, so that neither side
+        // always inherits the state (caches, freed memory) the other leaves.
+        if round % 2 == 0 {
+            fused.push(bare_loop(&train, true).seconds);
+            runner.push(through_runner(&train, false)?.seconds);
+        } else {
+            runner.push(through_runner(&train, false)?.seconds);
+            fused.push(bare_loop(&train, true).seconds);
+        }
         metrics.push(through_runner(&train, true)?.seconds);
         burn.push(bare_loop(&train, false).seconds);
     }
     let (f, b) = (median(&fused), median(&burn));
     let (r, m) = (median(&runner), median(&metrics));
     let samples = (EPOCHS * train.len()) as f64;
-    // Each runner run against the bare run just before it: the machine's speed drifts over a
+    // Each runner run against the bare run beside it: the machine's speed drifts over a
     // benchmark by more than the overhead measured, and a pair shares the moment.
     let paired = |side: &[f64]| {
         let ratios: Vec<f64> = side.iter().zip(&fused).map(|(s, f)| s / f).collect();
@@ -160,7 +168,7 @@ pub fn overhead(options: &Options, report: &mut Report) -> anyhow::Result<()> {
     );
     report.detail(format!(
         "(b) the overhead is the median over the runs of each runner run's time against the bare \
-         loop run just before it; the ratio of the median times is {:+.1}% (metrics on: {:+.1}%)",
+         loop run beside it (alternately just before and just after); the ratio of the median times is {:+.1}% (metrics on: {:+.1}%)",
         (r / f - 1.0) * 100.0,
         (m / f - 1.0) * 100.0
     ));

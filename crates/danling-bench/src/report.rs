@@ -59,8 +59,8 @@ impl Report {
             "# Benchmarks\n\n\
              Written by `bench/run` (the `danling-bench` crate) on {}, commit `{git}`: {cpu}, {cores} \
              cores. Reference: {reference}. Each timed case ran {} times, interleaved with its \
-             reference ((b) at least 15 times); the table shows medians (for (b), the median of each \
-             runner run against the bare run just before it; the fastest run of each side for AUROC and \
+             reference ((b) at least 25 times); the table shows medians (for (b), the median of each \
+             runner run against the bare run beside it; the fastest run of each side for AUROC and \
              for checkpoint I/O, whose writes this machine sometimes stalls). Ratios are measured in \
              this one run on this one machine: compare them, not the absolute numbers, across machines.\n",
             chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
