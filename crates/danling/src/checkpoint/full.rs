@@ -11,11 +11,11 @@ use safetensors::tensor::Dtype;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::CheckpointError;
 use super::export::{Planned, export, plan};
-use super::model::{header, load_model, widest_first};
+use super::model::{Opened, header, load_model, widest_first};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::Results;
@@ -153,49 +153,33 @@ pub fn load_checkpoint<M: Module>(
         path: path.to_owned(),
         message,
     };
+    // Checked whole before the model is touched.
+    let (opened, checkpoint, metadata) = verified(path)?;
     let model = load_model(model, path)?;
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let (checkpoint, metadata) = parse_metadata(path, &bytes)?;
     let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
     let model = assign_param_ids(model, &ids);
-    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
-    let record = file
-        .tensor(OPTIMIZER)
-        .map_err(|_| format(format!("no `{OPTIMIZER}` tensor")))?;
+    let record = opened.read(OPTIMIZER).map_err(format)?;
     let optimizer = optimizer
-        .from_bytes(Bytes::from_bytes_vec(record.data().to_vec()))
+        .from_bytes(Bytes::from_bytes_vec(record))
         .map_err(|e| format(format!("optimizer state: {e}")))?;
     Ok((model, optimizer, checkpoint))
 }
 
 /// Reads what a checkpoint says about its run (config, state, results, identity, scheduler) without
-/// loading any tensor into a model.
+/// loading any tensor into a model. The whole file is checked against its checksum.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    if !path.is_file() {
-        return Err(CheckpointError::Missing {
-            path: path.to_owned(),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_metadata(path, &bytes).map(|(checkpoint, _)| checkpoint)
+    verified(path).map(|(_, checkpoint, _)| checkpoint)
 }
 
-fn parse_metadata(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(Checkpoint, HashMap<String, String>), CheckpointError> {
+/// Opens a full checkpoint, checks every tensor against the checksum (read a piece at a time, so
+/// memory stays at one buffer however large the file), and parses its metadata and scheduler.
+fn verified(path: &Path) -> Result<(Opened, Checkpoint, HashMap<String, String>), CheckpointError> {
     let format = |message: String| CheckpointError::Format {
         path: path.to_owned(),
         message,
     };
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
-    let metadata = header.metadata().clone().unwrap_or_default();
+    let opened = Opened::open(path)?;
+    let metadata = opened.metadata.metadata().clone().unwrap_or_default();
     if metadata.get("format").map(String::as_str) != Some("danling.checkpoint")
         || !metadata.contains_key("state")
     {
@@ -203,25 +187,33 @@ fn parse_metadata(
             "not a full danling checkpoint (no `format = danling.checkpoint` and `state` metadata)".into(),
         ));
     }
-    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
-    let tensors = file.tensors();
-    let data = || tensors.iter().map(|(name, view)| (name.as_str(), view.data()));
     // Files from before the switch to CRC-32C carry a SHA-256.
-    let intact = match (metadata.get(CHECKSUM), metadata.get(LEGACY_CHECKSUM)) {
-        (Some(expected), _) => *expected == checksum(data()),
-        (None, Some(expected)) => *expected == sha256(data()),
-        (None, None) => false,
+    let (mut digest, expected) = match (metadata.get(CHECKSUM), metadata.get(LEGACY_CHECKSUM)) {
+        (Some(expected), _) => (Digest::Crc(0), expected),
+        (None, Some(expected)) => (Digest::Sha256(Sha256::new()), expected),
+        (None, None) => return Err(format(CORRUPT.into())),
     };
-    if !intact {
-        return Err(format(
-            "the tensor data does not match its checksum: the file is corrupt".into(),
-        ));
+    let mut names = opened.metadata.offset_keys();
+    names.sort_unstable();
+    let mut buffer = Vec::new();
+    for name in &names {
+        let (at, len) = opened.span(name).map_err(format)?;
+        digest.name(name.as_bytes());
+        digest.part_len(len);
+        for start in (0..len).step_by(VERIFY_PIECE) {
+            buffer.resize(VERIFY_PIECE.min(len - start), 0);
+            opened
+                .read_at(at + start as u64, &mut buffer)
+                .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
+            digest.update(&buffer);
+        }
     }
-    let scheduler = file
-        .tensor(SCHEDULER)
-        .map_err(|_| format(format!("no `{SCHEDULER}` tensor")))?;
+    if digest.finish() != *expected {
+        return Err(format(CORRUPT.into()));
+    }
+    let scheduler = opened.read(SCHEDULER).map_err(format)?;
     let scheduler: Option<LrScheduler> =
-        serde_json::from_slice(scheduler.data()).map_err(|e| format(format!("scheduler state: {e}")))?;
+        serde_json::from_slice(&scheduler).map_err(|e| format(format!("scheduler state: {e}")))?;
     let checkpoint = Checkpoint {
         config: field(path, &metadata, "config")?,
         state: field(path, &metadata, "state")?,
@@ -229,8 +221,14 @@ fn parse_metadata(
         identity: field(path, &metadata, "identity")?,
         scheduler,
     };
-    Ok((checkpoint, metadata))
+    Ok((opened, checkpoint, metadata))
 }
+
+/// What a file whose tensors do not match their checksum is told.
+const CORRUPT: &str = "the tensor data does not match its checksum: the file is corrupt";
+
+/// Bytes read at a time when checking a file against its checksum.
+const VERIFY_PIECE: usize = if cfg!(test) { 3 } else { 8 << 20 };
 
 /// A JSON metadata field.
 fn field<T: DeserializeOwned>(
@@ -252,35 +250,57 @@ fn field<T: DeserializeOwned>(
 const CHECKSUM: &str = "crc32c";
 const LEGACY_CHECKSUM: &str = "sha256";
 
-/// Every tensor's name length, name, data length and data, in name order: what the checksum covers.
-fn checksummed<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<&'a [u8]> {
-    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
-    sorted.sort_unstable_by_key(|(name, _)| *name);
-    sorted
-        .into_iter()
-        .flat_map(|(name, data)| [name.as_bytes(), data])
-        .collect()
+/// A checksum over every tensor in name order: for each, the name's length (u64, little-endian),
+/// the name, the data's length and the data. CRC-32C (8 hex digits) in files danling writes: it
+/// detects torn writes and flipped bits (it is not meant to resist tampering), and runs in hardware
+/// at memory speed, so the background writer hardly takes a core from training. SHA-256 (hex) in
+/// files written before.
+enum Digest {
+    Crc(u32),
+    Sha256(Sha256),
 }
 
-/// CRC-32C (8 hex digits) over every tensor's name and bytes, in name order, each preceded by its
-/// length. It detects torn writes and flipped bits (it is not meant to resist tampering), and runs
-/// in hardware at memory speed, so the background writer hardly takes a core from training.
-fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
-    let crc = checksummed(tensors).into_iter().fold(0, |crc, part| {
-        let crc = crc32c::crc32c_append(crc, &(part.len() as u64).to_le_bytes());
-        crc32c::crc32c_append(crc, part)
-    });
-    format!("{crc:08x}")
-}
-
-/// SHA-256 (hex) of the same, as files written before CRC-32C carry it.
-fn sha256<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
-    let mut hasher = Sha256::new();
-    for part in checksummed(tensors) {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
+impl Digest {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Crc(crc) => *crc = crc32c::crc32c_append(*crc, bytes),
+            Self::Sha256(hasher) => hasher.update(bytes),
+        }
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+
+    fn part_len(&mut self, len: usize) {
+        self.update(&(len as u64).to_le_bytes());
+    }
+
+    /// A tensor's name, with its length.
+    fn name(&mut self, name: &[u8]) {
+        self.part_len(name.len());
+        self.update(name);
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Self::Crc(crc) => format!("{crc:08x}"),
+            Self::Sha256(hasher) => hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The digest of tensors held in memory.
+    fn of<'a>(mut self, tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+        let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+        sorted.sort_unstable_by_key(|(name, _)| *name);
+        for (name, data) in sorted {
+            self.name(name.as_bytes());
+            self.part_len(data.len());
+            self.update(data);
+        }
+        self.finish()
+    }
+}
+
+/// The CRC-32C of tensors held in memory, as a checkpoint's metadata carries it.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    Digest::Crc(0).of(tensors)
 }
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
@@ -348,7 +368,13 @@ mod tests {
 
     use safetensors::tensor::{Dtype, TensorView};
 
-    use super::{CHECKSUM, LEGACY_CHECKSUM, checksum, parse_metadata, sha256};
+    use sha2::{Digest as _, Sha256};
+
+    use super::{CHECKSUM, Digest, LEGACY_CHECKSUM, checksum, read_checkpoint};
+
+    fn sha256<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+        Digest::Sha256(Sha256::new()).of(tensors)
+    }
 
     /// A file with danling's format keys, a `state` that does not parse, one tensor, and `checks`.
     fn file(checks: &[(&str, String)]) -> Vec<u8> {
@@ -362,8 +388,12 @@ mod tests {
         safetensors::serialize([("t", view)], Some(metadata)).unwrap()
     }
 
+    /// What reading `bytes` as a checkpoint says (read a few bytes at a time under test).
     fn error(bytes: &[u8]) -> String {
-        match parse_metadata(std::path::Path::new("c.safetensors"), bytes) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        std::fs::write(&path, bytes).unwrap();
+        match read_checkpoint(&path) {
             Ok(_) => panic!("the state cannot parse"),
             Err(e) => e.to_string(),
         }
@@ -397,5 +427,11 @@ mod tests {
             let err = error(&damaged);
             assert!(err.contains(corrupt) && err.contains("c.safetensors"), "{err}");
         }
+        let intact = file(&[(CHECKSUM, checksum(tensors()))]);
+        let err = error(&intact[..intact.len() - 1]);
+        assert!(
+            err.contains("`t` lies outside the file: it is truncated"),
+            "{err}"
+        );
     }
 }

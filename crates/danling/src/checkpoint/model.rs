@@ -120,40 +120,12 @@ const PIECE: usize = 8 << 20;
 /// transposed back from PyTorch's layout on the way); files whose names lack the `model.` prefix
 /// (a bare state dict) load too.
 pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
-    if !path.is_file() {
-        return Err(CheckpointError::Missing {
-            path: path.to_owned(),
-        });
-    }
     let format = |message: String| CheckpointError::Format {
         path: path.to_owned(),
         message,
     };
-    let read = |source| CheckpointError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read)?;
-    let file_len = file.metadata().map_err(read)?.len();
-    let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix)
-        .map_err(|_| format("not a safetensors file: shorter than its 8-byte header length".into()))?;
-    let header_len = u64::from_le_bytes(prefix);
-    if header_len > MAX_HEADER || header_len > file_len - 8 {
-        return Err(format(format!(
-            "not a safetensors file: its header length ({header_len} bytes) exceeds the file ({file_len} \
-             bytes)"
-        )));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(read)?;
-    let metadata: Metadata =
-        serde_json::from_slice(&header).map_err(|e| format(format!("unreadable header: {e}")))?;
     let mut loader = Loader {
-        file,
-        data_start: 8 + header_len,
-        data_len: file_len - 8 - header_len,
-        metadata,
+        opened: Opened::open(path)?,
         at: ModulePath::default(),
         used: HashSet::new(),
         broken: None,
@@ -176,6 +148,7 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
         return Err(mismatch(parameter, "is missing from the checkpoint".into()));
     }
     let mut unused: Vec<String> = loader
+        .opened
         .metadata
         .offset_keys()
         .into_iter()
@@ -192,12 +165,88 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
 /// The largest header accepted (as safetensors itself does).
 const MAX_HEADER: u64 = 100_000_000;
 
+/// A safetensors file with its header read; the tensors are read from it when asked for.
+pub(crate) struct Opened {
+    pub(crate) file: File,
+    pub(crate) metadata: Metadata,
+    /// Where the tensor data start in the file, and how many bytes follow.
+    pub(crate) data_start: u64,
+    pub(crate) data_len: u64,
+}
+
+impl Opened {
+    /// Opens `path` and reads its header, and nothing else.
+    pub(crate) fn open(path: &Path) -> Result<Self, CheckpointError> {
+        if !path.is_file() {
+            return Err(CheckpointError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let format = |message: String| CheckpointError::Format {
+            path: path.to_owned(),
+            message,
+        };
+        let read = |source| CheckpointError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::open(path).map_err(read)?;
+        let file_len = file.metadata().map_err(read)?.len();
+        let mut prefix = [0u8; 8];
+        file.read_exact(&mut prefix)
+            .map_err(|_| format("not a safetensors file: shorter than its 8-byte header length".into()))?;
+        let header_len = u64::from_le_bytes(prefix);
+        if header_len > MAX_HEADER || header_len > file_len - 8 {
+            return Err(format(format!(
+                "not a safetensors file: its header length ({header_len} bytes) exceeds the file \
+                 ({file_len} bytes)"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(read)?;
+        let metadata: Metadata =
+            serde_json::from_slice(&header).map_err(|e| format(format!("unreadable header: {e}")))?;
+        Ok(Self {
+            file,
+            metadata,
+            data_start: 8 + header_len,
+            data_len: file_len - 8 - header_len,
+        })
+    }
+
+    /// Where tensor `name`'s bytes lie in the file and how many there are, checked to be inside it.
+    pub(crate) fn span(&self, name: &str) -> Result<(u64, usize), String> {
+        let info = self
+            .metadata
+            .info(name)
+            .ok_or_else(|| format!("no `{name}` tensor"))?;
+        let (begin, end) = info.data_offsets;
+        if end < begin || end as u64 > self.data_len {
+            return Err(format!("tensor `{name}` lies outside the file: it is truncated"));
+        }
+        Ok((self.data_start + begin as u64, end - begin))
+    }
+
+    /// Tensor `name`'s bytes.
+    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+        let (at, len) = self.span(name)?;
+        let mut bytes = vec![0u8; len];
+        self.read_at(at, &mut bytes)
+            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        Ok(bytes)
+    }
+
+    /// Fills `buffer` from `at` in the file.
+    pub(crate) fn read_at(&self, at: u64, buffer: &mut [u8]) -> std::io::Result<()> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(buffer)
+    }
+}
+
 /// Replaces each float parameter with its tensor from the file, noting the first problem of each kind.
 struct Loader {
-    file: File,
-    data_start: u64,
-    data_len: u64,
-    metadata: Metadata,
+    opened: Opened,
     at: ModulePath,
     /// Names of the tensors loaded.
     used: HashSet<String>,
@@ -212,7 +261,7 @@ struct Loader {
 impl Loader {
     /// The parameter's values from the file in burn's layout, or what is wrong.
     fn read(&mut self, name: &str, transpose: bool, shape: &[usize]) -> Result<TensorData, Problem> {
-        let info = self.metadata.info(name).ok_or(Problem::Missing)?.clone();
+        let info = self.opened.metadata.info(name).ok_or(Problem::Missing)?.clone();
         let dtype = match info.dtype {
             Dtype::F64 => DType::F64,
             Dtype::F32 => DType::F32,
@@ -236,7 +285,7 @@ impl Loader {
         let (begin, end) = info.data_offsets;
         let element = dtype.size();
         if end < begin
-            || end as u64 > self.data_len
+            || end as u64 > self.opened.data_len
             || end - begin != found.iter().product::<usize>() * element
         {
             return Err(Problem::Broken(format!(
@@ -244,8 +293,9 @@ impl Loader {
             )));
         }
         let broken = |e: std::io::Error| Problem::Broken(format!("tensor `{name}`: {e}"));
-        self.file
-            .seek(SeekFrom::Start(self.data_start + begin as u64))
+        self.opened
+            .file
+            .seek(SeekFrom::Start(self.opened.data_start + begin as u64))
             .map_err(broken)?;
         let mut bytes = vec![0u8; end - begin];
         if transpose && found.len() == 2 {
@@ -258,11 +308,11 @@ impl Loader {
             for start in (0..rows).step_by(band_rows) {
                 let end = (start + band_rows).min(rows);
                 band.resize((end - start) * cols * element, 0);
-                self.file.read_exact(&mut band).map_err(broken)?;
+                self.opened.file.read_exact(&mut band).map_err(broken)?;
                 transpose_rows_into(&band, end - start, cols, element, &mut bytes, rows, start);
             }
         } else {
-            self.file.read_exact(&mut bytes).map_err(broken)?;
+            self.opened.file.read_exact(&mut bytes).map_err(broken)?;
         }
         Ok(TensorData::from_bytes_vec(bytes, found, dtype))
     }
@@ -290,7 +340,7 @@ impl ModuleMapper for Loader {
         let parameter = self.at.burn_name();
         let (name, transpose) = self.at.file_name(D);
         let prefixed = format!("{MODEL_PREFIX}{name}");
-        let name = if self.metadata.info(&prefixed).is_some() {
+        let name = if self.opened.metadata.info(&prefixed).is_some() {
             prefixed
         } else {
             name
