@@ -27,7 +27,6 @@ const CHUNK: usize = if cfg!(test) { 3 * ALIGN } else { 8 << 20 };
 
 /// Gathers what is written into one aligned buffer and writes it a chunk at a time, past the page
 /// cache; [`finish`](Unbuffered::finish) writes the rest and trims the file to its length.
-#[derive(Debug)]
 pub(super) struct Unbuffered {
     /// An ordinary handle on the file: where the bytes go when direct writes are refused.
     file: File,
@@ -107,6 +106,18 @@ impl Unbuffered {
         }
         // The last direct write was padded to the alignment.
         self.file.set_len(self.written)
+    }
+}
+
+/// The state, not the buffer's bytes.
+impl std::fmt::Debug for Unbuffered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unbuffered")
+            .field("direct", &self.direct.is_some())
+            .field("capacity", &self.capacity())
+            .field("filled", &self.filled)
+            .field("written", &self.written)
+            .finish()
     }
 }
 
