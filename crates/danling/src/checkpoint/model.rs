@@ -167,11 +167,11 @@ const MAX_HEADER: u64 = 100_000_000;
 
 /// A safetensors file with its header read; the tensors are read from it when asked for.
 pub(crate) struct Opened {
-    pub(crate) file: File,
+    file: File,
     pub(crate) metadata: Metadata,
     /// Where the tensor data start in the file, and how many bytes follow.
-    pub(crate) data_start: u64,
-    pub(crate) data_len: u64,
+    data_start: u64,
+    data_len: u64,
 }
 
 impl Opened {
@@ -282,37 +282,33 @@ impl Loader {
                 "has shape {found:?} in the checkpoint, the model expects {shape:?}"
             )));
         }
-        let (begin, end) = info.data_offsets;
+        let (at, len) = self.opened.span(name).map_err(Problem::Broken)?;
         let element = dtype.size();
-        if end < begin
-            || end as u64 > self.opened.data_len
-            || end - begin != found.iter().product::<usize>() * element
-        {
+        if len != found.iter().product::<usize>() * element {
             return Err(Problem::Broken(format!(
-                "tensor `{name}` lies outside the file or does not fill its shape"
+                "tensor `{name}` does not fill its shape"
             )));
         }
         let broken = |e: std::io::Error| Problem::Broken(format!("tensor `{name}`: {e}"));
-        self.opened
-            .file
-            .seek(SeekFrom::Start(self.opened.data_start + begin as u64))
-            .map_err(broken)?;
-        let mut bytes = vec![0u8; end - begin];
+        let mut bytes = vec![0u8; len];
         if transpose && found.len() == 2 {
             // The file holds [out, in]: its columns are burn's rows. It is read a band of rows at a
             // time into one recycled buffer and transposed into place, so the weight is not held
             // twice.
             let (rows, cols) = (info.shape[0], info.shape[1]);
-            let band_rows = (LOAD_BAND / (cols * element).max(1)).max(1);
+            let row_bytes = cols * element;
+            let band_rows = (LOAD_BAND / row_bytes.max(1)).max(1);
             let mut band = Vec::new();
             for start in (0..rows).step_by(band_rows) {
                 let end = (start + band_rows).min(rows);
-                band.resize((end - start) * cols * element, 0);
-                self.opened.file.read_exact(&mut band).map_err(broken)?;
+                band.resize((end - start) * row_bytes, 0);
+                self.opened
+                    .read_at(at + (start * row_bytes) as u64, &mut band)
+                    .map_err(broken)?;
                 transpose_rows_into(&band, end - start, cols, element, &mut bytes, rows, start);
             }
         } else {
-            self.opened.file.read_exact(&mut bytes).map_err(broken)?;
+            self.opened.read_at(at, &mut bytes).map_err(broken)?;
         }
         Ok(TensorData::from_bytes_vec(bytes, found, dtype))
     }
