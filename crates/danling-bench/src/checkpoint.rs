@@ -93,7 +93,7 @@ pub fn bandwidth(options: &Options, report: &mut Report) -> anyhow::Result<()> {
     // its host took back, on either side at random: the fastest run of each side is what the code
     // costs, so the table compares those (the medians follow in the details).
     let fastest = |runs: &[f64]| runs.iter().copied().fold(f64::INFINITY, f64::min);
-    let (s, w, l, r) = (fastest(&save), fastest(&write), fastest(&load), fastest(&read));
+    let (s, w) = (fastest(&save), fastest(&write));
     report.row(
         "(c) checkpoint save, 100M params (400 MB), fastest run",
         format!("{:.0} MB/s ({s:.2} s)", mb(s)),
@@ -102,23 +102,20 @@ pub fn bandwidth(options: &Options, report: &mut Report) -> anyhow::Result<()> {
         "≥ 70%",
         Verdict::from(w / s >= 0.7),
     );
-    report.row(
-        "(c) checkpoint load from the page cache, 100M params, fastest run",
-        format!("{:.0} MB/s ({l:.2} s)", mb(l)),
-        format!("raw read {:.0} MB/s ({r:.2} s)", mb(r)),
-        format!("{:.0}% of raw", r / l * 100.0),
-        "–",
-        Verdict::Info,
-    );
-    let (lc, rc) = (fastest(&load_cold), fastest(&read_cold));
-    report.row(
-        "(c) checkpoint load from the disk, 100M params, fastest run",
-        format!("{:.0} MB/s ({lc:.2} s)", mb(lc)),
-        format!("raw read {:.0} MB/s ({rc:.2} s)", mb(rc)),
-        format!("{:.0}% of raw", rc / lc * 100.0),
-        "–",
-        Verdict::Info,
-    );
+    for (from, loads, reads) in [
+        ("the page cache", &load, &read),
+        ("the disk", &load_cold, &read_cold),
+    ] {
+        let (l, r) = (fastest(loads), fastest(reads));
+        report.row(
+            &format!("(c) checkpoint load from {from}, 100M params, fastest run"),
+            format!("{:.0} MB/s ({l:.2} s)", mb(l)),
+            format!("raw read {:.0} MB/s ({r:.2} s)", mb(r)),
+            format!("{:.0}% of raw", r / l * 100.0),
+            "–",
+            Verdict::Info,
+        );
+    }
     report.detail(format!(
         "(c) medians: save {:.3} s, raw write {:.3} s ({:.0}% of raw); load {:.3} s, raw read {:.3} s",
         median(&save),
