@@ -623,7 +623,8 @@ fn sigint_and_sigterm_stop_gracefully_with_a_checkpoint() {
         assert!(latest.is_file(), "{signal}: latest was written");
         let log = std::fs::read_to_string(run.join("run.log")).unwrap();
         assert!(log.contains("stopped by"), "{log}");
-        // The stopped run resumes from its latest checkpoint, in its own run dir.
+        // The stopped run continues from its latest checkpoint; with another budget (a hashed key)
+        // it is a new run, in a run dir of its own, that names the stopped one as its parent.
         let args = [
             "train",
             "--data.name",
@@ -642,7 +643,12 @@ fn sigint_and_sigterm_stop_gracefully_with_a_checkpoint() {
             .concat(),
         );
         assert!(output.status.success(), "{}", stderr(&output));
-        assert_eq!(dir.path().join(stdout(&output).lines().last().unwrap()), run);
+        let continued = dir.path().join(stdout(&output).lines().last().unwrap());
+        assert_ne!(continued, run);
+        let runner = std::fs::read_to_string(continued.join("runner.yaml")).unwrap();
+        let parent = run.file_name().unwrap().to_string_lossy();
+        let parent_id = parent.trim_start_matches("DanLing-Run-");
+        assert!(runner.contains(&format!("id: {parent_id}")), "{runner}");
     }
 }
 

@@ -109,6 +109,21 @@ pub struct Identity {
     pub git_dirty: bool,
     /// The danling version that derived this identity.
     pub danling_version: String,
+    /// The run this one was continued from, when it was continued from another run's checkpoint
+    /// under a different id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+/// Where a run that was continued under a new id came from: the lineage `runner.yaml` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// The id of the run whose checkpoint was continued.
+    pub id: String,
+    /// The checkpoint file it was continued from, as given.
+    pub checkpoint: PathBuf,
+    /// The optimizer step of that checkpoint.
+    pub step: u64,
 }
 
 impl Identity {
@@ -180,6 +195,7 @@ impl Identity {
             checkpoint_dir,
             git_dirty: !diff.is_empty(),
             danling_version: crate::VERSION.to_owned(),
+            parent: None,
         }
     }
 }

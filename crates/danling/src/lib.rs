@@ -30,7 +30,7 @@ pub mod signals;
 pub mod workspace;
 
 pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};
-pub use identity::{Identity, IdentityError};
+pub use identity::{Identity, IdentityError, Parent};
 pub use results::{Results, ScoreMode, Scoring};
 pub use runner::{Runner, RunnerError, StepOutput, Targets, Task};
 pub use workspace::{RunDir, StartMode, Workspace, WorkspaceError};

@@ -3,143 +3,15 @@
 //! shuffling, a cosine schedule and gradient accumulation all on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use burn::data::dataset::InMemDataset;
-use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::Device;
+use common::{Classify, Net, comparable, config, data, runner, serial, weights};
 use danling::log::Console;
-use danling::metrics::MetricKind;
-use danling::results::Results;
-use danling::runner::{Runner, StepOutput, Task};
-use danling::{Config, Identity, Override};
-
-#[derive(Module, Debug)]
-struct Net {
-    hidden: Linear,
-    dropout: Dropout,
-    output: Linear,
-}
-
-impl Net {
-    fn new(device: &Device) -> Self {
-        device.seed(5);
-        Self {
-            hidden: LinearConfig::new(4, 16).init(device),
-            dropout: DropoutConfig::new(0.3).init(),
-            output: LinearConfig::new(16, 3).init(device),
-        }
-    }
-}
-
-struct Classify;
-
-impl Task for Classify {
-    type Model = Net;
-    type Item = ([f32; 4], i64);
-    type Batch = (Tensor<2>, Tensor<1, Int>);
-
-    fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch {
-        let n = items.len();
-        let x: Vec<f32> = items.iter().flat_map(|(x, _)| *x).collect();
-        let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
-        (
-            Tensor::from_data(TensorData::new(x, [n, 4]), device),
-            Tensor::from_data(TensorData::new(y, [n]), device),
-        )
-    }
-
-    fn forward(&self, model: &Net, (x, y): &Self::Batch) -> StepOutput {
-        let hidden = model
-            .dropout
-            .forward(activation::relu(model.hidden.forward(x.clone())));
-        StepOutput::classification(model.output.forward(hidden), y.clone())
-    }
-
-    fn metrics(&self) -> MetricKind {
-        MetricKind::Multiclass(3)
-    }
-}
-
-fn data(n: usize, offset: usize) -> Vec<([f32; 4], i64)> {
-    (offset..offset + n)
-        .map(|i| {
-            let class = (i % 3) as i64;
-            let jitter = |k: usize| ((i * 31 + k * 17) % 11) as f32 / 11.0 - 0.5;
-            (
-                [
-                    class as f32 + jitter(0),
-                    jitter(1),
-                    1.0 - class as f32 + jitter(2),
-                    jitter(3),
-                ],
-                class,
-            )
-        })
-        .collect()
-}
-
-fn config(root: &Path, extra: &[(&str, &str)]) -> Config {
-    let mut pairs = vec![
-        ("project_root", root.to_str().unwrap()),
-        ("progress", "false"),
-        ("epochs", "3"),
-        ("accum_steps", "2"),
-        ("save_steps", "1"),
-        ("optim.lr", "0.05"),
-        ("sched.type", "cosine"),
-        ("score_name", "accuracy"),
-    ];
-    pairs.extend_from_slice(extra);
-    Config::load(
-        None,
-        &pairs
-            .iter()
-            .map(|(k, v)| Override::parse(k, v).unwrap())
-            .collect::<Vec<_>>(),
-    )
-    .unwrap()
-}
-
-/// burn's RNG (dropout, initialisation) is process-wide, so runs in parallel test threads would draw
-/// from each other's streams: every test here holds this lock while it trains.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn runner(config: Config) -> Runner<Classify> {
-    let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
-    Runner::with_identity(config, identity, Classify, Net::new(&Device::flex()))
-        .unwrap()
-        .batch_size(5)
-        .console(Console::Off)
-        .train_split("train", InMemDataset::new(data(37, 0)))
-        .eval_split("val", InMemDataset::new(data(12, 100)))
-}
-
-fn weights(runner: &Runner<Classify>) -> Vec<Vec<f32>> {
-    let model = runner.model();
-    [model.hidden.weight.val(), model.output.weight.val()]
-        .into_iter()
-        .map(|t| t.into_data().try_to_vec::<f32>().unwrap())
-        .collect()
-}
-
-/// Results without the wall-clock fields.
-fn comparable(results: &Results) -> serde_json::Value {
-    let mut value = serde_json::to_value(results).unwrap();
-    for record in value.as_object_mut().unwrap().values_mut() {
-        for metrics in record.as_object_mut().unwrap().values_mut() {
-            let metrics = metrics.as_object_mut().unwrap();
-            metrics.remove("time");
-            metrics.remove("samples_per_s");
-        }
-    }
-    value
-}
+use danling::runner::Runner;
 
 #[test]
 fn resuming_from_any_step_matches_the_uninterrupted_run() {
@@ -183,6 +55,32 @@ fn resuming_from_any_step_matches_the_uninterrupted_run() {
             comparable(&finished.results),
             expected_results,
             "identical results from step {k}"
+        );
+    }
+}
+
+/// With 8 batches in groups of 3, an epoch's last group is short (2 batches); a checkpoint written
+/// after it resumes past it, not into it.
+#[test]
+fn resuming_after_a_short_last_group_does_not_train_it_twice() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut straight = runner(config(root.path(), &[("accum_steps", "3")]));
+    let trained = straight.train().unwrap();
+    assert_eq!(trained.state.step, 9);
+    let dir = trained.dir.clone().unwrap();
+    for k in 1..=9 {
+        let copy = root.path().join(format!("short-{k}.safetensors"));
+        std::fs::copy(dir.join(format!("checkpoints/step-{k}.safetensors")), &copy).unwrap();
+        let checkpoint = ("checkpoint", copy.to_str().unwrap());
+        let mut resumed = runner(config(root.path(), &[("accum_steps", "3"), checkpoint]));
+        let finished = resumed.train().unwrap();
+        assert_eq!(finished.state, trained.state, "from step {k}");
+        assert_eq!(weights(&resumed), weights(&straight), "from step {k}");
+        assert_eq!(
+            comparable(&finished.results),
+            comparable(&trained.results),
+            "from step {k}"
         );
     }
 }

@@ -247,6 +247,8 @@ fn validation_messages() {
         &[("sched.final_lr_ratio", "2")],
         &[("max_grad_norm", "0")],
         &[("name", "a/b")],
+        &[("run_name", "..")],
+        &[("experiment_name", r#""a\0b""#)],
         &[("optim", "3")],
         &[("optim.lr.x", "1")],
         &[("patience", "0")],
@@ -263,6 +265,39 @@ fn validation_messages() {
         lines.push(format!("{}: {message}", args.join(" ")));
     }
     insta::assert_snapshot!(lines.join("\n"));
+}
+
+#[test]
+fn names_stay_one_path_component_inside_the_project() {
+    let bad = [
+        r#""a/b""#,
+        r#""a\\b""#,
+        r#""..""#,
+        r#"".""#,
+        r#""""#,
+        r#""a\0b""#,
+        r#""a\nb""#,
+        r#""x\e[31m""#,
+        r#""tab\there""#,
+    ];
+    for key in ["name", "id", "experiment_name", "run_name"] {
+        for value in bad {
+            let message = match load(&[(key, value)]) {
+                Ok(_) => panic!("--{key} {value} was accepted"),
+                Err(err) => err.to_string(),
+            };
+            assert!(
+                message.starts_with(&format!("config key `{key}`: invalid value")) && !message.contains('\n'),
+                "{message}"
+            );
+        }
+        for good in ["a..b", "my run", "\u{fc}ber", "2024", ".hidden"] {
+            assert!(load(&[(key, good)]).is_ok(), "--{key} {good}");
+        }
+    }
+    // An explicit `dir` is the user's choice, wherever it points.
+    let config = load(&[("dir", "../elsewhere/run")]).unwrap();
+    assert_eq!(config.dir.as_deref(), Some(Path::new("../elsewhere/run")));
 }
 
 mod fuzz {

@@ -114,18 +114,20 @@ fn unit_interval(key: &str, value: f64) -> Result<(), ConfigError> {
     }
 }
 
-/// Names become path components of the run directory, so they must be one non-empty component.
+/// Names become path components of the run directory, so each must be one non-empty component that
+/// stays inside `project_root`: no `/` or `\\`, not `.` or `..`, and no NUL or other control
+/// character (which a file system refuses or a terminal misprints).
 fn path_component(key: &str, value: &str) -> Result<(), ConfigError> {
     let mut components = Path::new(value).components();
     let single =
         matches!(components.next(), Some(std::path::Component::Normal(_))) && components.next().is_none();
-    if single && !value.contains(['/', '\\']) {
+    if single && !value.contains(['/', '\\']) && !value.chars().any(char::is_control) {
         Ok(())
     } else {
         Err(ConfigError::invalid_value(
             key,
             format!("{value:?}"),
-            "a non-empty name without path separators",
+            "a non-empty name without path separators, `..` or control characters",
         ))
     }
 }

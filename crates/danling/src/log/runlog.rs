@@ -49,10 +49,14 @@ pub struct LogGuard {
     _default: DefaultGuard,
 }
 
-/// The header line that starts each attempt in `run.log`.
-pub fn log_header(id: &str) -> String {
+/// The header line that starts each attempt in `run.log`; an attempt that continues a checkpoint
+/// names the file and its step.
+pub fn log_header(id: &str, continued: Option<(&Path, u64)>) -> String {
+    let from = continued
+        .map(|(path, step)| format!(" continued from {} at step {step}", path.display()))
+        .unwrap_or_default();
     format!(
-        "===== {} danling {} id {id} =====",
+        "===== {} danling {} id {id}{from} =====",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         crate::VERSION
     )

@@ -23,9 +23,9 @@ use crate::results::{Record, Results, SplitResult};
 use crate::rng::Rng;
 use crate::workspace::{Role, StartMode, Workspace};
 
-/// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
 /// The name of the checkpoint written after every epoch (and every `save_steps` steps).
 pub(super) const LATEST: &str = "latest";
+/// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
 pub(super) const ORDER_STREAM: u64 = 0x0DA7_A0DE;
 /// Stream tag of the per-step device reseeding (dropout and the like).
 pub(super) const STEP_STREAM: u64 = 0x57E9;
@@ -276,10 +276,10 @@ impl<T: Task, S: Sections> Runner<T, S> {
         // Files load before the run directory is touched, so a bad one leaves nothing behind.
         // Precedence: `checkpoint` > `resume` > `pretrained`.
         let (resume_from, resume_warnings) = self.resume_source();
-        let mut restored_results = None;
+        let mut restored = None;
         let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
         if let Some(path) = &resume_from {
-            restored_results = Some(self.restore(path)?);
+            restored = Some(self.restore(path)?);
         } else if let Some(path) = &pretrained {
             self.load_weights(path)?;
         }
@@ -288,24 +288,44 @@ impl<T: Task, S: Sections> Runner<T, S> {
             console: self.console,
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
-        let mut workspace = Workspace::open(&self.config, self.identity.clone(), mode, role)?;
+        let continued = resume_from.as_deref().map(|path| (path, self.state.step));
+        let mut workspace =
+            Workspace::open_continued(&self.config, self.identity.clone(), mode, role, continued)?;
         for warning in resume_warnings {
             warn!("{warning}");
         }
-        if let Some(path) = &resume_from {
+        // Continued from another run dir's checkpoint (or under another id).
+        let moved = restored.as_ref().is_some_and(|(_, source)| {
+            source.id != self.identity.id || !same_dir(&source.dir, &self.identity.dir)
+        });
+        if let (Some(path), Some((_, source))) = (&resume_from, &restored) {
             info!(
                 "resuming from {} at epoch {}, step {}",
                 path.display(),
                 self.state.epoch,
                 self.state.step
             );
+            if source.id != self.identity.id {
+                info!(
+                    "the config differs from that of run {} in hashed keys: continuing it as the new \
+                     run {}, with its results history",
+                    source.id, self.identity.id
+                );
+            } else if !same_dir(&source.dir, &self.identity.dir) {
+                info!(
+                    "run {} continues in {}, with its results history (the checkpoint names {})",
+                    self.identity.id,
+                    self.identity.dir.display(),
+                    source.dir.display()
+                );
+            }
         } else if self.config.resume {
             warn!(
                 "resume: true, but {} has no latest checkpoint: starting fresh",
                 self.identity.checkpoint_dir.display()
             );
         }
-        if let Some(results) = restored_results {
+        if let Some((results, _)) = restored {
             workspace.restore(results)?;
         }
         if let Some(path) = pretrained {
@@ -321,6 +341,12 @@ impl<T: Task, S: Sections> Runner<T, S> {
         };
         let mut scheduler = LrScheduler::new(&self.config.sched, self.config.optim.lr, total_steps)?;
         scheduler.set_steps_taken(self.state.step);
+        if moved {
+            // The new run dir holds the state it continues from before anything else, so that it can
+            // be resumed on its own (and has a `latest` even when there was nothing left to train).
+            let progress = self.state.progress.clone();
+            self.save_full(&workspace, &scheduler, progress, LATEST)?;
+        }
         info!(
             "run {} in {}: {} optimizer steps ({} per epoch), device {}",
             self.identity.id,
@@ -339,7 +365,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
             .should_stop(workspace.scoring(), self.config.patience);
         let start = Instant::now();
         let mut trained_samples = 0usize;
-        while !stopped_early && !self.budget_spent(budget) {
+        // An epoch in progress is finished (evaluated and recorded) even when its last step spent
+        // the budget: a step budget can end inside an epoch, after the step checkpoint.
+        while !stopped_early && (self.state.progress.is_some() || !self.budget_spent(budget)) {
             let epoch = self.state.epoch;
             let limit = match budget {
                 Budget::Steps(steps) => Some(steps),
@@ -549,6 +577,14 @@ pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usiz
 /// Mixes the seed with a stream tag and a counter into one device seed.
 pub(super) fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
     Rng::from_parts(&[seed, stream, counter]).next_u64()
+}
+
+/// Whether two run directories are one, as far as the file system can tell.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn host(data: burn::tensor::TensorData) -> Vec<f64> {

@@ -9,6 +9,7 @@ use super::base::LATEST;
 use super::{EpochProgress, Runner, RunnerError, State, Task};
 use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
+use crate::identity::{Identity, Parent};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
 use crate::workspace::{PendingFiles, Workspace, WorkspaceError, link_atomic};
@@ -49,16 +50,29 @@ impl<T: Task, S: Sections> Runner<T, S> {
         (best.map(|(_, path)| path), warnings)
     }
 
-    /// Loads the model, optimizer, state and identity of a checkpoint; returns its results.
-    pub(super) fn restore(&mut self, path: &Path) -> Result<Results, RunnerError> {
+    /// Loads the model, optimizer and state of a checkpoint; returns its results history and the
+    /// identity of the run that wrote it.
+    ///
+    /// The run goes on under the identity, and so in the run directory, of the resolved config, never
+    /// in the directory the file names. A checkpoint of another id becomes this run's `parent`; one of
+    /// the same id passes its own lineage on.
+    pub(super) fn restore(&mut self, path: &Path) -> Result<(Results, Identity), RunnerError> {
         let (model, optimizer, checkpoint) =
             load_checkpoint(path, self.model().valid(), build_optimizer(&self.config.optim))?;
         self.model = Some(self.platform.prepare(model));
         self.optimizer = optimizer;
         self.state = checkpoint.state;
-        // The run goes on in the run directory (and under the id) it started with.
-        self.identity = checkpoint.identity;
-        Ok(checkpoint.results)
+        let source = checkpoint.identity;
+        self.identity.parent = if source.id == self.identity.id {
+            source.parent.clone()
+        } else {
+            Some(Parent {
+                id: source.id.clone(),
+                checkpoint: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+                step: self.state.step,
+            })
+        };
+        Ok((checkpoint.results, source))
     }
 
     /// Waits for the background writer, if one is running, and returns what it met.

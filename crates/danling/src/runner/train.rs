@@ -55,8 +55,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 )
             }
         };
-        // Checkpoints are written between optimizer steps, so the cursor is at a group boundary.
-        let resumed_groups = self.state.cursor as usize / accum;
+        // Checkpoints are written between optimizer steps, so the cursor is at a group boundary; only
+        // the split's last group may be short, so it counts whole when the cursor is past it.
+        let resumed_groups = (self.state.cursor as usize).div_ceil(accum);
         bar.inc(self.state.cursor);
         let mut pending = Pending::default();
         let mut done = 0usize;
@@ -116,19 +117,21 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 }
             }
             let stepped = self.optimizer_step(accumulator.grads(), group_loss, scheduler);
-            let progress = |pending: &mut Pending, mut loss, mut metrics: Metrics| {
-                pending.flush(&mut loss, &mut metrics);
+            // The pending outputs go into the live meters, not into copies: a checkpoint must not
+            // change what the epoch reports, whenever it is written.
+            let progress = |pending: &mut Pending, loss: &mut AverageMeter, metrics: &mut Metrics| {
+                pending.flush(loss, metrics);
                 EpochProgress {
                     split,
                     record: finished.clone(),
-                    loss,
-                    metrics,
+                    loss: *loss,
+                    metrics: metrics.clone(),
                     skipped_before,
                 }
             };
             if let Err(error @ RunnerError::NonFinite { .. }) = stepped {
                 // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
-                let progress = progress(&mut pending, loss, metrics);
+                let progress = progress(&mut pending, &mut loss, &mut metrics);
                 self.save_full(workspace, scheduler, Some(progress), LATEST)?;
                 return Err(error);
             }
@@ -139,7 +142,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = signals::requested();
             if due || stop.is_some() {
-                let progress = progress(&mut pending, loss, metrics.clone());
+                let progress = progress(&mut pending, &mut loss, &mut metrics);
                 self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);

@@ -131,7 +131,29 @@ impl RunDir {
         scoring: &Scoring,
         identity: &Identity,
     ) -> Result<(), WorkspaceError> {
-        self.results_files(results, scoring, identity)?.write()
+        self.results_files(results, scoring, identity)?.write()?;
+        // A history with no latest or best result (a run continued from before its first one) leaves
+        // no file of a later one behind.
+        let (name, id) = (identity.name.as_str(), identity.id.as_str());
+        let stale = [
+            (files::LATEST, results.latest_document(name, id, "").is_none()),
+            (
+                files::BEST,
+                results.best_document(scoring, name, id, "").is_none(),
+            ),
+        ];
+        let mut removed = false;
+        for (file, absent) in stale {
+            let path = self.file(file);
+            if absent && path.exists() {
+                fs::remove_file(&path).map_err(WorkspaceError::io("remove", &path))?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// `results.json`, `latest.json` and `best.json` rendered from the results history, not written yet.

@@ -64,13 +64,25 @@ impl Workspace {
         mode: StartMode,
         role: Role,
     ) -> Result<Self, WorkspaceError> {
+        Self::open_continued(config, identity, mode, role, None)
+    }
+
+    /// Opens the run's files for an attempt that continues the checkpoint `continued` (its file and
+    /// step), which the attempt's `run.log` header names.
+    pub fn open_continued<S: Sections>(
+        config: &Config<S>,
+        identity: Identity,
+        mode: StartMode,
+        role: Role,
+        continued: Option<(&Path, u64)>,
+    ) -> Result<Self, WorkspaceError> {
         let dir = if role.is_main {
             Some(RunDir::open(&identity, mode)?)
         } else {
             None
         };
         let log_file = dir.as_ref().filter(|_| config.log).map(|d| d.file(files::LOG));
-        let header = log_header(&identity.id);
+        let header = log_header(&identity.id, continued);
         let log = init_logging(role.console, log_file.as_deref().map(|p| (p, header.as_str())))?;
         let mut tensorboard = None;
         if let Some(dir) = &dir {
