@@ -41,7 +41,9 @@ fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTa
     Ok(runner)
 }
 
-/// Config and input problems exit 2; the rest exit 1.
+/// Config and input problems exit 2, and so does a run directory that cannot be used when the run
+/// starts; the rest exit 1, a file that cannot be written during training (`RunnerError::Save`: a
+/// full disk, say) among them.
 fn runner_failure(err: RunnerError) -> Failure {
     match err {
         RunnerError::Config(_)

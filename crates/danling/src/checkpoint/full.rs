@@ -136,7 +136,7 @@ impl Prepared {
         let written = std::iter::once(&header[..])
             .chain(tensors.iter().map(|(.., bytes)| *bytes))
             .try_for_each(|bytes| file.write_all(bytes));
-        written.map_err(WorkspaceError::io("write", file.temp_path()))?;
+        written.map_err(WorkspaceError::io("write", file.target()))?;
         file.commit()?;
         Ok(())
     }

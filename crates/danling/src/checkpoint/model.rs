@@ -68,7 +68,7 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
                 .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")))
         })
     });
-    written.map_err(WorkspaceError::io("write", file.temp_path()))?;
+    written.map_err(WorkspaceError::io("write", file.target()))?;
     file.commit()?;
     Ok(())
 }

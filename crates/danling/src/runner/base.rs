@@ -326,7 +326,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
             );
         }
         if let Some((results, _)) = restored {
-            workspace.restore(results)?;
+            workspace.restore(results).map_err(RunnerError::Save)?;
         }
         if let Some(path) = pretrained {
             info!("loaded pretrained weights from {}", path.display());
@@ -396,7 +396,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
                 Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
                 Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
             };
-            let (recorded, results) = workspace.record_deferred(index, record.clone())?;
+            let (recorded, results) = workspace
+                .record_deferred(index, record.clone())
+                .map_err(RunnerError::Save)?;
             self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
             self.save_checkpoints(&workspace, &scheduler, recorded.is_best, results)?;
             info!("{}", epoch_line(&label, &record, recorded.is_best));

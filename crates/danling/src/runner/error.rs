@@ -21,9 +21,14 @@ pub enum RunnerError {
     /// The device could not be set up.
     #[error(transparent)]
     Platform(#[from] PlatformError),
-    /// The run directory could not be used.
+    /// The run directory could not be used (created, locked, entered) when the run started.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    /// One of the run's files could not be written once training was under way: a full disk, a file
+    /// over the size limit, an I/O error. The files written before are intact, and `resume: true`
+    /// continues from them once the cause is gone.
+    #[error(transparent)]
+    Save(WorkspaceError),
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -78,4 +83,15 @@ pub enum RunnerError {
         /// The optimizer steps taken.
         step: u64,
     },
+}
+
+impl RunnerError {
+    /// `error`, met while writing the run's files during training: a failed write is
+    /// [`RunnerError::Save`], not a run directory that cannot be used.
+    pub(super) fn saving(error: impl Into<Self>) -> Self {
+        match error.into() {
+            Self::Workspace(error) | Self::Checkpoint(CheckpointError::Write(error)) => Self::Save(error),
+            other => other,
+        }
+    }
 }

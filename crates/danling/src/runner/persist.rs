@@ -121,8 +121,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
         };
         let path = dir.join(format!("{name}.safetensors"));
         self.prepare(workspace, scheduler, progress, &path)?
-            .write(&path)?;
-        Ok(())
+            .write(&path)
+            .map_err(RunnerError::saving)
     }
 
     /// The end-of-epoch files: the results files `results`, and beside them the checkpoints
@@ -132,6 +132,11 @@ impl<T: Task, S: Sections> Runner<T, S> {
     /// The state is captured here; reading it out, checksumming, writing and syncing happen on a
     /// background thread while the next epoch trains (each file still appears whole, by rename). The
     /// next save, and the end of `train`, wait for it and report what it met.
+    ///
+    /// The results files are renamed into place only once the checkpoints are: when a checkpoint
+    /// cannot be written, all the files stay as the previous epoch left them. (When only the results
+    /// files fail, the checkpoints are ahead of them, which resuming mends: it rewrites the results
+    /// files from the checkpoint.)
     pub(super) fn save_checkpoints(
         &mut self,
         workspace: &Workspace,
@@ -141,8 +146,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
     ) -> Result<(), RunnerError> {
         self.finish_writes()?;
         let Some(dir) = workspace.checkpoint_dir().map(Path::to_owned) else {
-            results.write()?;
-            return Ok(());
+            return results.write().map_err(RunnerError::saving);
         };
         let latest = dir.join(format!("{LATEST}.safetensors"));
         let prepared = self.prepare(workspace, scheduler, None, &latest)?;
@@ -160,28 +164,30 @@ impl<T: Task, S: Sections> Runner<T, S> {
         }
         let keep = self.config.keep_latest_k;
         let checkpoint = move || -> Result<(), RunnerError> {
-            prepared.write(&latest)?;
+            prepared.write(&latest).map_err(RunnerError::saving)?;
             // The others hold the same state as `latest`: second names for its file (which is only
             // ever replaced by rename), not second serialisations.
             for name in copies {
-                link_atomic(&latest, &dir.join(format!("{name}.safetensors")))?;
+                link_atomic(&latest, &dir.join(format!("{name}.safetensors"))).map_err(RunnerError::Save)?;
             }
             if history {
                 prune(&dir, keep)?;
             }
             Ok(())
         };
-        // Side by side: neither depends on the other (a checkpoint holds the results, and resuming
-        // from it rewrites the results files), and most of the time goes into waiting for syncs.
+        // Side by side up to the renames: the results files are written and synced while the
+        // checkpoint is, since most of the time goes into waiting for syncs.
         let write = move || -> Result<(), RunnerError> {
             std::thread::scope(|scope| {
-                let results = scope.spawn(|| results.write());
+                let results = scope.spawn(|| results.stage());
                 let written = checkpoint();
-                let results = match results.join() {
-                    Ok(results) => results.map_err(RunnerError::from),
+                let staged = match results.join() {
+                    Ok(staged) => staged.map_err(RunnerError::Save),
                     Err(panic) => Err(RunnerError::Writer(panic_message(&panic))),
                 };
-                written.and(results)
+                // A failed checkpoint drops the staged files, which removes them.
+                written?;
+                staged?.commit().map_err(RunnerError::Save)
             })
         };
         let writer = std::thread::Builder::new()
@@ -204,8 +210,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
 /// Applies `keep` (`keep_latest_k`) to the `epoch-N` and `step-N` histories in `dir`.
 fn prune(dir: &Path, keep: Option<u64>) -> Result<(), RunnerError> {
     if let Some(keep) = keep {
-        prune_history(dir, "epoch-", keep as usize)?;
-        prune_history(dir, "step-", keep as usize)?;
+        prune_history(dir, "epoch-", keep as usize).map_err(RunnerError::Save)?;
+        prune_history(dir, "step-", keep as usize).map_err(RunnerError::Save)?;
     }
     Ok(())
 }
@@ -220,7 +226,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Deletes all but the `keep` newest `{prefix}N` checkpoints; `latest` and `best` are never touched.
-fn prune_history(dir: &Path, prefix: &str, keep: usize) -> Result<(), RunnerError> {
+fn prune_history(dir: &Path, prefix: &str, keep: usize) -> Result<(), WorkspaceError> {
     let entries = std::fs::read_dir(dir).map_err(WorkspaceError::io("read directory", dir))?;
     let mut history: Vec<(u64, PathBuf)> = entries
         .filter_map(Result::ok)

@@ -13,7 +13,7 @@ use super::direct::{DIRECT_MIN, Unbuffered};
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
     let mut file = AtomicFile::create(path)?;
     file.write_all(bytes)
-        .map_err(WorkspaceError::io("write", file.temp_path()))?;
+        .map_err(WorkspaceError::io("write", file.target()))?;
     file.commit()
 }
 
@@ -28,7 +28,7 @@ pub fn link_atomic(source: &Path, target: &Path) -> Result<(), WorkspaceError> {
         File::open(&temp)?.sync_all()
     });
     let placed = linked
-        .map_err(WorkspaceError::io("link", &temp))
+        .map_err(WorkspaceError::io("link", target))
         .and_then(|()| fs::rename(&temp, target).map_err(WorkspaceError::io("rename into place", target)));
     if let Err(error) = placed {
         let _ = fs::remove_file(&temp);
@@ -53,8 +53,9 @@ fn temp_path(target: &Path) -> Result<PathBuf, WorkspaceError> {
 
 /// A file that appears at its path only when [`commit`](AtomicFile::commit) succeeds.
 ///
-/// Dropping it without committing removes the temporary file and leaves the target untouched. A crash
-/// before the commit leaves a hidden `.{name}.tmp-*` file beside the target, which no reader looks at.
+/// Dropping it without committing, or a commit that fails, removes the temporary file and leaves the
+/// target untouched. A crash before the commit leaves a hidden `.{name}.tmp-*` file beside the target,
+/// which no reader looks at. Errors name the target, the file the caller asked for.
 #[derive(Debug)]
 pub struct AtomicFile {
     target: PathBuf,
@@ -75,7 +76,7 @@ impl AtomicFile {
     /// Creates the temporary file beside `target`.
     pub fn create(target: &Path) -> Result<Self, WorkspaceError> {
         let temp = temp_path(target)?;
-        let file = File::create(&temp).map_err(WorkspaceError::io("create", &temp))?;
+        let file = File::create(&temp).map_err(WorkspaceError::io("create", target))?;
         Ok(Self {
             target: target.to_owned(),
             temp,
@@ -101,26 +102,36 @@ impl AtomicFile {
         &self.temp
     }
 
+    /// The file that appears on commit: the one to name in errors.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// Flushes and fsyncs the data, renames it over the target, and fsyncs the directory.
-    pub fn commit(self) -> Result<(), WorkspaceError> {
-        let dir = self.place()?;
+    pub fn commit(mut self) -> Result<(), WorkspaceError> {
+        self.sync()?;
+        let dir = self.rename()?;
         sync_dir(&dir)
     }
 
-    /// Flushes and fsyncs the data and renames it over the target; returns the directory, which the
-    /// caller fsyncs.
-    fn place(mut self) -> Result<PathBuf, WorkspaceError> {
-        if let Some(sink) = self.file.take() {
-            if let Sink::Unbuffered(mut file) = sink {
-                file.finish().map_err(WorkspaceError::io("write", &self.temp))?;
-            }
-            // Reopen rather than reuse the handle, so that bytes written through the path are synced too.
-            File::open(&self.temp)
-                .and_then(|file| file.sync_all())
-                .map_err(WorkspaceError::io("sync", &self.temp))?;
+    /// Writes what is still buffered and fsyncs the data.
+    fn sync(&mut self) -> Result<(), WorkspaceError> {
+        if let Some(Sink::Unbuffered(file)) = &mut self.file {
+            file.finish().map_err(WorkspaceError::io("write", &self.target))?;
         }
+        // Reopen rather than reuse the handle, so that bytes written through the path are synced too.
+        File::open(&self.temp)
+            .and_then(|file| file.sync_all())
+            .map_err(WorkspaceError::io("sync", &self.target))
+    }
+
+    /// Renames the synced data over the target; returns the directory, which the caller fsyncs. On
+    /// failure the temporary file goes when `self` is dropped.
+    fn rename(mut self) -> Result<PathBuf, WorkspaceError> {
         fs::rename(&self.temp, &self.target)
             .map_err(WorkspaceError::io("rename into place", &self.target))?;
+        // In place: nothing is left to remove.
+        self.file = None;
         Ok(self.target.parent().unwrap_or(Path::new(".")).to_owned())
     }
 }
@@ -166,16 +177,38 @@ impl PendingFiles {
     /// Writes and fsyncs every file, renames each into place, then fsyncs each directory once: each
     /// file is replaced atomically, and all of them are durable when this returns.
     pub fn write(self) -> Result<(), WorkspaceError> {
-        let mut placed = Vec::with_capacity(self.files.len());
+        self.stage()?.commit()
+    }
+
+    /// The first half of [`write`](Self::write): writes and fsyncs every file beside its target, and
+    /// replaces nothing yet. A file that cannot be written stops the batch with every target as it was
+    /// and no temporary file left.
+    pub fn stage(self) -> Result<StagedFiles, WorkspaceError> {
+        let mut staged = Vec::with_capacity(self.files.len());
         for (path, bytes) in &self.files {
             let mut file = AtomicFile::create(path)?;
             file.write_all(bytes)
-                .map_err(WorkspaceError::io("write", file.temp_path()))?;
-            placed.push(file);
+                .map_err(WorkspaceError::io("write", file.target()))?;
+            file.sync()?;
+            staged.push(file);
         }
+        Ok(StagedFiles { files: staged })
+    }
+}
+
+/// Files written and synced beside their targets by [`PendingFiles::stage`], not yet in place.
+/// Dropping them removes them and leaves every target as it was.
+#[derive(Debug)]
+pub struct StagedFiles {
+    files: Vec<AtomicFile>,
+}
+
+impl StagedFiles {
+    /// Renames each file into place, then fsyncs each directory once.
+    pub fn commit(self) -> Result<(), WorkspaceError> {
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for file in placed {
-            let dir = file.place()?;
+        for file in self.files {
+            let dir = file.rename()?;
             if !dirs.contains(&dir) {
                 dirs.push(dir);
             }
@@ -311,6 +344,62 @@ mod tests {
         // Small files stay ordinary.
         let file = AtomicFile::create_large(&path, 100).unwrap();
         assert!(matches!(file.file, Some(Sink::Buffered(_))));
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_the_target_and_removes_the_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory that is not empty cannot be renamed over.
+        let path = dir.path().join("latest.safetensors");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("inside"), b"x").unwrap();
+        for large in [false, true] {
+            let mut file = if large {
+                AtomicFile::create_large(&path, DIRECT_MIN).unwrap()
+            } else {
+                AtomicFile::create(&path).unwrap()
+            };
+            file.write_all(b"new contents").unwrap();
+            let err = file.commit().unwrap_err().to_string();
+            assert!(
+                err.contains("latest.safetensors:") && !err.contains(".tmp-"),
+                "{err}"
+            );
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "large: {large}");
+            assert_eq!(fs::read(path.join("inside")).unwrap(), b"x");
+        }
+    }
+
+    #[test]
+    fn staged_files_replace_nothing_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        write_atomic(&a, b"old a").unwrap();
+        let pending = || {
+            let mut files = PendingFiles::default();
+            files.push(a.clone(), b"new a".to_vec());
+            files.push(b.clone(), b"new b".to_vec());
+            files
+        };
+        let staged = pending().stage().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        assert!(!b.exists());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "a.json and two staged files"
+        );
+        drop(staged);
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "dropping removes them"
+        );
+        pending().stage().unwrap().commit().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod lock;
 mod rundir;
 mod session;
 
-pub use atomic::{AtomicFile, PendingFiles, link_atomic, write_atomic};
+pub use atomic::{AtomicFile, PendingFiles, StagedFiles, link_atomic, write_atomic};
 pub use error::WorkspaceError;
 pub use lock::RunLock;
 pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};
