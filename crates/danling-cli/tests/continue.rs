@@ -2,10 +2,12 @@
 //! directory of the resolved config, never in the one the checkpoint came from.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{danling, model_tensors, stable_results, stderr, stdout};
 use serde_json::Value;
 
 /// 3000 samples in batches of 64 is 47 batches an epoch; `log_interval` defaults to a tenth of that
@@ -34,59 +36,19 @@ const RUN: [&str; 21] = [
     "false",
 ];
 
-fn danling(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_danling"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DANLING_LOG")
-        .output()
-        .expect("danling runs")
-}
-
 /// Trains `RUN` plus `extra` in `dir`; returns the run dir it printed last.
 fn train(dir: &Path, extra: &[&str]) -> PathBuf {
     let output = danling(dir, &[&RUN[..], extra].concat());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    dir.join(stdout.lines().last().unwrap())
+    assert!(output.status.success(), "{}", stderr(&output));
+    dir.join(stdout(&output).lines().last().unwrap())
 }
 
 /// The results files without their wall-clock values, and the model tensors of `latest`.
-type Outcome = (BTreeMap<&'static str, Value>, Vec<(String, Vec<u8>)>);
-
-fn outcome(run: &Path) -> Outcome {
-    fn strip(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                for key in ["timestamp", "time", "samples_per_s"] {
-                    map.remove(key);
-                }
-                map.values_mut().for_each(strip);
-            }
-            Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let files = ["results.json", "latest.json", "best.json"]
-        .into_iter()
-        .map(|name| {
-            let mut value: Value =
-                serde_json::from_str(&std::fs::read_to_string(run.join(name)).unwrap()).unwrap();
-            strip(&mut value);
-            (name, value)
-        })
-        .collect();
-    let bytes = std::fs::read(run.join("checkpoints/latest.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .filter(|(name, _)| name.starts_with("model."))
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect();
-    tensors.sort();
-    (files, tensors)
+fn outcome(run: &Path) -> (Value, Vec<(String, Vec<u8>)>) {
+    (
+        stable_results(run),
+        model_tensors(&run.join("checkpoints/latest.safetensors")),
+    )
 }
 
 /// Every file under `dir` with its bytes.
