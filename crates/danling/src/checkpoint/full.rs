@@ -4,9 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::tensor::{Bytes, Tensor};
 use safetensors::tensor::Dtype;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +14,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::CheckpointError;
 use super::export::{Planned, export, plan};
-use super::model::{Opened, header, load_model, widest_first};
+use super::header::Opened;
+use super::model::{header, load_opened, widest_first};
+use super::optimizer::{assign_param_ids, load_optimizer, param_ids};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::Results;
@@ -153,15 +154,14 @@ pub fn load_checkpoint<M: Module>(
         path: path.to_owned(),
         message,
     };
-    // Checked whole before the model is touched.
+    // Checked whole before the model is touched, and read from the same open file.
     let (opened, checkpoint, metadata) = verified(path)?;
-    let model = load_model(model, path)?;
     let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
-    let model = assign_param_ids(model, &ids);
+    let model = load_opened(model, &opened, path)?;
+    let model = assign_param_ids(model, &ids).map_err(|e| format(format!("param_ids: {e}")))?;
     let record = opened.read(OPTIMIZER).map_err(format)?;
-    let optimizer = optimizer
-        .from_bytes(Bytes::from_bytes_vec(record))
-        .map_err(|e| format(format!("optimizer state: {e}")))?;
+    let optimizer =
+        load_optimizer(record, &model, optimizer).map_err(|e| format(format!("optimizer state: {e}")))?;
     Ok((model, optimizer, checkpoint))
 }
 
@@ -214,14 +214,43 @@ fn verified(path: &Path) -> Result<(Opened, Checkpoint, HashMap<String, String>)
     let scheduler = opened.read(SCHEDULER).map_err(format)?;
     let scheduler: Option<LrScheduler> =
         serde_json::from_slice(&scheduler).map_err(|e| format(format!("scheduler state: {e}")))?;
+    let config: Value = field(path, &metadata, "config")?;
+    if !config.is_object() {
+        return Err(format("config: not a JSON object".into()));
+    }
+    let state: State = field(path, &metadata, "state")?;
+    counted(&state).map_err(|e| format(format!("state: {e}")))?;
     let checkpoint = Checkpoint {
-        config: field(path, &metadata, "config")?,
-        state: field(path, &metadata, "state")?,
+        config,
+        state,
         results: field(path, &metadata, "results")?,
         identity: field(path, &metadata, "identity")?,
         scheduler,
     };
     Ok((opened, checkpoint, metadata))
+}
+
+/// The largest count a checkpoint's state may hold: more steps than any run takes, and far enough
+/// below `u64::MAX` that counting on from it cannot overflow.
+const MAX_COUNT: u64 = 1 << 53;
+
+/// Checks that none of a run's counters is beyond [`MAX_COUNT`].
+fn counted(state: &State) -> Result<(), String> {
+    let skipped_before = state.progress.as_ref().map_or(0, |p| p.skipped_before);
+    for (name, count) in [
+        ("epoch", state.epoch),
+        ("step", state.step),
+        ("iter", state.iter),
+        ("cursor", state.cursor),
+        ("skipped", state.skipped),
+        ("early_stop_counter", state.early_stop_counter),
+        ("progress.skipped_before", skipped_before),
+    ] {
+        if count > MAX_COUNT {
+            return Err(format!("`{name}` is {count}, more than any run counts"));
+        }
+    }
+    Ok(())
 }
 
 /// What a file whose tensors do not match their checksum is told.
@@ -309,57 +338,6 @@ fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
 
 fn from_json<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
     serde_json::from_str(text)
-}
-
-/// Each float parameter's module path (`layers.0.weight`) and its `ParamId`.
-fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
-    struct Collect {
-        path: Vec<String>,
-        ids: BTreeMap<String, u64>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_owned());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.ids.insert(self.path.join("."), param.id.val());
-        }
-    }
-    let mut visitor = Collect {
-        path: Vec::new(),
-        ids: BTreeMap::new(),
-    };
-    model.visit(&mut visitor);
-    visitor.ids
-}
-
-/// Gives each float parameter the id recorded for its path.
-fn assign_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> M {
-    struct Assign<'a> {
-        path: Vec<String>,
-        ids: &'a BTreeMap<String, u64>,
-    }
-    impl ModuleMapper for Assign<'_> {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_owned());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if let Some(&id) = self.ids.get(&self.path.join(".")) {
-                param.id = ParamId::from(id);
-            }
-            param
-        }
-    }
-    model.map(&mut Assign {
-        path: Vec::new(),
-        ids,
-    })
 }
 
 #[cfg(test)]

@@ -10,10 +10,17 @@
 //! burn's optimizer state is keyed by `ParamId`s, which are random in every process. `param_ids` maps
 //! each parameter's path to the id it had when saved; loading gives the model those ids back, so the
 //! optimizer state re-attaches to the right tensors.
+//!
+//! A checkpoint may come from anyone. Every reader checks what it is about to trust first: the header
+//! against the file (`header`), the optimizer record against the model (`optimizer`), the metadata
+//! against the types it parses into. Whatever the bytes, a reader returns a [`CheckpointError`] that
+//! names the file and the problem; none panics or allocates beyond the file's size.
 
 mod export;
 mod full;
+mod header;
 mod model;
+mod optimizer;
 
 use std::path::PathBuf;
 

@@ -2,8 +2,7 @@
 //! straight from the backend and read straight into the tensors that replace the parameters.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, Param};
@@ -12,6 +11,7 @@ use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
 use super::export::{ModulePath, plan, transpose_rows_into};
+use super::header::Opened;
 use crate::workspace::{AtomicFile, WorkspaceError};
 
 /// The prefix of model tensors in a checkpoint.
@@ -120,12 +120,17 @@ const PIECE: usize = 8 << 20;
 /// transposed back from PyTorch's layout on the way); files whose names lack the `model.` prefix
 /// (a bare state dict) load too.
 pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
+    load_opened(model, &Opened::open(path)?, path)
+}
+
+/// [`load_model`] from a file already opened (`path` names it in errors).
+pub(crate) fn load_opened<M: Module>(model: M, opened: &Opened, path: &Path) -> Result<M, CheckpointError> {
     let format = |message: String| CheckpointError::Format {
         path: path.to_owned(),
         message,
     };
     let mut loader = Loader {
-        opened: Opened::open(path)?,
+        opened,
         at: ModulePath::default(),
         used: HashSet::new(),
         broken: None,
@@ -147,8 +152,7 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
     if let Some(parameter) = loader.missing {
         return Err(mismatch(parameter, "is missing from the checkpoint".into()));
     }
-    let mut unused: Vec<String> = loader
-        .opened
+    let mut unused: Vec<String> = opened
         .metadata
         .offset_keys()
         .into_iter()
@@ -162,91 +166,9 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
     Ok(model)
 }
 
-/// The largest header accepted (as safetensors itself does).
-const MAX_HEADER: u64 = 100_000_000;
-
-/// A safetensors file with its header read; the tensors are read from it when asked for.
-pub(crate) struct Opened {
-    file: File,
-    pub(crate) metadata: Metadata,
-    /// Where the tensor data start in the file, and how many bytes follow.
-    data_start: u64,
-    data_len: u64,
-}
-
-impl Opened {
-    /// Opens `path` and reads its header, and nothing else.
-    pub(crate) fn open(path: &Path) -> Result<Self, CheckpointError> {
-        if !path.is_file() {
-            return Err(CheckpointError::Missing {
-                path: path.to_owned(),
-            });
-        }
-        let format = |message: String| CheckpointError::Format {
-            path: path.to_owned(),
-            message,
-        };
-        let read = |source| CheckpointError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = File::open(path).map_err(read)?;
-        let file_len = file.metadata().map_err(read)?.len();
-        let mut prefix = [0u8; 8];
-        file.read_exact(&mut prefix)
-            .map_err(|_| format("not a safetensors file: shorter than its 8-byte header length".into()))?;
-        let header_len = u64::from_le_bytes(prefix);
-        if header_len > MAX_HEADER || header_len > file_len - 8 {
-            return Err(format(format!(
-                "not a safetensors file: its header length ({header_len} bytes) exceeds the file \
-                 ({file_len} bytes)"
-            )));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header).map_err(read)?;
-        let metadata: Metadata =
-            serde_json::from_slice(&header).map_err(|e| format(format!("unreadable header: {e}")))?;
-        Ok(Self {
-            file,
-            metadata,
-            data_start: 8 + header_len,
-            data_len: file_len - 8 - header_len,
-        })
-    }
-
-    /// Where tensor `name`'s bytes lie in the file and how many there are, checked to be inside it.
-    pub(crate) fn span(&self, name: &str) -> Result<(u64, usize), String> {
-        let info = self
-            .metadata
-            .info(name)
-            .ok_or_else(|| format!("no `{name}` tensor"))?;
-        let (begin, end) = info.data_offsets;
-        if end < begin || end as u64 > self.data_len {
-            return Err(format!("tensor `{name}` lies outside the file: it is truncated"));
-        }
-        Ok((self.data_start + begin as u64, end - begin))
-    }
-
-    /// Tensor `name`'s bytes.
-    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>, String> {
-        let (at, len) = self.span(name)?;
-        let mut bytes = vec![0u8; len];
-        self.read_at(at, &mut bytes)
-            .map_err(|e| format!("tensor `{name}`: {e}"))?;
-        Ok(bytes)
-    }
-
-    /// Fills `buffer` from `at` in the file.
-    pub(crate) fn read_at(&self, at: u64, buffer: &mut [u8]) -> std::io::Result<()> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(at))?;
-        file.read_exact(buffer)
-    }
-}
-
 /// Replaces each float parameter with its tensor from the file, noting the first problem of each kind.
-struct Loader {
-    opened: Opened,
+struct Loader<'a> {
+    opened: &'a Opened,
     at: ModulePath,
     /// Names of the tensors loaded.
     used: HashSet<String>,
@@ -258,7 +180,7 @@ struct Loader {
     failed: Option<(String, String)>,
 }
 
-impl Loader {
+impl Loader<'_> {
     /// The parameter's values from the file in burn's layout, or what is wrong.
     fn read(&mut self, name: &str, transpose: bool, shape: &[usize]) -> Result<TensorData, Problem> {
         let info = self.opened.metadata.info(name).ok_or(Problem::Missing)?.clone();
@@ -284,7 +206,8 @@ impl Loader {
         }
         let (at, len) = self.opened.span(name).map_err(Problem::Broken)?;
         let element = dtype.size();
-        if len != found.iter().product::<usize>() * element {
+        let size = found.iter().try_fold(element, |n, &d| n.checked_mul(d));
+        if size != Some(len) {
             return Err(Problem::Broken(format!(
                 "tensor `{name}` does not fill its shape"
             )));
@@ -320,7 +243,7 @@ enum Problem {
     Broken(String),
 }
 
-impl ModuleMapper for Loader {
+impl ModuleMapper for Loader<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.at.enter(name, container_type);
     }
