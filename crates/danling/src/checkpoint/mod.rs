@@ -19,10 +19,11 @@
 mod export;
 mod full;
 mod header;
+mod integrity;
 mod model;
 mod optimizer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::workspace::WorkspaceError;
 
@@ -70,4 +71,14 @@ pub enum CheckpointError {
         /// How it mismatches.
         problem: String,
     },
+}
+
+impl CheckpointError {
+    /// A [`CheckpointError::Format`] about the file at `path`.
+    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
 }

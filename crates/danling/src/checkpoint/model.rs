@@ -12,6 +12,7 @@ use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use super::CheckpointError;
 use super::export::{ModulePath, plan, transpose_rows_into};
 use super::header::Opened;
+use super::integrity::{CORRUPT, has_checksum, verify};
 use crate::workspace::{AtomicFile, WorkspaceError};
 
 /// The prefix of model tensors in a checkpoint.
@@ -118,9 +119,17 @@ const PIECE: usize = 8 << 20;
 ///
 /// Each parameter is read straight from the file into the tensor that replaces it (linear weights
 /// transposed back from PyTorch's layout on the way); files whose names lack the `model.` prefix
-/// (a bare state dict) load too.
+/// (a bare state dict) load too. A file that carries a checksum (a full checkpoint) is checked
+/// against it first, so a damaged one is refused rather than loaded.
 pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
-    load_opened(model, &Opened::open(path)?, path)
+    let opened = Opened::open(path)?;
+    let metadata = opened.metadata.metadata().clone().unwrap_or_default();
+    if has_checksum(&metadata)
+        && !verify(&opened, &metadata).map_err(|message| CheckpointError::format(path, message))?
+    {
+        return Err(CheckpointError::format(path, CORRUPT));
+    }
+    load_opened(model, &opened, path)
 }
 
 /// [`load_model`] from a file already opened (`path` names it in errors).

@@ -575,3 +575,14 @@ fn an_optimizer_record_that_burn_decodes_but_cannot_use_is_refused() {
     });
     check(&broadcast, &[], "");
 }
+
+#[test]
+fn a_full_checkpoint_with_a_flipped_weight_is_refused_by_every_reader() {
+    let mut bytes = checkpoint().to_vec();
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let (begin, _) = metadata.info("model.hidden.weight").unwrap().data_offsets;
+    bytes[8 + header_len + begin] ^= 0x40;
+    // `load_model` checks the checksum of a file that carries one, as `evaluate`, `infer` and
+    // `pretrained` read it: a damaged weight is an error, not a model that quietly differs.
+    check(&bytes, &READERS, "does not match its checksum");
+}
