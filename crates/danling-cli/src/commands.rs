@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use danling::log::{Console, init_logging};
-use danling::runner::{Platform, Predictions, Runner};
+use danling::runner::{Local, Platform as _, Predictions, Runner};
 use danling::workspace::{runner_tree, runner_yaml, write_atomic};
 use danling::{Config, Identity, RunnerError};
 use std::fmt::Write as _;
@@ -25,11 +25,12 @@ fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTa
     let task = TabularTask::for_data(&splits.train);
     let (inputs, outputs) = (splits.train.d, splits.train.targets.outputs());
     // Seed the device before initialising the weights, so that the seed decides the initial model.
-    let platform = Platform::new(config.device, config.precision).map_err(|e| runner_failure(e.into()))?;
+    let platform = Local::new(config.device, config.precision).map_err(|e| runner_failure(e.into()))?;
     platform.seed(config.seed);
     let model = Mlp::new(&config.sections.model, inputs, outputs, platform.device());
     let (batch_size, shuffle) = (data.batch_size, data.shuffle);
-    let mut runner = Runner::new(config, task, model)
+    let identity = Identity::new(&config).map_err(|e| runner_failure(e.into()))?;
+    let mut runner = Runner::with_platform(config, identity, platform, task, model)
         .map_err(runner_failure)?
         .batch_size(batch_size)
         .shuffle(shuffle)

@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use tracing::{info, warn};
 
 use super::report::{epoch_line, progress_bar, split_result};
-use super::{Platform, RunnerError, State, Targets, Task};
+use super::{Local, Platform, RunnerError, State, Targets, Task};
 use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Budget, Config, NoSections, Sections};
 use crate::identity::Identity;
@@ -27,8 +27,6 @@ use crate::workspace::{Role, StartMode, Workspace};
 pub(super) const LATEST: &str = "latest";
 /// Stream tag of the data-order RNG, so that it never coincides with another use of the seed.
 pub(super) const ORDER_STREAM: u64 = 0x0DA7_A0DE;
-/// Stream tag of the per-step device reseeding (dropout and the like).
-pub(super) const STEP_STREAM: u64 = 0x57E9;
 
 pub(super) struct Split<I> {
     pub(super) name: String,
@@ -72,10 +70,14 @@ pub struct Predictions {
 ///     .eval_split("val", val_set);
 /// let trained = runner.train()?;
 /// ```
-pub struct Runner<T: Task, S: Sections = NoSections> {
+///
+/// The platform `P` ([`Local`] unless [`with_platform`](Runner::with_platform) gives another) decides
+/// where the run executes and how its processes agree; everything else here is the same on every
+/// platform.
+pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Local> {
     pub(super) config: Config<S>,
     pub(super) identity: Identity,
-    pub(super) platform: Platform,
+    pub(super) platform: P,
     pub(super) task: T,
     /// `None` only while an optimizer step holds the model, so that its parameters are not shared
     /// and can be updated in place.
@@ -92,7 +94,7 @@ pub struct Runner<T: Task, S: Sections = NoSections> {
     pub(super) metric_mode: MetricMode,
 }
 
-impl<T: Task, S: Sections> std::fmt::Debug for Runner<T, S> {
+impl<T: Task, S: Sections, P: Platform> std::fmt::Debug for Runner<T, S, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("id", &self.identity.id)
@@ -101,14 +103,14 @@ impl<T: Task, S: Sections> std::fmt::Debug for Runner<T, S> {
     }
 }
 
-impl<T: Task, S: Sections> Runner<T, S> {
+impl<T: Task, S: Sections> Runner<T, S, Local> {
     /// A runner for `config`, whose identity is derived from git in the working directory.
     pub fn new(config: Config<S>, task: T, model: T::Model) -> Result<Self, RunnerError> {
         let identity = Identity::new(&config)?;
         Self::with_identity(config, identity, task, model)
     }
 
-    /// A runner with a given identity.
+    /// A runner with a given identity, on the one-process platform of the config's device.
     pub fn with_identity(
         config: Config<S>,
         identity: Identity,
@@ -116,7 +118,38 @@ impl<T: Task, S: Sections> Runner<T, S> {
         model: T::Model,
     ) -> Result<Self, RunnerError> {
         config.validate()?;
-        let platform = Platform::new(config.device, config.precision)?;
+        let platform = Local::new(config.device, config.precision)?;
+        Runner::with_platform(config, identity, platform, task, model)
+    }
+
+    /// A runner that continues the run of a checkpoint: its config (with `checkpoint` set to `path`)
+    /// and identity come from the file; `train` resumes it exactly.
+    pub fn from_checkpoint(path: &Path, task: T, model: T::Model) -> Result<Self, RunnerError> {
+        let checkpoint = read_checkpoint(path)?;
+        let mut tree = checkpoint.config;
+        if let Some(map) = tree.as_object_mut() {
+            map.insert(
+                "checkpoint".into(),
+                serde_json::Value::String(path.display().to_string()),
+            );
+        }
+        let config = Config::from_value(tree)?;
+        Self::with_identity(config, checkpoint.identity, task, model)
+    }
+}
+
+impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
+    /// A runner on `platform`. Every rank gets rank 0's identity, and the model moves onto the
+    /// platform's training device with rank 0's weights.
+    pub fn with_platform(
+        config: Config<S>,
+        identity: Identity,
+        platform: P,
+        task: T,
+        model: T::Model,
+    ) -> Result<Self, RunnerError> {
+        config.validate()?;
+        let identity = broadcast_identity(&platform, identity);
         platform.seed(config.seed);
         let model = platform.prepare(model);
         let optimizer = build_optimizer(&config.optim);
@@ -136,21 +169,6 @@ impl<T: Task, S: Sections> Runner<T, S> {
             console: Console::Stdout,
             metric_mode: MetricMode::Exact,
         })
-    }
-
-    /// A runner that continues the run of a checkpoint: its config (with `checkpoint` set to `path`)
-    /// and identity come from the file; `train` resumes it exactly.
-    pub fn from_checkpoint(path: &Path, task: T, model: T::Model) -> Result<Self, RunnerError> {
-        let checkpoint = read_checkpoint(path)?;
-        let mut tree = checkpoint.config;
-        if let Some(map) = tree.as_object_mut() {
-            map.insert(
-                "checkpoint".into(),
-                serde_json::Value::String(path.display().to_string()),
-            );
-        }
-        let config = Config::from_value(tree)?;
-        Self::with_identity(config, checkpoint.identity, task, model)
     }
 
     /// Loads only the model weights of a checkpoint (any of danling's files), as `pretrained` does.
@@ -237,7 +255,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
     }
 
     /// The platform.
-    pub fn platform(&self) -> &Platform {
+    pub fn platform(&self) -> &P {
         &self.platform
     }
 
@@ -252,8 +270,10 @@ impl<T: Task, S: Sections> Runner<T, S> {
     /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
         let trained = self.train_loop();
-        // Every checkpoint is on disk when training returns, whichever way it ends.
+        // Every checkpoint is on disk when training returns, whichever way it ends, and no rank
+        // returns before rank 0 has written them.
         let written = self.finish_writes();
+        self.platform.barrier();
         let trained = trained?;
         written?;
         Ok(trained)
@@ -284,7 +304,7 @@ impl<T: Task, S: Sections> Runner<T, S> {
             self.load_weights(path)?;
         }
         let role = Role {
-            is_main: self.platform.is_main_process(),
+            is_main: self.platform.is_main(),
             console: self.console,
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
@@ -498,8 +518,9 @@ impl<T: Task, S: Sections> Runner<T, S> {
         }
     }
 
+    /// Global batches in a split (each rank takes its shard of each).
     pub(super) fn batches(&self, split: usize) -> usize {
-        self.splits[split].dataset.len().div_ceil(self.batch_size)
+        self.splits[split].dataset.len().div_ceil(self.global_batch())
     }
 
     /// The order of a split's items: [`shuffled_order`] when shuffling.
@@ -553,17 +574,23 @@ impl<T: Task, S: Sections> Runner<T, S> {
             &format!("eval {}", self.splits[split].name),
         );
         let start = Instant::now();
-        for rows in order.chunks(self.batch_size) {
+        // Each rank evaluates its shard of every global batch; the results are over all of them.
+        for global in order.chunks(self.global_batch()) {
+            let rows = self.platform.shard(global);
+            done += 1;
+            bar.inc(1);
+            if rows.is_empty() {
+                continue;
+            }
             let batch = self.collate(split, rows, &device)?;
             let out = self.task.evaluate_step(&model, &batch);
             loss.update(f64::from(out.loss.into_scalar::<f32>()), rows.len() as f64);
             if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
                 metrics.update_tensors(outputs, targets);
             }
-            done += 1;
-            bar.inc(1);
         }
         bar.finish_and_clear();
+        let (loss, metrics) = self.merge_ranks(loss, metrics);
         let result = split_result(&loss, &metrics, &[], done, start.elapsed().as_secs_f64());
         Ok(result)
     }
@@ -576,17 +603,22 @@ pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usiz
     Rng::from_parts(&[seed, ORDER_STREAM, epoch, split as u64]).permutation(n)
 }
 
-/// Mixes the seed with a stream tag and a counter into one device seed.
-pub(super) fn mix(seed: u64, stream: u64, counter: u64) -> u64 {
-    Rng::from_parts(&[seed, stream, counter]).next_u64()
-}
-
 /// Whether two run directories are one, as far as the file system can tell.
 fn same_dir(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// `identity` as rank 0 has it, on every rank (ranks on other machines may see other git trees).
+fn broadcast_identity(platform: &impl Platform, identity: Identity) -> Identity {
+    if platform.world_size() <= 1 {
+        return identity;
+    }
+    let mut bytes = serde_json::to_vec(&identity).unwrap_or_default();
+    platform.broadcast(&mut bytes);
+    serde_json::from_slice(&bytes).unwrap_or(identity)
 }
 
 fn host(data: burn::tensor::TensorData) -> Vec<f64> {

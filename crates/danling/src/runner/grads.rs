@@ -1,9 +1,9 @@
 //! Gradient post-processing over a whole model: PyTorch's `clip_grad_norm_` (one norm over all
 //! gradients) and `clip_grad_value_`, and the global norm used to detect non-finite gradients.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// The L2 norm over every gradient of `model`, as a one-element tensor on the device.
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
@@ -86,4 +86,127 @@ fn map<M: Module>(model: &M, grads: &mut GradientsParams, f: impl FnMut(Tensor<1
     }
     let mut mapper = Mapper { grads, f };
     model.visit(&mut mapper);
+}
+
+/// Every gradient of `model`'s trainable parameters, flattened in the model's visit order into one
+/// host vector (zeros for a parameter without a gradient): the buffer a data-parallel platform sums
+/// over ranks in one collective.
+pub fn gradients_to_vec<M: Module>(model: &M, grads: &GradientsParams) -> Vec<f32> {
+    struct Flatten<'a> {
+        grads: &'a GradientsParams,
+        out: Vec<f32>,
+    }
+    impl ModuleVisitor for Flatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !param.is_require_grad() {
+                return;
+            }
+            match self.grads.get::<D>(param.id) {
+                Some(grad) => {
+                    let data = grad.into_data().convert::<f32>();
+                    self.out
+                        .extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
+                }
+                None => {
+                    let len = param.lazy_shape().iter().product::<usize>();
+                    self.out.resize(self.out.len() + len, 0.0);
+                }
+            }
+        }
+    }
+    let mut visitor = Flatten {
+        grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+/// The gradients of `model`'s trainable parameters from `values`, laid out as [`gradients_to_vec`]
+/// lays them out, on `device` (the platform's plain device). `None` when `values` has another length.
+pub fn gradients_from_slice<M: Module>(
+    model: &M,
+    values: &[f32],
+    device: &Device,
+) -> Option<GradientsParams> {
+    struct Unflatten<'a> {
+        values: &'a [f32],
+        at: usize,
+        device: &'a Device,
+        grads: GradientsParams,
+        short: bool,
+    }
+    impl ModuleVisitor for Unflatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !param.is_require_grad() {
+                return;
+            }
+            let shape = param.lazy_shape();
+            let len = shape.iter().product::<usize>();
+            let Some(part) = self.values.get(self.at..self.at + len) else {
+                self.short = true;
+                return;
+            };
+            self.at += len;
+            let data = TensorData::new(part.to_vec(), shape.to_vec());
+            self.grads
+                .register::<D>(param.id, Tensor::from_data(data, self.device));
+        }
+    }
+    let mut visitor = Unflatten {
+        values,
+        at: 0,
+        device,
+        grads: GradientsParams::new(),
+        short: false,
+    };
+    model.visit(&mut visitor);
+    (!visitor.short && visitor.at == values.len()).then_some(visitor.grads)
+}
+
+/// Every float parameter of `model`, flattened in the model's visit order into one host vector: what
+/// a data-parallel platform broadcasts so that every rank starts from rank 0's weights.
+pub fn parameters_to_vec<M: Module>(model: &M) -> Vec<f32> {
+    struct Flatten(Vec<f32>);
+    impl ModuleVisitor for Flatten {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let data = param.val().into_data().convert::<f32>();
+            self.0
+                .extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
+        }
+    }
+    let mut visitor = Flatten(Vec::new());
+    model.visit(&mut visitor);
+    visitor.0
+}
+
+/// `model` with its float parameters replaced by `values`, laid out as [`parameters_to_vec`] lays
+/// them out (ids, devices and `require_grad` kept). `None` when `values` has another length.
+pub fn parameters_from_slice<M: Module>(model: M, values: &[f32]) -> Option<M> {
+    struct Assign<'a> {
+        values: &'a [f32],
+        at: usize,
+        short: bool,
+    }
+    impl ModuleMapper for Assign<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let shape = param.lazy_shape().to_vec();
+            let len = shape.iter().product::<usize>();
+            let Some(part) = self.values.get(self.at..self.at + len) else {
+                self.short = true;
+                return param;
+            };
+            self.at += len;
+            let tensor = Tensor::from_data(TensorData::new(part.to_vec(), shape), &param.lazy_device());
+            let id = param.id;
+            param.transform_for_load(tensor, id)
+        }
+    }
+    let mut mapper = Assign {
+        values,
+        at: 0,
+        short: false,
+    };
+    let model = model.map(&mut mapper);
+    (!mapper.short && mapper.at == values.len()).then_some(model)
 }

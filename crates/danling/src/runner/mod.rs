@@ -8,12 +8,16 @@ mod persist;
 mod platform;
 mod report;
 mod state;
+mod step;
 mod task;
 mod train;
 
 pub use base::{Predictions, Runner, Trained, shuffled_order};
 pub use error::RunnerError;
-pub use grads::{clamp, clip_norm, global_norm};
-pub use platform::{Platform, PlatformError};
+pub use grads::{
+    clamp, clip_norm, global_norm, gradients_from_slice, gradients_to_vec, parameters_from_slice,
+    parameters_to_vec,
+};
+pub use platform::{Local, Platform, PlatformError, ReduceOp};
 pub use state::{EpochProgress, State};
 pub use task::{StepOutput, Targets, Task};

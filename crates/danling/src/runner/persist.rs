@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use super::base::LATEST;
-use super::{EpochProgress, Runner, RunnerError, State, Task};
+use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
 use crate::identity::{Identity, Parent};
@@ -14,7 +14,7 @@ use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
 use crate::workspace::{PendingFiles, Workspace, WorkspaceError, link_atomic};
 
-impl<T: Task, S: Sections> Runner<T, S> {
+impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
     /// checkpoint (by step) of this run's checkpoint directory, `latest` first on a tie. Returns
     /// warnings naming the corrupt files passed over.

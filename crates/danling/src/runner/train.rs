@@ -1,25 +1,22 @@
-//! The training half of the loop: one pass over a train split in groups of `accum_steps`
-//! micro-batches, and the optimizer step that ends each group.
+//! The training half of the loop: one pass over a train split in groups of `accum_steps` global
+//! batches, each group one optimizer step (`step.rs`), with the step checkpoints and log lines between
+//! them.
 
 use std::time::Instant;
 
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::base::LATEST;
-use super::base::{STEP_STREAM, mix};
-use super::grads;
 use super::report::{progress_bar, split_result, step_line};
-use super::{EpochProgress, Runner, RunnerError, StepOutput, Targets, Task};
-use crate::config::{NonFinite, Sections};
+use super::{EpochProgress, Platform, Runner, RunnerError, Targets, Task};
+use crate::config::Sections;
 use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
-use crate::signals;
 use crate::workspace::Workspace;
 
-impl<T: Task, S: Sections> Runner<T, S> {
+impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
     ///
     /// Returns the split's result and the number of samples trained in this call.
@@ -36,10 +33,10 @@ impl<T: Task, S: Sections> Runner<T, S> {
         finished: &Record,
     ) -> Result<(SplitResult, usize), RunnerError> {
         let order = self.order(split, self.shuffle);
-        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        // Global batches: each rank trains its shard of every one.
+        let batches: Vec<&[usize]> = order.chunks(self.global_batch()).collect();
         let label = format!("epoch {} {}", self.state.epoch + 1, self.splits[split].name);
         let bar = progress_bar(self.config.progress, batches.len(), &label);
-        let device = self.platform.train_device();
         let log_interval = self.log_interval();
         let accum = self.config.accum_steps as usize;
         let (mut metrics, mut loss, skipped_before) = match self.state.progress.take() {
@@ -68,55 +65,25 @@ impl<T: Task, S: Sections> Runner<T, S> {
             if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
                 break;
             }
-            let group_samples: usize = group.iter().map(|rows| rows.len()).sum();
-            let mut accumulator = GradientsAccumulator::new();
-            let mut group_loss: Option<Tensor<1>> = None;
-            for rows in group {
-                device.seed(mix(self.config.seed, STEP_STREAM, self.state.iter));
-                let batch = self.collate(split, rows, &device)?;
-                let out: StepOutput = self.task.train_step(self.model(), &batch);
-                let batch_loss = out.loss.clone().detach();
-                group_loss = Some(match group_loss {
-                    Some(sum) => sum + batch_loss.clone(),
-                    None => batch_loss.clone(),
-                });
-                // Weighting each micro-batch by its share of the group makes the accumulated gradient
-                // the gradient of the mean loss over the whole group, as one big batch would give.
-                let gradients = if rows.len() == group_samples {
-                    out.loss.backward()
-                } else {
-                    out.loss
-                        .mul_scalar(rows.len() as f64 / group_samples as f64)
-                        .backward()
-                };
-                accumulator.accumulate(self.model(), GradientsParams::from_grads(gradients, self.model()));
-                pending.push(
-                    batch_loss,
-                    rows.len(),
-                    out.outputs.map(Tensor::detach),
-                    out.targets,
+            let cursor_before = self.state.cursor as usize;
+            let stepped = self.step(split, group, scheduler, &mut pending);
+            done += group.len();
+            bar.inc(group.len() as u64);
+            // A log line when the group passed a multiple of `log_interval` batches.
+            if cursor_before / log_interval != self.state.cursor as usize / log_interval {
+                pending.flush(&mut loss, &mut metrics);
+                let elapsed = start.elapsed();
+                let line = step_line(
+                    &label,
+                    self.state.cursor as usize,
+                    batches.len(),
+                    loss.avg(),
+                    scheduler.lr(),
+                    elapsed / done.max(1) as u32,
+                    loss.count / elapsed.as_secs_f64(),
                 );
-                done += 1;
-                samples += rows.len();
-                self.state.iter += 1;
-                self.state.cursor += 1;
-                bar.inc(1);
-                if (self.state.cursor as usize).is_multiple_of(log_interval) {
-                    pending.flush(&mut loss, &mut metrics);
-                    let elapsed = start.elapsed();
-                    let line = step_line(
-                        &label,
-                        self.state.cursor as usize,
-                        batches.len(),
-                        loss.avg(),
-                        scheduler.lr(),
-                        elapsed / done as u32,
-                        loss.count / elapsed.as_secs_f64(),
-                    );
-                    bar.suspend(|| info!("{line}"));
-                }
+                bar.suspend(|| info!("{line}"));
             }
-            let stepped = self.optimizer_step(accumulator.grads(), group_loss, scheduler);
             // The pending outputs go into the live meters, not into copies: a checkpoint must not
             // change what the epoch reports, whenever it is written.
             let progress = |pending: &mut Pending, loss: &mut AverageMeter, metrics: &mut Metrics| {
@@ -129,18 +96,21 @@ impl<T: Task, S: Sections> Runner<T, S> {
                     skipped_before,
                 }
             };
-            if let Err(error @ RunnerError::NonFinite { .. }) = stepped {
-                // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
-                let progress = progress(&mut pending, &mut loss, &mut metrics);
-                self.save_full(workspace, scheduler, Some(progress), LATEST)?;
-                return Err(error);
-            }
-            stepped?;
+            let trained = match stepped {
+                Err(error @ RunnerError::NonFinite { .. }) => {
+                    // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
+                    let progress = progress(&mut pending, &mut loss, &mut metrics);
+                    self.save_full(workspace, scheduler, Some(progress), LATEST)?;
+                    return Err(error);
+                }
+                stepped => stepped?,
+            };
+            samples += trained;
             let due = self
                 .config
                 .save_steps
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
-            let stop = signals::requested();
+            let stop = self.stop_requested();
             if due || stop.is_some() {
                 let progress = progress(&mut pending, &mut loss, &mut metrics);
                 self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
@@ -165,6 +135,8 @@ impl<T: Task, S: Sections> Runner<T, S> {
         pending.flush(&mut loss, &mut metrics);
         self.state.cursor = 0;
         bar.finish_and_clear();
+        // Every rank trained its part of each batch: the split's loss and metrics are over all of them.
+        let (loss, metrics) = self.merge_ranks(loss, metrics);
         let extra = [
             ("lr", scheduler.lr()),
             ("skipped", (self.state.skipped - skipped_before) as f64),
@@ -172,75 +144,18 @@ impl<T: Task, S: Sections> Runner<T, S> {
         let result = split_result(&loss, &metrics, &extra, done, start.elapsed().as_secs_f64());
         Ok((result, samples))
     }
-
-    /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group.
-    ///
-    /// Reads one number back from the device: the sum of the group's losses and of a reduction of
-    /// every gradient (the global norm when clipping by norm, else the plain sum), which is finite
-    /// exactly when all of them are (barring a sum that overflows f32, which would be no trainable
-    /// update either).
-    fn optimizer_step(
-        &mut self,
-        mut gradients: GradientsParams,
-        group_loss: Option<Tensor<1>>,
-        scheduler: &mut LrScheduler,
-    ) -> Result<(), RunnerError> {
-        let norm = match self.config.max_grad_norm {
-            Some(_) => grads::global_norm(self.model(), &gradients),
-            None => None,
-        };
-        let check = match &norm {
-            Some(norm) => Some(norm.clone()),
-            None => grads::sum(self.model(), &gradients),
-        };
-        let check = match (check, group_loss) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        let finite = check.is_none_or(|c| c.into_scalar::<f32>().is_finite());
-        if !finite {
-            return match self.config.nonfinite {
-                NonFinite::Stop => Err(RunnerError::NonFinite {
-                    step: self.state.step + 1,
-                    epoch: self.state.epoch + 1,
-                }),
-                NonFinite::Skip => {
-                    self.state.skipped += 1;
-                    warn!(
-                        "skipped a non-finite update at step {} ({} skipped so far)",
-                        self.state.step + 1,
-                        self.state.skipped
-                    );
-                    Ok(())
-                }
-            };
-        }
-        if let (Some(max_norm), Some(norm)) = (self.config.max_grad_norm, &norm) {
-            grads::clip_norm(self.model(), &mut gradients, norm, max_norm);
-        }
-        if let Some(value) = self.config.max_grad_value {
-            grads::clamp(self.model(), &mut gradients, value);
-        }
-        // Taken, not cloned: with the only handle on the parameters, the optimizer updates them in place.
-        if let Some(model) = self.model.take() {
-            self.model = Some(self.optimizer.step(scheduler.lr(), model, gradients));
-        }
-        scheduler.step();
-        self.state.step += 1;
-        Ok(())
-    }
 }
 
 /// Losses and metric inputs of steps the host has not read yet. They are read at `log_interval`,
 /// before a checkpoint and at the end of the split, in step order, so a step never waits for the
 /// device and the averages are the same bits as if each step had been read at once.
 #[derive(Default)]
-struct Pending {
+pub(super) struct Pending {
     steps: Vec<(Tensor<1>, usize, Option<Tensor<2>>, Option<Targets>)>,
 }
 
 impl Pending {
-    fn push(
+    pub(super) fn push(
         &mut self,
         loss: Tensor<1>,
         samples: usize,
@@ -250,7 +165,7 @@ impl Pending {
         self.steps.push((loss, samples, outputs, targets));
     }
 
-    fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut Metrics) {
+    pub(super) fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut Metrics) {
         if self.steps.is_empty() {
             return;
         }

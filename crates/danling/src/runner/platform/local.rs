@@ -1,10 +1,8 @@
-//! The platform: where a run executes (the burn device and precision) and the runtime facts that are
-//! never checkpointed (world size, rank). Today it is one process; a multi-process platform will slot in
-//! behind the same methods.
+//! The one-process platform, and the devices a build can run on.
 
-use burn::module::Module;
 use burn::tensor::Device;
 
+use super::Platform;
 use crate::config::{self, Precision};
 
 /// Why the platform could not be set up.
@@ -34,14 +32,15 @@ pub enum PlatformError {
     },
 }
 
-/// Where and how a run executes.
+/// One process: the device named by the config, rank 0 of a world of one. Every collective is the
+/// identity.
 #[derive(Debug, Clone)]
-pub struct Platform {
+pub struct Local {
     device: Device,
     kind: config::Device,
 }
 
-impl Platform {
+impl Local {
     /// Sets up the device named by the config.
     pub fn new(kind: config::Device, precision: Precision) -> Result<Self, PlatformError> {
         match precision {
@@ -54,60 +53,24 @@ impl Platform {
             kind,
         })
     }
+}
 
-    /// The plain (non-autodiff) device, for evaluation and inference.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// The device with autodiff, for training.
-    pub fn train_device(&self) -> Device {
-        self.device.clone().autodiff()
-    }
-
-    /// The configured device kind.
-    pub fn kind(&self) -> config::Device {
-        self.kind
-    }
-
-    /// Moves a model onto the training device.
-    pub fn prepare<M: Module>(&self, model: M) -> M {
-        model.to_device(&self.train_device()).train()
-    }
-
-    /// Seeds the device's RNG (dropout and random initialisation).
-    pub fn seed(&self, seed: u64) {
-        self.device.seed(seed);
-        self.train_device().seed(seed);
-    }
-
-    /// Number of processes in the run.
-    pub fn world_size(&self) -> usize {
-        1
-    }
-
-    /// This process's rank.
-    pub fn rank(&self) -> usize {
+impl Platform for Local {
+    fn rank(&self) -> usize {
         0
     }
 
-    /// Whether this process writes files and logs.
-    pub fn is_main_process(&self) -> bool {
-        self.rank() == 0
+    fn world_size(&self) -> usize {
+        1
     }
 
-    /// Sums a value over processes (the identity on one process).
-    pub fn reduce(&self, value: f64) -> f64 {
-        value
+    fn device(&self) -> &Device {
+        &self.device
     }
 
-    /// Sends a value from the main process to all (the identity on one process).
-    pub fn broadcast<T>(&self, value: T) -> T {
-        value
+    fn kind(&self) -> config::Device {
+        self.kind
     }
-
-    /// Waits for all processes (returns at once on one process).
-    pub fn barrier(&self) {}
 }
 
 /// The backends compiled into this build, for error messages.

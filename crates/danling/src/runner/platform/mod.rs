@@ -1,0 +1,111 @@
+//! The platform: the seed's PlatformRunner. Where a run executes (the burn device), the runtime facts
+//! that never go into a checkpoint (`rank`, `world_size`), and the collectives a data-parallel run
+//! needs. The runner's loops call each of them at its place; [`Local`], one process, makes them no-ops.
+//!
+//! A data-parallel platform (MPI, say) implements [`Platform`] and nothing else: how a split's order
+//! is sharded, how the per-step seed depends on the rank, and how gradients, small values and bytes
+//! travel between processes. Every collective is called by every rank in the same order, with the
+//! same shapes, so an implementation can map each call onto one collective of its engine.
+
+mod local;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+
+pub use local::{Local, PlatformError};
+
+use crate::config;
+use crate::rng::Rng;
+
+/// How [`Platform::all_reduce`] combines the values of every rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// The sum over ranks (in rank order, so every rank gets the same bits).
+    Sum,
+    /// The largest value.
+    Max,
+}
+
+/// Where and how a run executes, and how its processes agree.
+pub trait Platform {
+    /// This process's rank, from 0.
+    fn rank(&self) -> usize;
+
+    /// Number of processes in the run.
+    fn world_size(&self) -> usize;
+
+    /// Whether this process writes the run's files and logs to them: rank 0.
+    fn is_main(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// The plain (non-autodiff) device, for evaluation and inference.
+    fn device(&self) -> &Device;
+
+    /// The configured device kind (for the log).
+    fn kind(&self) -> config::Device;
+
+    /// The device with autodiff, for training.
+    fn train_device(&self) -> Device {
+        self.device().clone().autodiff()
+    }
+
+    /// Seeds the devices' RNG (dropout and random initialisation).
+    fn seed(&self, seed: u64) {
+        self.device().seed(seed);
+        self.train_device().seed(seed);
+    }
+
+    /// Moves a model onto the training device, in training mode, with the same weights on every rank
+    /// (a data-parallel platform broadcasts rank 0's).
+    fn prepare<M: Module>(&self, model: M) -> M {
+        model.to_device(&self.train_device()).train()
+    }
+
+    /// This rank's part of `rows`, one global batch: contiguous parts, as even as the length allows
+    /// (the first `len % world_size` ranks take one row more), so that no row is dropped or taken
+    /// twice.
+    fn shard<'a>(&self, rows: &'a [usize]) -> &'a [usize] {
+        let (n, ranks, rank) = (rows.len(), self.world_size().max(1), self.rank());
+        let (base, extra) = (n / ranks, n % ranks);
+        let start = rank * base + rank.min(extra);
+        let len = base + usize::from(rank < extra);
+        &rows[start.min(n)..(start + len).min(n)]
+    }
+
+    /// The device seed before micro-batch `iter` of a run seeded with `seed` (dropout and the like):
+    /// from (seed, iter) on rank 0, and from (seed, iter, rank) on the others, so that ranks draw
+    /// different masks.
+    fn step_seed(&self, seed: u64, iter: u64) -> u64 {
+        match self.rank() {
+            0 => Rng::from_parts(&[seed, STEP_STREAM, iter]).next_u64(),
+            rank => Rng::from_parts(&[seed, STEP_STREAM, iter, rank as u64]).next_u64(),
+        }
+    }
+
+    /// Sums every rank's gradients of `model` (each already weighted by its share of the global
+    /// batch), so that every rank holds the gradient of the global batch. Called between backward and
+    /// clipping, once per optimizer step.
+    fn all_reduce_gradients<M: Module>(&self, _model: &M, gradients: GradientsParams) -> GradientsParams {
+        gradients
+    }
+
+    /// Combines `values` over ranks with `op`, in place: the losses and counts of a split, and the
+    /// flags every rank must agree on (skip a non-finite update, stop on a signal).
+    fn all_reduce(&self, _values: &mut [f64], _op: ReduceOp) {}
+
+    /// Every rank's `bytes`, in rank order, on every rank: the states of the streaming metrics.
+    fn all_gather(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+        vec![bytes]
+    }
+
+    /// Replaces `bytes` with rank 0's on every rank: the identity, a checkpoint.
+    fn broadcast(&self, _bytes: &mut Vec<u8>) {}
+
+    /// Returns once every rank has called it.
+    fn barrier(&self) {}
+}
+
+/// Stream tag of the per-step device reseeding (dropout and the like).
+pub(crate) const STEP_STREAM: u64 = 0x57E9;
