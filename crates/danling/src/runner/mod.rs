@@ -7,6 +7,7 @@ mod grads;
 mod persist;
 mod platform;
 mod report;
+mod retention;
 mod state;
 mod step;
 mod task;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use super::base::LATEST;
+use super::retention;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
@@ -207,11 +208,24 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     }
 }
 
-/// Applies `keep` (`keep_latest_k`) to the `epoch-N` and `step-N` histories in `dir`.
+/// Applies `keep` (`keep_latest_k`) to the `epoch-N` and `step-N` histories in `dir`: deletes what
+/// [`retention::to_delete`] names.
 fn prune(dir: &Path, keep: Option<u64>) -> Result<(), RunnerError> {
-    if let Some(keep) = keep {
-        prune_history(dir, "epoch-", keep as usize).map_err(RunnerError::Save)?;
-        prune_history(dir, "step-", keep as usize).map_err(RunnerError::Save)?;
+    if keep.is_none() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(WorkspaceError::io("read directory", dir))
+        .map_err(RunnerError::Save)?;
+    let names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in retention::to_delete(names.iter().map(String::as_str), keep) {
+        let path = dir.join(name);
+        std::fs::remove_file(&path)
+            .map_err(WorkspaceError::io("remove", &path))
+            .map_err(RunnerError::Save)?;
     }
     Ok(())
 }
@@ -223,27 +237,4 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".to_owned())
-}
-
-/// Deletes all but the `keep` newest `{prefix}N` checkpoints; `latest` and `best` are never touched.
-fn prune_history(dir: &Path, prefix: &str, keep: usize) -> Result<(), WorkspaceError> {
-    let entries = std::fs::read_dir(dir).map_err(WorkspaceError::io("read directory", dir))?;
-    let mut history: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let n = name
-                .strip_prefix(prefix)?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()?;
-            Some((n, entry.path()))
-        })
-        .collect();
-    history.sort_unstable_by_key(|(n, _)| *n);
-    let excess = history.len().saturating_sub(keep);
-    for (_, path) in history.into_iter().take(excess) {
-        std::fs::remove_file(&path).map_err(WorkspaceError::io("remove", &path))?;
-    }
-    Ok(())
 }
