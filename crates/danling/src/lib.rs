@@ -27,6 +27,7 @@ pub mod results;
 pub mod rng;
 pub mod runner;
 pub mod signals;
+pub mod state;
 pub mod workspace;
 
 pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};

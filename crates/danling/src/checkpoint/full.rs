@@ -20,7 +20,7 @@ use super::optimizer::{assign_param_ids, load_optimizer, param_ids};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::Results;
-use crate::runner::State;
+use crate::state::State;
 use crate::workspace::{AtomicFile, WorkspaceError};
 
 const OPTIMIZER: &str = "optimizer.record";

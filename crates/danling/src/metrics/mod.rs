@@ -6,7 +6,6 @@ mod meters;
 mod multitask;
 pub(crate) mod nonfinite;
 mod streaming;
-mod tensors;
 
 pub use meters::{AverageMeter, AverageMeters};
 pub use multitask::MultiTaskMetrics;

@@ -11,6 +11,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use tracing::{info, warn};
 
+use super::adapt::host_f64;
 use super::report::{epoch_line, progress_bar, split_result};
 use super::{Local, Platform, RunnerError, State, Targets, Task};
 use crate::checkpoint::{load_model, read_checkpoint};
@@ -479,16 +480,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             let out = self.task.infer_step(&model, &batch);
             if let Some(outputs) = out.outputs {
                 predictions.width = outputs.dims()[1];
-                predictions.outputs.extend(host(outputs.into_data()));
+                predictions.outputs.extend(host_f64(outputs.into_data()));
             }
             match out.targets {
                 Some(Targets::Classes(labels)) => {
                     predictions.target_width = 1;
-                    predictions.targets.extend(host(labels.into_data()));
+                    predictions.targets.extend(host_f64(labels.into_data()));
                 }
                 Some(Targets::Values(values)) => {
                     predictions.target_width = values.dims()[1];
-                    predictions.targets.extend(host(values.into_data()));
+                    predictions.targets.extend(host_f64(values.into_data()));
                 }
                 None => {}
             }
@@ -619,8 +620,4 @@ fn broadcast_identity(platform: &impl Platform, identity: Identity) -> Identity 
     let mut bytes = serde_json::to_vec(&identity).unwrap_or_default();
     platform.broadcast(&mut bytes);
     serde_json::from_slice(&bytes).unwrap_or(identity)
-}
-
-fn host(data: burn::tensor::TensorData) -> Vec<f64> {
-    data.convert::<f64>().try_to_vec::<f64>().unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 //! The runner: the platform (device, gradient step) and the platform-agnostic loops that train,
 //! evaluate and infer, record results and write the run's files.
 
+mod adapt;
 mod base;
 mod error;
 mod grads;
@@ -8,11 +9,11 @@ mod persist;
 mod platform;
 mod report;
 mod retention;
-mod state;
 mod step;
 mod task;
 mod train;
 
+pub use crate::state::{EpochProgress, State};
 pub use base::{Predictions, Runner, Trained, shuffled_order};
 pub use error::RunnerError;
 pub use grads::{
@@ -20,5 +21,4 @@ pub use grads::{
     parameters_to_vec,
 };
 pub use platform::{Local, Platform, PlatformError, ReduceOp};
-pub use state::{EpochProgress, State};
 pub use task::{StepOutput, Targets, Task};

@@ -1,4 +1,5 @@
-//! The mutable progress of a run, kept apart from the immutable config.
+//! The mutable progress of a run, kept apart from the immutable config: what every checkpoint
+//! records, below both the checkpoint files and the runner that fills it.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,9 +1,10 @@
-//! Feeding metrics from burn tensors, as the runner does.
+//! Feeding metrics from burn tensors, as the runner does: the adapter between the runner's outputs and
+//! the metrics, which know nothing of burn (as burn-train's metric `Adaptor` sits with the learner).
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::{MetricKind, Metrics, TargetSlice};
-use crate::runner::Targets;
+use super::Targets;
+use crate::metrics::{MetricKind, Metrics, TargetSlice};
 
 impl Metrics {
     /// Adds a batch of model outputs `[n, k]` and targets. For binary metrics, two-column outputs are
@@ -38,7 +39,8 @@ impl Metrics {
     }
 }
 
-fn host_f64(data: TensorData) -> Vec<f64> {
+/// A tensor's values on the host, as f64.
+pub(super) fn host_f64(data: TensorData) -> Vec<f64> {
     data.convert::<f64>().try_to_vec::<f64>().unwrap_or_default()
 }
 
