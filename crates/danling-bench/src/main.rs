@@ -22,9 +22,12 @@ mod mlp;
 mod overhead;
 mod report;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use clap::error::ErrorKind;
+use clap::{Arg, ArgAction, value_parser};
 
 use crate::report::Report;
 
@@ -52,40 +55,91 @@ pub struct Options {
     pub emit_json: bool,
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut options = Options {
-        python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned()),
-        repeats: 3,
-        output: PathBuf::from("BENCHMARKS.md"),
-        only: "abcde".to_owned(),
-        emit_json: false,
-    };
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--python" => options.python = value()?.clone(),
-            "--repeats" => {
-                let v = value()?;
-                options.repeats = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .with_context(|| format!("--repeats: `{v}` is not a positive integer"))?;
-            }
-            "--output" => options.output = PathBuf::from(value()?),
-            "--only" => options.only = value()?.replace(',', ""),
-            "--emit-json" => options.emit_json = true,
-            "-h" | "--help" => {
-                println!(
-                    "usage: danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e]"
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
-        }
-    }
-    Ok(options)
+/// The bench's flags, from which its arguments are parsed and its `--help` is written.
+fn flags() -> clap::Command {
+    clap::Command::new("danling-bench")
+        .about("Benchmarks danling against Python DanLing and a bare burn loop; writes a table of ratios")
+        .override_usage("danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e]")
+        // As before clap: a flag given twice takes its last value.
+        .args_override_self(true)
+        .arg(
+            Arg::new("python")
+                .long("python")
+                .value_name("PATH")
+                .help("The Python interpreter of the reference sides [default: $PYTHON, or python3]"),
+        )
+        .arg(
+            Arg::new("repeats")
+                .long("repeats")
+                .value_name("N")
+                .value_parser(positive)
+                .default_value("3")
+                .help("Runs of each timed case; the medians are reported"),
+        )
+        .arg(
+            Arg::new("output")
+                .long("output")
+                .value_name("FILE")
+                .value_parser(value_parser!(PathBuf))
+                .default_value("BENCHMARKS.md")
+                .help("Where the markdown goes"),
+        )
+        .arg(
+            Arg::new("only")
+                .long("only")
+                .value_name("a,b,c,d,e")
+                .default_value("abcde")
+                .help("The cases to run (see Cases below)"),
+        )
+        .after_help(
+            "Cases:\n  \
+             a  end-to-end training against Python DanLing, at 1 and 2 threads\n  \
+             b  the runner's overhead over a bare burn loop\n  \
+             c  checkpoint save and load of a 100M-parameter model against raw writes and reads\n  \
+             d  startup: from process start to the end of the first step\n  \
+             e  AUROC on 10M binary and 1M x 10 multi-class samples against torchmetrics",
+        )
+        .arg(
+            Arg::new("emit-json")
+                .long("emit-json")
+                .action(ArgAction::SetTrue)
+                .hide(true)
+                .help("Run the one case in --only and print its rows as JSON"),
+        )
+}
+
+/// What the command line asks for: the options, or a text to print (`--help`), or a one-line error.
+fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Options, clap::Error> {
+    let matches = flags().try_get_matches_from(argv)?;
+    let text = |id: &str| matches.get_one::<String>(id).cloned();
+    Ok(Options {
+        python: text("python")
+            .or_else(|| std::env::var("PYTHON").ok())
+            .unwrap_or_else(|| "python3".to_owned()),
+        repeats: matches.get_one::<usize>("repeats").copied().unwrap_or(3),
+        output: matches
+            .get_one::<PathBuf>("output")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("BENCHMARKS.md")),
+        only: text("only").unwrap_or_default().replace(',', ""),
+        emit_json: matches.get_flag("emit-json"),
+    })
+}
+
+/// The value of `--repeats`: a positive integer.
+fn positive(value: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| "not a positive integer".to_owned())
+}
+
+/// clap's `err` as one line, without its usage and tips.
+fn one_line(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let line = rendered.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 /// The repository root: the benchmark's configs and scripts are read from there.
@@ -99,8 +153,18 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse(&args).and_then(|options| run(&options)) {
+    let options = match parse(std::env::args_os()) {
+        Ok(options) => options,
+        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            print!("{}", err.render());
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("danling-bench: {}", one_line(&err));
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(&options) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("danling-bench: {err:#}");
@@ -179,5 +243,61 @@ pub fn median(values: &[f64]) -> f64 {
         sorted[n / 2]
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(line: &str) -> Result<Options, clap::Error> {
+        parse(
+            std::iter::once("danling-bench")
+                .chain(line.split_whitespace())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn flags_have_their_defaults_and_the_last_value_wins() {
+        let defaults = options("").unwrap();
+        assert_eq!(
+            (
+                defaults.repeats,
+                defaults.output,
+                defaults.only,
+                defaults.emit_json
+            ),
+            (3, PathBuf::from("BENCHMARKS.md"), "abcde".to_owned(), false)
+        );
+        let given =
+            options("--only a,c --repeats 5 --output b.md --python py --repeats=2 --emit-json").unwrap();
+        assert_eq!(
+            (
+                given.repeats,
+                given.output,
+                given.only,
+                given.python,
+                given.emit_json
+            ),
+            (2, PathBuf::from("b.md"), "ac".to_owned(), "py".to_owned(), true)
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_one_line_errors() {
+        for (line, needle) in [
+            ("--repeats 0", "not a positive integer"),
+            ("--repeats x", "not a positive integer"),
+            ("--repeats", "--repeats"),
+            ("--bogus", "--bogus"),
+        ] {
+            let err = options(line).map(|_| ()).unwrap_err();
+            assert!(one_line(&err).contains(needle), "{line}: {}", one_line(&err));
+            assert!(!one_line(&err).contains('\n'));
+        }
+        let help = options("--help").map(|_| ()).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        assert!(help.render().to_string().contains("--repeats <N>"));
     }
 }

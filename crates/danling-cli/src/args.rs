@@ -1,85 +1,26 @@
 //! Command-line parsing: the command, its flags (recognised anywhere on the line), one optional config
 //! file, and every other `--key value` / `--key=value` as a config override.
+//!
+//! clap cannot collect unknown `--key value` pairs, so the arguments of a command that takes
+//! overrides are split first, asking the command's clap definition ([`crate::flags`]) which `--name`s
+//! are its flags and which of those take a value. The flags and the config file go to clap; the rest
+//! are the overrides, in the order given.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap_complete::Shell;
 use danling::Override;
 
-/// The commands danling has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// Train the built-in task.
-    Train,
-    /// Evaluate a checkpoint.
-    Evaluate,
-    /// Write predictions of a checkpoint.
-    Infer,
-    /// Print the resolved config and identity.
-    Config,
-}
-
-/// A flag of a command: its name and whether it takes a value.
-struct Flag {
-    name: &'static str,
-    takes_value: bool,
-}
-
-const JSON: Flag = Flag {
-    name: "json",
-    takes_value: false,
-};
-const OVERWRITE: Flag = Flag {
-    name: "overwrite",
-    takes_value: false,
-};
-const SPLIT: Flag = Flag {
-    name: "split",
-    takes_value: true,
-};
-const OUTPUT: Flag = Flag {
-    name: "output",
-    takes_value: true,
-};
-
-impl Command {
-    /// The command's name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Command::Train => "train",
-            Command::Evaluate => "evaluate",
-            Command::Infer => "infer",
-            Command::Config => "config",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "train" => Some(Command::Train),
-            "evaluate" => Some(Command::Evaluate),
-            "infer" => Some(Command::Infer),
-            "config" => Some(Command::Config),
-            _ => None,
-        }
-    }
-
-    /// The flags that belong to this command (without `--help`).
-    fn flags(self) -> &'static [Flag] {
-        match self {
-            Command::Train => &[OVERWRITE],
-            Command::Evaluate => &[SPLIT],
-            Command::Infer => &[SPLIT, OUTPUT],
-            Command::Config => &[JSON],
-        }
-    }
-}
+use crate::flags::{self, COMPLETIONS, Command, SHELL};
 
 /// What the user asked for.
 #[derive(Debug)]
 pub enum Invocation {
-    /// Print the top-level help, or a command's help.
-    Help(Option<Command>),
-    /// Print the version.
-    Version,
+    /// Print this text (a help text or the version) and exit 0.
+    Print(String),
+    /// Print the completion script of this shell.
+    Completions(Shell),
     /// Run a command.
     Run(Args),
 }
@@ -107,109 +48,148 @@ pub struct Args {
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
-/// Parses the arguments after the program name.
-pub fn parse(argv: &[String]) -> Result<Invocation, UsageError> {
-    let Some(first) = argv.first() else {
-        return Ok(Invocation::Help(None));
-    };
-    match first.as_str() {
-        "-h" | "--help" | "help" => {
-            let command = argv.get(1).and_then(|name| Command::parse(name));
-            return Ok(Invocation::Help(command));
-        }
-        "-V" | "--version" => return Ok(Invocation::Version),
-        _ => {}
-    }
-    let command = Command::parse(first).ok_or_else(|| {
-        if first.starts_with('-') {
-            UsageError(format!(
-                "expected a command before `{first}`; run `danling --help`"
-            ))
-        } else {
-            UsageError(format!(
-                "unknown command `{first}` (commands: train, evaluate, infer, config); run `danling --help`"
-            ))
-        }
-    })?;
-    let rest = &argv[1..];
-    if rest.iter().any(|a| a == "--help" || a == "-h") {
-        return Ok(Invocation::Help(Some(command)));
-    }
-
-    let mut args = Args {
-        command,
-        config: None,
-        overrides: Vec::new(),
-        json: false,
-        overwrite: false,
-        splits: Vec::new(),
-        output: None,
-    };
-    let mut i = 0;
-    while i < rest.len() {
-        let arg = &rest[i];
-        i += 1;
-        if let Some(body) = arg.strip_prefix("--") {
-            let (key, inline) = match body.split_once('=') {
-                Some((key, value)) => (key, Some(value.to_owned())),
-                None => (body, None),
-            };
-            if let Some(flag) = command.flags().iter().find(|f| f.name == key) {
-                let value = match (flag.takes_value, inline) {
-                    (false, Some(_)) => return Err(UsageError(format!("flag `--{key}` takes no value"))),
-                    (false, None) => None,
-                    (true, Some(value)) => Some(value),
-                    (true, None) => match rest.get(i) {
-                        Some(next) if !next.starts_with("--") => {
-                            i += 1;
-                            Some(next.clone())
-                        }
-                        _ => return Err(UsageError(format!("flag `--{key}` needs a value"))),
-                    },
-                };
-                set_flag(&mut args, key, value);
-                continue;
-            }
-            if key.is_empty() {
-                return Err(UsageError(format!(
-                    "bad argument `{arg}`: expected --key value or --key=value"
-                )));
-            }
-            // `--key` alone (at the end, or before another `--flag`) means `--key true`.
-            let value = match inline {
-                Some(value) => value,
-                None if rest.get(i).is_some_and(|next| !next.starts_with("--")) => {
-                    i += 1;
-                    rest[i - 1].clone()
-                }
-                None => "true".to_owned(),
-            };
-            let item = Override::parse(key, &value).map_err(|e| UsageError(e.to_string()))?;
-            args.overrides.push(item);
-        } else if arg.starts_with('-') && arg.len() > 1 {
-            return Err(UsageError(format!(
-                "unknown flag `{arg}`; overrides are written --key value"
-            )));
-        } else if let Some(previous) = &args.config {
-            return Err(UsageError(format!(
-                "unexpected argument `{arg}`: the config file is already `{}`",
-                previous.display()
-            )));
-        } else {
-            args.config = Some(PathBuf::from(arg));
-        }
-    }
-    Ok(Invocation::Run(args))
+/// An override as written: the argument it came from, its key and its value (`true` for a bare
+/// `--key`). It is parsed only after clap has accepted the rest, so that `--help` wins anywhere.
+struct Pending {
+    argument: String,
+    key: String,
+    value: String,
 }
 
-fn set_flag(args: &mut Args, key: &str, value: Option<String>) {
-    match (key, value) {
-        ("json", _) => args.json = true,
-        ("overwrite", _) => args.overwrite = true,
-        ("split", Some(value)) => args.splits.push(value),
-        ("output", Some(value)) => args.output = Some(PathBuf::from(value)),
-        _ => {}
+/// Parses the arguments after the program name.
+pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Invocation, UsageError> {
+    let argv = utf8(argv)?;
+    let mut app = flags::app();
+    if argv.is_empty() {
+        return Ok(Invocation::Print(app.render_help().to_string()));
     }
+    let command = app.find_subcommand(&argv[0]);
+    let name = command.map(|command| command.get_name().to_owned());
+    let (line, pending) = match command.filter(|command| takes_overrides(command)) {
+        Some(command) => {
+            let (flags, pending) = split(command, &argv[1..]);
+            (std::iter::once(argv[0].clone()).chain(flags).collect(), pending)
+        }
+        None => (argv.clone(), Vec::new()),
+    };
+    let program = app.get_name().to_owned();
+    let matches = match app.try_get_matches_from_mut(std::iter::once(program).chain(line)) {
+        Ok(matches) => matches,
+        Err(err) => return crate::messages::clap_error(&err, name.as_deref()),
+    };
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(Invocation::Print(app.render_help().to_string()));
+    };
+    if name == COMPLETIONS {
+        let shell = sub.try_get_one::<String>(SHELL).ok().flatten();
+        let shell = shell.map_or("", String::as_str);
+        return match shell.parse() {
+            Ok(shell) => Ok(Invocation::Completions(shell)),
+            Err(_) => Err(UsageError(format!("no completions for the shell `{shell}`"))),
+        };
+    }
+    let command = Command::named(name)
+        .ok_or_else(|| UsageError(format!("unknown command `{name}`; run `danling --help`")))?;
+    let flag = |id: &str| {
+        sub.try_get_one::<bool>(id)
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(false)
+    };
+    let path = |id: &str| sub.try_get_one::<PathBuf>(id).ok().flatten().cloned();
+    let splits = sub.try_get_many::<String>(flags::SPLIT).ok().flatten();
+    Ok(Invocation::Run(Args {
+        command,
+        config: path(flags::CONFIG),
+        overrides: pending
+            .into_iter()
+            .map(parse_override)
+            .collect::<Result<_, _>>()?,
+        json: flag(flags::JSON),
+        overwrite: flag(flags::OVERWRITE),
+        splits: splits.into_iter().flatten().cloned().collect(),
+        output: path(flags::OUTPUT),
+    }))
+}
+
+/// The arguments as strings; one that is not UTF-8 is a usage error naming it: its position (1 is
+/// the first argument after the program name) and its bytes, the invalid ones escaped (`\xE9`).
+fn utf8(argv: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, UsageError> {
+    argv.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            arg.into_string()
+                .map_err(|arg| UsageError(format!("argument {} is not valid UTF-8: {arg:?}", i + 1)))
+        })
+        .collect()
+}
+
+/// Whether `command` takes config overrides: it is one that reads a config file.
+fn takes_overrides(command: &clap::Command) -> bool {
+    command.get_arguments().any(|arg| arg.get_id() == flags::CONFIG)
+}
+
+/// Splits the arguments of `command` (after its name) into those for clap, its flags with their
+/// values and the config file, and the overrides, each in the order given.
+///
+/// A `--name` (or `--name=value`) that `command` defines as a flag is its flag; if it takes a value
+/// and has none attached, the next argument is its value, unless that is a flag itself (then clap
+/// reports the missing value). Every other `--key` is an override, and so are the config keys the
+/// command documents; its value is the next argument unless that is a flag, `true` otherwise.
+/// Everything else (the config file, `-h`, any stray `-x`) goes to clap as it is.
+fn split(command: &clap::Command, argv: &[String]) -> (Vec<String>, Vec<Pending>) {
+    let is_flag = |arg: &str| {
+        arg.starts_with("--") || {
+            let mut short = arg.strip_prefix('-').unwrap_or_default().chars();
+            match (short.next(), short.next()) {
+                (Some(c), None) => command.get_arguments().any(|a| a.get_short() == Some(c)),
+                _ => false,
+            }
+        }
+    };
+    let (mut flags, mut pending) = (Vec::new(), Vec::new());
+    let mut args = argv.iter().peekable();
+    while let Some(arg) = args.next() {
+        let Some(body) = arg.strip_prefix("--") else {
+            flags.push(arg.clone());
+            continue;
+        };
+        let (key, inline) = match body.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_owned())),
+            None => (body, None),
+        };
+        let flag = command
+            .get_arguments()
+            .find(|a| !key.is_empty() && a.get_long() == Some(key) && !flags::is_config_key(a));
+        let mut next_value = || args.next_if(|next| !is_flag(next)).cloned();
+        match flag {
+            Some(flag) if flag.get_action().takes_values() && inline.is_none() => {
+                flags.push(match next_value() {
+                    Some(value) => format!("--{key}={value}"),
+                    None => arg.clone(),
+                });
+            }
+            Some(_) => flags.push(arg.clone()),
+            None => pending.push(Pending {
+                argument: arg.clone(),
+                key: key.to_owned(),
+                value: inline.or_else(next_value).unwrap_or_else(|| "true".to_owned()),
+            }),
+        }
+    }
+    (flags, pending)
+}
+
+/// The override of a `--key value` pair.
+fn parse_override(pending: Pending) -> Result<Override, UsageError> {
+    if pending.key.is_empty() {
+        return Err(UsageError(format!(
+            "bad argument `{}`: expected --key value or --key=value",
+            pending.argument
+        )));
+    }
+    Override::parse(&pending.key, &pending.value).map_err(|e| UsageError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -218,11 +198,21 @@ mod tests {
 
     use super::*;
 
+    fn parse_line(line: &str) -> Result<Invocation, UsageError> {
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
     fn run(line: &str) -> Args {
-        let argv: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        match parse(&argv) {
+        match parse_line(line) {
             Ok(Invocation::Run(args)) => args,
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(line: &str) -> String {
+        match parse_line(line) {
+            Err(UsageError(message)) => message,
+            other => panic!("{line}: {other:?}"),
         }
     }
 
@@ -252,39 +242,82 @@ mod tests {
         let args = run("evaluate --split val --checkpoint a.safetensors --split=train");
         assert_eq!(args.splits, ["val", "train"]);
         assert_eq!(args.overrides[0].key(), "checkpoint");
-        let args = run("infer c.yaml --output out.csv --split val");
+        let args = run("infer c.yaml --output out.csv --split val --checkpoint=x");
         assert_eq!(args.output, Some(PathBuf::from("out.csv")));
+        assert_eq!(args.splits, ["val"]);
         assert!(run("train --overwrite").overwrite);
+        assert!(!run("train").overwrite);
     }
 
     #[test]
-    fn negative_numbers_are_values_not_flags() {
-        let args = run("config --optim.lr -1");
-        assert_eq!(args.overrides[0].value, json!(-1));
+    fn a_flag_of_one_command_is_an_override_of_another() {
+        let args = run("train --json --split val");
+        assert!(!args.json && args.splits.is_empty());
+        let keys: Vec<String> = args.overrides.iter().map(Override::key).collect();
+        assert_eq!(keys, ["json", "split"]);
     }
 
     #[test]
-    fn help_is_recognised_anywhere() {
-        let argv: Vec<String> = ["config", "--seed", "1", "--help"].map(String::from).to_vec();
+    fn flag_values_may_start_with_a_dash() {
+        assert_eq!(run("evaluate --split -x").splits, ["-x"]);
+        assert_eq!(run("config --optim.lr -1").overrides[0].value, json!(-1));
+    }
+
+    #[test]
+    fn help_is_recognised_anywhere_even_after_a_bare_key() {
+        for line in [
+            "config --seed 1 --help",
+            "config --resume -h",
+            "config --optim.lr .nan -h",
+            "help config",
+        ] {
+            match parse_line(line) {
+                Ok(Invocation::Print(text)) => {
+                    assert!(text.contains("Usage: danling config"), "{line}: {text}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        assert!(matches!(parse_line("--version"), Ok(Invocation::Print(v)) if v.starts_with("danling ")));
+    }
+
+    #[test]
+    fn completions_take_a_shell() {
         assert!(matches!(
-            parse(&argv),
-            Ok(Invocation::Help(Some(Command::Config)))
+            parse_line("completions zsh"),
+            Ok(Invocation::Completions(Shell::Zsh))
         ));
+        assert!(err("completions tcsh").contains("`tcsh`"));
+        assert!(err("completions").contains("SHELL"));
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_named() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let argv = ["config", "--name"].map(OsString::from).into_iter();
+        let bad = OsString::from_vec(b"caf\xe9".to_vec());
+        match parse(argv.chain([bad])) {
+            Err(UsageError(message)) => assert_eq!(message, r#"argument 3 is not valid UTF-8: "caf\xE9""#),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn usage_errors_name_the_argument() {
-        let err = |line: &str| {
-            let argv: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-            match parse(&argv) {
-                Err(UsageError(message)) => message,
-                other => panic!("{other:?}"),
-            }
-        };
         assert!(err("frobnicate").contains("`frobnicate`"));
+        assert!(err("trian").contains("did you mean `train`?"));
+        assert!(err("--seed 3 config").contains("`--seed`"));
         assert!(err("config a.yaml b.yaml").contains("`b.yaml`"));
         assert!(err("config -x").contains("`-x`"));
         assert!(err("config --json=1").contains("`--json`"));
+        assert!(err("config --=3").contains("`--=3`"));
+        assert!(err("config --").contains("`--`"));
         assert!(err("infer --split").contains("`--split` needs a value"));
+        assert!(err("infer --split --output x.csv").contains("`--split` needs a value"));
+        assert!(err("infer --split a --split b --output x").contains("`--split`"));
+        assert!(err("infer --output x.csv").contains("--split"));
+        for line in ["frobnicate", "config a b", "infer", "completions bash zsh"] {
+            assert!(!err(line).contains('\n'), "{line}");
+        }
     }
 }

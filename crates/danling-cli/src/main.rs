@@ -3,7 +3,8 @@
 mod args;
 mod builtin;
 mod commands;
-mod help;
+mod flags;
+mod messages;
 mod task;
 
 use std::io::Write;
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::args::{Command, Invocation, UsageError};
+use crate::args::{Invocation, UsageError};
+use crate::flags::Command;
 
 /// Training allocates and frees tensors of megabytes every step. glibc's allocator returns blocks that
 /// size to the system each time and takes page faults to get them back, which cost a quarter of a step
@@ -59,8 +61,7 @@ fn main() -> ExitCode {
             one_line(&info.to_string())
         );
     }));
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match run(&argv) {
+    match run(std::env::args_os().skip(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(err)) => report(&err, 2),
         Err(Failure::Other(err)) => report(&err, 1),
@@ -85,10 +86,14 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn run(argv: &[String]) -> Result<(), Failure> {
+fn run(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(), Failure> {
     match args::parse(argv)? {
-        Invocation::Help(command) => print(help::text(command)),
-        Invocation::Version => print(&format!("danling {}\n", danling::VERSION)),
+        Invocation::Print(text) => print(&text),
+        Invocation::Completions(shell) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut flags::app(), "danling", &mut script);
+            print(&String::from_utf8_lossy(&script))
+        }
         Invocation::Run(args) => match args.command {
             Command::Train => commands::train(&args),
             Command::Evaluate => commands::evaluate(&args),
