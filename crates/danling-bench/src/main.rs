@@ -32,12 +32,9 @@ use clap::{Arg, ArgAction, value_parser};
 use crate::report::Report;
 
 /// The same allocator as the `danling` binary, set up the same way (never handing freed memory back
-/// to the system: see the binary's `keep_freed_memory`), so the in-process cases measure what it runs.
+/// to the system: see `danling::alloc`), so the in-process cases measure what it runs.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `mi_option_purge_delay` (its index in `mimalloc.h`, versions 2 and 3).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+static ALLOCATOR: danling::alloc::MiMalloc = danling::alloc::MiMalloc;
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -148,11 +145,7 @@ pub fn root() -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
-    #[allow(unsafe_code)]
-    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table; no preconditions.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
-    }
+    danling::alloc::keep_freed_memory();
     let options = match parse(std::env::args_os()) {
         Ok(options) => options,
         Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

@@ -15,6 +15,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

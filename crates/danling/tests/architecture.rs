@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom up, as `ARCHITECTURE.md` gives them.
 const LAYERS: &[&[&str]] = &[
-    &["env", "rng", "signals", "results"],
+    &["alloc", "env", "rng", "signals", "results"],
     &["metrics", "config"],
     &["identity", "optim", "data", "log", "state"],
     &["workspace"],

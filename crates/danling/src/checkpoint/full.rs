@@ -72,10 +72,7 @@ impl Prepared {
         optimizer: &ModuleOptimizer,
         checkpoint: &Checkpoint,
     ) -> Result<Self, CheckpointError> {
-        let format = |message: String| CheckpointError::Format {
-            path: path.to_owned(),
-            message,
-        };
+        let format = |message: String| CheckpointError::format(path, message);
         let planned = plan(model).map_err(format)?;
         let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
         let mut metadata = HashMap::from([
@@ -102,10 +99,7 @@ impl Prepared {
 
     /// Reads the tensors, checksums them and writes the file to `path`, atomically.
     pub(crate) fn write(self, path: &Path) -> Result<(), CheckpointError> {
-        let format = |message: String| CheckpointError::Format {
-            path: path.to_owned(),
-            message,
-        };
+        let format = |message: String| CheckpointError::format(path, message);
         let model = export(self.model);
         let record = self.optimizer.to_record();
         drop(self.optimizer);
@@ -150,10 +144,7 @@ pub fn load_checkpoint<M: Module>(
     model: M,
     optimizer: ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer, Checkpoint), CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
+    let format = |message: String| CheckpointError::format(path, message);
     // Checked whole before the model is touched, and read from the same open file.
     let (opened, checkpoint, metadata) = verified(path)?;
     let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
@@ -174,10 +165,7 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
 /// Opens a full checkpoint, checks every tensor against the checksum (read a piece at a time, so
 /// memory stays at one buffer however large the file), and parses its metadata and scheduler.
 fn verified(path: &Path) -> Result<(Opened, Checkpoint, HashMap<String, String>), CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
+    let format = |message: String| CheckpointError::format(path, message);
     let opened = Opened::open(path)?;
     let metadata = opened.metadata.metadata().clone().unwrap_or_default();
     if metadata.get("format").map(String::as_str) != Some("danling.checkpoint")
@@ -238,10 +226,7 @@ fn field<T: DeserializeOwned>(
     metadata: &HashMap<String, String>,
     key: &str,
 ) -> Result<T, CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
+    let format = |message: String| CheckpointError::format(path, message);
     let text = metadata
         .get(key)
         .ok_or_else(|| format(format!("metadata has no `{key}`")))?;

@@ -38,10 +38,7 @@ impl Opened {
                 path: path.to_owned(),
             });
         }
-        let format = |message: String| CheckpointError::Format {
-            path: path.to_owned(),
-            message,
-        };
+        let format = |message: String| CheckpointError::format(path, message);
         // A file that ends early is damaged (or cut while being read), not unreadable.
         let read = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::UnexpectedEof => format("the file ends inside its header".into()),

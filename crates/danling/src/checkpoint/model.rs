@@ -24,10 +24,7 @@ pub const MODEL_PREFIX: &str = "model.";
 /// PyTorch's layout on the way) while a second thread writes the previous piece, so a large model is
 /// neither copied whole nor held twice.
 pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
+    let format = |message: String| CheckpointError::format(path, message);
     let mut planned = plan(model).map_err(format)?;
     widest_first(&mut planned, |p| p.dtype);
     let metadata = HashMap::from([
@@ -134,10 +131,7 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
 
 /// [`load_model`] from a file already opened (`path` names it in errors).
 pub(crate) fn load_opened<M: Module>(model: M, opened: &Opened, path: &Path) -> Result<M, CheckpointError> {
-    let format = |message: String| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    };
+    let format = |message: String| CheckpointError::format(path, message);
     let mut loader = Loader {
         opened,
         at: ModulePath::default(),

@@ -13,6 +13,7 @@ use crate::config::Sections;
 use crate::identity::{Identity, Parent};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
+use crate::workspace::files::CHECKPOINT_EXTENSION;
 use crate::workspace::{PendingFiles, Workspace, WorkspaceError, link_atomic};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
@@ -32,7 +33,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let mut warnings = Vec::new();
         let mut best: Option<((u64, u64, bool), PathBuf)> = None;
         for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-            if path.extension().is_none_or(|ext| ext != "safetensors") {
+            if path.extension().is_none_or(|ext| ext != CHECKPOINT_EXTENSION) {
                 continue;
             }
             match read_checkpoint(&path) {
@@ -120,7 +121,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let Some(dir) = workspace.checkpoint_dir() else {
             return Ok(());
         };
-        let path = dir.join(format!("{name}.safetensors"));
+        let path = dir.join(checkpoint_file(name));
         self.prepare(workspace, scheduler, progress, &path)?
             .write(&path)
             .map_err(RunnerError::saving)
@@ -149,7 +150,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let Some(dir) = workspace.checkpoint_dir().map(Path::to_owned) else {
             return results.write().map_err(RunnerError::saving);
         };
-        let latest = dir.join(format!("{LATEST}.safetensors"));
+        let latest = dir.join(checkpoint_file(LATEST));
         let prepared = self.prepare(workspace, scheduler, None, &latest)?;
         let mut copies = Vec::new();
         if is_best {
@@ -169,7 +170,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             // The others hold the same state as `latest`: second names for its file (which is only
             // ever replaced by rename), not second serialisations.
             for name in copies {
-                link_atomic(&latest, &dir.join(format!("{name}.safetensors"))).map_err(RunnerError::Save)?;
+                link_atomic(&latest, &dir.join(checkpoint_file(&name))).map_err(RunnerError::Save)?;
             }
             if history {
                 prune(&dir, keep)?;
@@ -237,4 +238,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// The file name of the checkpoint called `name` (`latest`, `step-12`).
+fn checkpoint_file(name: &str) -> String {
+    format!("{name}.{CHECKPOINT_EXTENSION}")
 }
