@@ -3,13 +3,15 @@
 //! exchange through shared memory, train like one process on the global batch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Barrier, Mutex};
 
 use burn::data::dataset::InMemDataset;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, activation};
 use danling::config;
 use danling::log::Console;
 use danling::metrics::MetricKind;
@@ -55,13 +57,7 @@ impl Task for Classify {
     type Batch = (Tensor<2>, Tensor<1, Int>);
 
     fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch {
-        let n = items.len();
-        let x: Vec<f32> = items.iter().flat_map(|(x, _)| *x).collect();
-        let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
-        (
-            Tensor::from_data(TensorData::new(x, [n, 4]), device),
-            Tensor::from_data(TensorData::new(y, [n]), device),
-        )
+        common::collate(items, device)
     }
 
     fn forward(&self, model: &Net, (x, y): &Self::Batch) -> StepOutput {

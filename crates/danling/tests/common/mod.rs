@@ -32,6 +32,17 @@ impl Net {
     }
 }
 
+/// Four features and a class per row, as a batch of `[n, 4]` inputs and `[n]` labels.
+pub fn collate(items: Vec<([f32; 4], i64)>, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let n = items.len();
+    let x: Vec<f32> = items.iter().flat_map(|(x, _)| *x).collect();
+    let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [n, 4]), device),
+        Tensor::from_data(TensorData::new(y, [n]), device),
+    )
+}
+
 pub struct Classify;
 
 impl Task for Classify {
@@ -40,13 +51,7 @@ impl Task for Classify {
     type Batch = (Tensor<2>, Tensor<1, Int>);
 
     fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch {
-        let n = items.len();
-        let x: Vec<f32> = items.iter().flat_map(|(x, _)| *x).collect();
-        let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
-        (
-            Tensor::from_data(TensorData::new(x, [n, 4]), device),
-            Tensor::from_data(TensorData::new(y, [n]), device),
-        )
+        collate(items, device)
     }
 
     fn forward(&self, model: &Net, (x, y): &Self::Batch) -> StepOutput {

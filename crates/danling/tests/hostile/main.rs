@@ -6,6 +6,8 @@
 //! `files` takes checkpoints apart and puts them together again; `fuzz` makes mutants of one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -74,13 +76,7 @@ impl Task for Classify {
     type Batch = (Tensor<2>, Tensor<1, Int>);
 
     fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch {
-        let n = items.len();
-        let x: Vec<f32> = items.iter().flat_map(|(x, _)| *x).collect();
-        let y: Vec<i64> = items.iter().map(|(_, y)| *y).collect();
-        (
-            Tensor::from_data(TensorData::new(x, [n, 4]), device),
-            Tensor::from_data(TensorData::new(y, [n]), device),
-        )
+        common::collate(items, device)
     }
 
     fn forward(&self, model: &Net, (x, y): &Self::Batch) -> StepOutput {
