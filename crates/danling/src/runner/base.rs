@@ -3,26 +3,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use tracing::{info, warn};
 
-use super::adapt::host_f64;
-use super::report::{epoch_line, progress_bar, split_result};
-use super::{Local, Platform, RunnerError, State, Targets, Task};
+use super::{Local, Platform, RunnerError, State, Task};
 use crate::checkpoint::{load_model, read_checkpoint};
-use crate::config::{Budget, Config, NoSections, Sections};
+use crate::config::{Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
-use crate::metrics::{AverageMeter, MetricMode, Metrics};
-use crate::optim::{LrScheduler, build_optimizer};
-use crate::results::{Record, Results, SplitResult};
+use crate::metrics::MetricMode;
+use crate::optim::build_optimizer;
+use crate::results::Results;
 use crate::rng::Rng;
-use crate::workspace::{Role, StartMode, Workspace};
 
 /// The name of the checkpoint written after every epoch (and every `save_steps` steps).
 pub(super) const LATEST: &str = "latest";
@@ -268,257 +263,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         Ok(())
     }
 
-    /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
-    pub fn train(&mut self) -> Result<Trained, RunnerError> {
-        let trained = self.train_loop();
-        // Every checkpoint is on disk when training returns, whichever way it ends, and no rank
-        // returns before rank 0 has written them.
-        let written = self.finish_writes();
-        self.platform.barrier();
-        let trained = trained?;
-        written?;
-        Ok(trained)
-    }
-
-    fn train_loop(&mut self) -> Result<Trained, RunnerError> {
-        let train: Vec<usize> = (0..self.splits.len()).filter(|&i| self.splits[i].train).collect();
-        if train.is_empty() {
-            return Err(RunnerError::NoTrainSplit);
-        }
-        if let Some(split) = train
-            .iter()
-            .map(|&i| &self.splits[i])
-            .find(|s| s.dataset.is_empty())
-        {
-            return Err(RunnerError::EmptySplit {
-                split: split.name.clone(),
-            });
-        }
-        // Files load before the run directory is touched, so a bad one leaves nothing behind.
-        // Precedence: `checkpoint` > `resume` > `pretrained`.
-        let (resume_from, resume_warnings) = self.resume_source();
-        let mut restored = None;
-        let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
-        if let Some(path) = &resume_from {
-            restored = Some(self.restore(path)?);
-        } else if let Some(path) = &pretrained {
-            self.load_weights(path)?;
-        }
-        let role = Role {
-            is_main: self.platform.is_main(),
-            console: self.console,
-        };
-        let mode = StartMode::from_config(&self.config, self.overwrite);
-        let continued = resume_from.as_deref().map(|path| (path, self.state.step));
-        let mut workspace =
-            Workspace::open_continued(&self.config, self.identity.clone(), mode, role, continued)?;
-        for warning in resume_warnings {
-            warn!("{warning}");
-        }
-        // Continued from another run dir's checkpoint (or under another id).
-        let moved = restored.as_ref().is_some_and(|(_, source)| {
-            source.id != self.identity.id || !same_dir(&source.dir, &self.identity.dir)
-        });
-        if let (Some(path), Some((_, source))) = (&resume_from, &restored) {
-            info!(
-                "resuming from {} at epoch {}, step {}",
-                path.display(),
-                self.state.epoch,
-                self.state.step
-            );
-            if source.id != self.identity.id {
-                info!(
-                    "the config differs from that of run {} in hashed keys: continuing it as the new \
-                     run {}, with its results history",
-                    source.id, self.identity.id
-                );
-            } else if !same_dir(&source.dir, &self.identity.dir) {
-                info!(
-                    "run {} continues in {}, with its results history (the checkpoint names {})",
-                    self.identity.id,
-                    self.identity.dir.display(),
-                    source.dir.display()
-                );
-            }
-        } else if self.config.resume {
-            warn!(
-                "resume: true, but {} has no latest checkpoint: starting fresh",
-                self.identity.checkpoint_dir.display()
-            );
-        }
-        if let Some((results, _)) = restored {
-            workspace.restore(results).map_err(RunnerError::Save)?;
-        }
-        if let Some(path) = pretrained {
-            info!("loaded pretrained weights from {}", path.display());
-        }
-
-        let batches_per_epoch: u64 = train.iter().map(|&i| self.batches(i) as u64).sum();
-        let steps_per_epoch = batches_per_epoch.div_ceil(self.config.accum_steps);
-        let budget = self.config.budget();
-        let total_steps = match budget {
-            Budget::Epochs(epochs) => epochs * steps_per_epoch,
-            Budget::Steps(steps) => steps,
-        };
-        let mut scheduler = LrScheduler::new(&self.config.sched, self.config.optim.lr, total_steps)?;
-        scheduler.set_steps_taken(self.state.step);
-        if moved {
-            // The new run dir holds the state it continues from before anything else, so that it can
-            // be resumed on its own (and has a `latest` even when there was nothing left to train).
-            let progress = self.state.progress.clone();
-            self.save_full(&workspace, &scheduler, progress, LATEST)?;
-        }
-        info!(
-            "run {} in {}: {} optimizer steps ({} per epoch), device {}",
-            self.identity.id,
-            workspace
-                .dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-            total_steps,
-            steps_per_epoch,
-            self.platform.kind()
-        );
-
-        // A run that early stopping ended stays ended when resumed.
-        let mut stopped_early = workspace
-            .results()
-            .should_stop(workspace.scoring(), self.config.patience);
-        let start = Instant::now();
-        let mut trained_samples = 0usize;
-        // An epoch in progress is finished (evaluated and recorded) even when its last step spent
-        // the budget: a step budget can end inside an epoch, after the step checkpoint.
-        while !stopped_early && (self.state.progress.is_some() || !self.budget_spent(budget)) {
-            let epoch = self.state.epoch;
-            let limit = match budget {
-                Budget::Steps(steps) => Some(steps),
-                Budget::Epochs(_) => None,
-            };
-            let (mut record, first) = match &self.state.progress {
-                Some(progress) => (progress.record.clone(), progress.split),
-                None => (Record::new(), 0),
-            };
-            for &i in train.iter().filter(|&&i| i >= first) {
-                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, &workspace, &record)?;
-                trained_samples += samples;
-                record.insert(self.splits[i].name.clone(), result);
-            }
-            for i in (0..self.splits.len()).filter(|&i| !self.splits[i].train) {
-                let result = self.evaluate_split(i)?;
-                record.insert(self.splits[i].name.clone(), result);
-            }
-            self.state.epoch = epoch + 1;
-            self.state.cursor = 0;
-            let index = match budget {
-                Budget::Epochs(_) => self.state.epoch,
-                Budget::Steps(_) => self.state.step,
-            };
-            let label = match budget {
-                Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
-                Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
-            };
-            let (recorded, results) = workspace
-                .record_deferred(index, record.clone())
-                .map_err(RunnerError::Save)?;
-            self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
-            self.save_checkpoints(&workspace, &scheduler, recorded.is_best, results)?;
-            info!("{}", epoch_line(&label, &record, recorded.is_best));
-            if recorded.should_stop {
-                info!(
-                    "early stopping: {} evaluations without improvement",
-                    self.state.early_stop_counter
-                );
-                stopped_early = true;
-                break;
-            }
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        info!(
-            "trained {trained_samples} samples in {seconds:.3} s ({:.0} samples/s, evaluation and \
-             checkpoints included)",
-            trained_samples as f64 / seconds
-        );
-        let results = workspace.results().clone();
-        let best = results.best(workspace.scoring()).map(|(index, _)| index);
-        Ok(Trained {
-            dir: workspace.dir().map(Path::to_owned),
-            results,
-            best,
-            state: self.state.clone(),
-            stopped_early,
-        })
-    }
-
-    /// Evaluates the named splits (all evaluation splits when empty) with the current model.
-    pub fn evaluate(&mut self, names: &[&str]) -> Result<Record, RunnerError> {
-        let indices = if names.is_empty() {
-            (0..self.splits.len())
-                .filter(|&i| !self.splits[i].train)
-                .collect()
-        } else {
-            names
-                .iter()
-                .map(|name| self.split_index(name))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let mut record = Record::new();
-        for i in indices {
-            let result = self.evaluate_split(i)?;
-            record.insert(self.splits[i].name.clone(), result);
-        }
-        Ok(record)
-    }
-
-    /// The outputs of `infer_step` for every sample of a split, in order.
-    pub fn infer(&mut self, name: &str) -> Result<Predictions, RunnerError> {
-        let i = self.split_index(name)?;
-        let model = self.model().valid();
-        let device = self.platform.device().clone();
-        let mut predictions = Predictions::default();
-        for rows in self.order(i, false).chunks(self.batch_size) {
-            let batch = self.collate(i, rows, &device)?;
-            let out = self.task.infer_step(&model, &batch);
-            if let Some(outputs) = out.outputs {
-                predictions.width = outputs.dims()[1];
-                predictions.outputs.extend(host_f64(outputs.into_data()));
-            }
-            match out.targets {
-                Some(Targets::Classes(labels)) => {
-                    predictions.target_width = 1;
-                    predictions.targets.extend(host_f64(labels.into_data()));
-                }
-                Some(Targets::Values(values)) => {
-                    predictions.target_width = values.dims()[1];
-                    predictions.targets.extend(host_f64(values.into_data()));
-                }
-                None => {}
-            }
-        }
-        Ok(predictions)
-    }
-
-    fn split_index(&self, name: &str) -> Result<usize, RunnerError> {
-        self.splits
-            .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| RunnerError::UnknownSplit {
-                name: name.to_owned(),
-                known: self
-                    .splits
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-
-    fn budget_spent(&self, budget: Budget) -> bool {
-        match budget {
-            Budget::Epochs(epochs) => self.state.epoch >= epochs,
-            Budget::Steps(steps) => self.state.step + self.state.skipped >= steps,
-        }
-    }
-
     /// Global batches in a split (each rank takes its shard of each).
     pub(super) fn batches(&self, split: usize) -> usize {
         self.splits[split].dataset.len().div_ceil(self.global_batch())
@@ -560,41 +304,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             None => ((0..self.splits.len()).map(|i| self.batches(i)).max().unwrap_or(1) / 10).max(1),
         }
     }
-
-    /// Loss and metrics of one split with a validation snapshot of the model.
-    fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
-        let model = self.model().valid();
-        let device = self.platform.device().clone();
-        let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
-        let mut loss = AverageMeter::default();
-        let mut done = 0usize;
-        let order = self.order(split, false);
-        let bar = progress_bar(
-            self.config.progress,
-            self.batches(split),
-            &format!("eval {}", self.splits[split].name),
-        );
-        let start = Instant::now();
-        // Each rank evaluates its shard of every global batch; the results are over all of them.
-        for global in order.chunks(self.global_batch()) {
-            let rows = self.platform.shard(global);
-            done += 1;
-            bar.inc(1);
-            if rows.is_empty() {
-                continue;
-            }
-            let batch = self.collate(split, rows, &device)?;
-            let out = self.task.evaluate_step(&model, &batch);
-            loss.update(f64::from(out.loss.into_scalar::<f32>()), rows.len() as f64);
-            if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
-                metrics.update_tensors(outputs, targets);
-            }
-        }
-        bar.finish_and_clear();
-        let (loss, metrics) = self.merge_ranks(loss, metrics);
-        let result = split_result(&loss, &metrics, &[], done, start.elapsed().as_secs_f64());
-        Ok(result)
-    }
 }
 
 /// The order in which a shuffling runner visits the `n` items of its split number `split` (in the
@@ -602,14 +311,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 /// permutation drawn from those three alone, so a resumed run sees the same batches.
 pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usize> {
     Rng::from_parts(&[seed, ORDER_STREAM, epoch, split as u64]).permutation(n)
-}
-
-/// Whether two run directories are one, as far as the file system can tell.
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 /// `identity` as rank 0 has it, on every rank (ranks on other machines may see other git trees).

@@ -4,6 +4,8 @@
 mod adapt;
 mod base;
 mod error;
+mod evaluate;
+mod fit;
 mod grads;
 mod persist;
 mod platform;

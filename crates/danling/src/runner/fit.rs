@@ -1,0 +1,213 @@
+//! `train`: the epochs of a run, from where it resumes to the end of its budget or early stopping,
+//! with the run's files opened around them.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::base::{LATEST, Trained};
+use super::report::epoch_line;
+use super::{Platform, Runner, RunnerError, Task};
+use crate::config::{Budget, Sections};
+use crate::optim::LrScheduler;
+use crate::results::Record;
+use crate::workspace::{Role, StartMode, Workspace};
+
+impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
+    /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
+    pub fn train(&mut self) -> Result<Trained, RunnerError> {
+        let trained = self.train_loop();
+        // Every checkpoint is on disk when training returns, whichever way it ends, and no rank
+        // returns before rank 0 has written them.
+        let written = self.finish_writes();
+        self.platform.barrier();
+        let trained = trained?;
+        written?;
+        Ok(trained)
+    }
+
+    fn train_loop(&mut self) -> Result<Trained, RunnerError> {
+        let train: Vec<usize> = (0..self.splits.len()).filter(|&i| self.splits[i].train).collect();
+        if train.is_empty() {
+            return Err(RunnerError::NoTrainSplit);
+        }
+        if let Some(split) = train
+            .iter()
+            .map(|&i| &self.splits[i])
+            .find(|s| s.dataset.is_empty())
+        {
+            return Err(RunnerError::EmptySplit {
+                split: split.name.clone(),
+            });
+        }
+        // Files load before the run directory is touched, so a bad one leaves nothing behind.
+        // Precedence: `checkpoint` > `resume` > `pretrained`.
+        let (resume_from, resume_warnings) = self.resume_source();
+        let mut restored = None;
+        let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
+        if let Some(path) = &resume_from {
+            restored = Some(self.restore(path)?);
+        } else if let Some(path) = &pretrained {
+            self.load_weights(path)?;
+        }
+        let role = Role {
+            is_main: self.platform.is_main(),
+            console: self.console,
+        };
+        let mode = StartMode::from_config(&self.config, self.overwrite);
+        let continued = resume_from.as_deref().map(|path| (path, self.state.step));
+        let mut workspace =
+            Workspace::open_continued(&self.config, self.identity.clone(), mode, role, continued)?;
+        for warning in resume_warnings {
+            warn!("{warning}");
+        }
+        // Continued from another run dir's checkpoint (or under another id).
+        let moved = restored.as_ref().is_some_and(|(_, source)| {
+            source.id != self.identity.id || !same_dir(&source.dir, &self.identity.dir)
+        });
+        if let (Some(path), Some((_, source))) = (&resume_from, &restored) {
+            info!(
+                "resuming from {} at epoch {}, step {}",
+                path.display(),
+                self.state.epoch,
+                self.state.step
+            );
+            if source.id != self.identity.id {
+                info!(
+                    "the config differs from that of run {} in hashed keys: continuing it as the new \
+                     run {}, with its results history",
+                    source.id, self.identity.id
+                );
+            } else if !same_dir(&source.dir, &self.identity.dir) {
+                info!(
+                    "run {} continues in {}, with its results history (the checkpoint names {})",
+                    self.identity.id,
+                    self.identity.dir.display(),
+                    source.dir.display()
+                );
+            }
+        } else if self.config.resume {
+            warn!(
+                "resume: true, but {} has no latest checkpoint: starting fresh",
+                self.identity.checkpoint_dir.display()
+            );
+        }
+        if let Some((results, _)) = restored {
+            workspace.restore(results).map_err(RunnerError::Save)?;
+        }
+        if let Some(path) = pretrained {
+            info!("loaded pretrained weights from {}", path.display());
+        }
+
+        let batches_per_epoch: u64 = train.iter().map(|&i| self.batches(i) as u64).sum();
+        let steps_per_epoch = batches_per_epoch.div_ceil(self.config.accum_steps);
+        let budget = self.config.budget();
+        let total_steps = match budget {
+            Budget::Epochs(epochs) => epochs * steps_per_epoch,
+            Budget::Steps(steps) => steps,
+        };
+        let mut scheduler = LrScheduler::new(&self.config.sched, self.config.optim.lr, total_steps)?;
+        scheduler.set_steps_taken(self.state.step);
+        if moved {
+            // The new run dir holds the state it continues from before anything else, so that it can
+            // be resumed on its own (and has a `latest` even when there was nothing left to train).
+            let progress = self.state.progress.clone();
+            self.save_full(&workspace, &scheduler, progress, LATEST)?;
+        }
+        info!(
+            "run {} in {}: {} optimizer steps ({} per epoch), device {}",
+            self.identity.id,
+            workspace
+                .dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            total_steps,
+            steps_per_epoch,
+            self.platform.kind()
+        );
+
+        // A run that early stopping ended stays ended when resumed.
+        let mut stopped_early = workspace
+            .results()
+            .should_stop(workspace.scoring(), self.config.patience);
+        let start = Instant::now();
+        let mut trained_samples = 0usize;
+        // An epoch in progress is finished (evaluated and recorded) even when its last step spent
+        // the budget: a step budget can end inside an epoch, after the step checkpoint.
+        while !stopped_early && (self.state.progress.is_some() || !self.budget_spent(budget)) {
+            let epoch = self.state.epoch;
+            let limit = match budget {
+                Budget::Steps(steps) => Some(steps),
+                Budget::Epochs(_) => None,
+            };
+            let (mut record, first) = match &self.state.progress {
+                Some(progress) => (progress.record.clone(), progress.split),
+                None => (Record::new(), 0),
+            };
+            for &i in train.iter().filter(|&&i| i >= first) {
+                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, &workspace, &record)?;
+                trained_samples += samples;
+                record.insert(self.splits[i].name.clone(), result);
+            }
+            for i in (0..self.splits.len()).filter(|&i| !self.splits[i].train) {
+                let result = self.evaluate_split(i)?;
+                record.insert(self.splits[i].name.clone(), result);
+            }
+            self.state.epoch = epoch + 1;
+            self.state.cursor = 0;
+            let index = match budget {
+                Budget::Epochs(_) => self.state.epoch,
+                Budget::Steps(_) => self.state.step,
+            };
+            let label = match budget {
+                Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
+                Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
+            };
+            let (recorded, results) = workspace
+                .record_deferred(index, record.clone())
+                .map_err(RunnerError::Save)?;
+            self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
+            self.save_checkpoints(&workspace, &scheduler, recorded.is_best, results)?;
+            info!("{}", epoch_line(&label, &record, recorded.is_best));
+            if recorded.should_stop {
+                info!(
+                    "early stopping: {} evaluations without improvement",
+                    self.state.early_stop_counter
+                );
+                stopped_early = true;
+                break;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        info!(
+            "trained {trained_samples} samples in {seconds:.3} s ({:.0} samples/s, evaluation and \
+             checkpoints included)",
+            trained_samples as f64 / seconds
+        );
+        let results = workspace.results().clone();
+        let best = results.best(workspace.scoring()).map(|(index, _)| index);
+        Ok(Trained {
+            dir: workspace.dir().map(Path::to_owned),
+            results,
+            best,
+            state: self.state.clone(),
+            stopped_early,
+        })
+    }
+
+    fn budget_spent(&self, budget: Budget) -> bool {
+        match budget {
+            Budget::Epochs(epochs) => self.state.epoch >= epochs,
+            Budget::Steps(steps) => self.state.step + self.state.skipped >= steps,
+        }
+    }
+}
+
+/// Whether two run directories are one, as far as the file system can tell.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
