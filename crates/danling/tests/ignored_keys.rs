@@ -318,7 +318,7 @@ proptest! {
         let run_name = dir.file_name().unwrap().to_owned();
         let source = snapshot(&dir);
         let checkpoints = history(&dir);
-        prop_assert!(checkpoints.len() >= 2, "{:?}", checkpoints);
+        prop_assert!(!checkpoints.is_empty(), "save_steps leaves step checkpoints");
         for checkpoint in &checkpoints {
             let file = checkpoint.file_name().unwrap();
             // In place: the run's own directory (in a copy of the project, so that each continuation
