@@ -11,12 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::data::dataset::InMemDataset;
-use burn::tensor::Device;
-use common::{Classify, Net, data, serial};
-use danling::log::Console;
+use common::{Classify, runner, serial};
 use danling::runner::Runner;
-use danling::{Config, Identity, Override};
+use danling::{Config, Override};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -104,16 +101,6 @@ fn config(root: &Path, shape: Shape, extra: &[(&str, String)]) -> Config {
         .map(|(k, v)| Override::parse(k, v).unwrap())
         .collect();
     Config::load(None, &overrides).unwrap()
-}
-
-fn runner(config: Config) -> Runner<Classify> {
-    let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
-    Runner::with_identity(config, identity, Classify, Net::new(&Device::flex()))
-        .unwrap()
-        .batch_size(5)
-        .console(Console::Off)
-        .train_split("train", InMemDataset::new(data(37, 0)))
-        .eval_split("val", InMemDataset::new(data(12, 100)))
 }
 
 /// Everything a run leaves that must not depend on an ignored key: the final weights, the model
