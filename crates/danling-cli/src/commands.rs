@@ -1,9 +1,10 @@
 //! The commands: `train`, `evaluate`, `infer` and `config`.
 
 use anyhow::Context as _;
+use danling::fs::write_atomic;
 use danling::log::{Console, init_logging};
 use danling::runner::{Local, Platform as _, Predictions, Runner};
-use danling::workspace::{runner_tree, runner_yaml, write_atomic};
+use danling::workspace::{runner_tree, runner_yaml};
 use danling::{Config, Identity, RunnerError};
 use std::fmt::Write as _;
 
@@ -56,7 +57,9 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Missing { .. })
         | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Mismatch { .. })
         | RunnerError::Data { .. }
-        | RunnerError::Workspace(_) => Failure::Input(err.into()),
+        | RunnerError::Workspace(_)
+        | RunnerError::Log(_)
+        | RunnerError::TensorBoard(_) => Failure::Input(err.into()),
         RunnerError::Interrupted { signal, .. } => Failure::Stopped(signal.exit_code()),
         other => Failure::Other(other.into()),
     }

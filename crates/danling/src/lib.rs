@@ -21,9 +21,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod env;
+pub mod fs;
 pub mod identity;
 pub mod log;
 pub mod metrics;
+mod nonfinite;
 pub mod optim;
 pub mod results;
 pub mod rng;
@@ -35,13 +37,13 @@ pub mod workspace;
 pub use config::{Budget, Config, ConfigError, Device, NoSections, Override, Precision, Sections};
 pub use identity::{Identity, IdentityError, Parent};
 pub use results::{Results, ScoreMode, Scoring};
-pub use runner::{Runner, RunnerError, StepOutput, Targets, Task};
-pub use workspace::{RunDir, StartMode, Workspace, WorkspaceError};
+pub use runner::{Runner, RunnerError, Session, StepOutput, Targets, Task};
+pub use workspace::{RunDir, StartMode, WorkspaceError};
 
 /// The version of this crate, as written into `runner.yaml` and the `run.log` header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The items most programs need.
 pub mod prelude {
-    pub use crate::{Config, Identity, Override, Results, Scoring, Sections, StartMode, Workspace};
+    pub use crate::{Config, Identity, Override, Results, Scoring, Sections, Session, StartMode};
 }

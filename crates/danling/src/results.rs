@@ -97,43 +97,14 @@ pub enum ResultsError {
 
 /// The results history of a run: one merged [`Record`] per index, in index order.
 ///
-/// Serializes as a map from index to record, writing non-finite values as `null`;
-/// `null` reads back as NaN.
+/// Serializes (as state JSON, in checkpoints) as a map from index to record, with the non-finite
+/// values of [`crate::nonfinite`]; the results files are [`results_document`](Self::results_document)
+/// and its kin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "Stored", into = "Stored")]
-pub struct Results {
-    records: BTreeMap<u64, Record>,
-}
-
-/// Metric values of type `T` per split per index: [`Results`] as stored.
-type Table<T> = BTreeMap<u64, IndexMap<String, IndexMap<String, T>>>;
-
-/// The serialized form of [`Results`], where `None` stands for a non-finite value.
-#[derive(Serialize, Deserialize)]
 #[serde(transparent)]
-struct Stored(Table<Option<f64>>);
-
-impl From<Stored> for Results {
-    fn from(Stored(table): Stored) -> Self {
-        Self {
-            records: map_values(table, |value| value.unwrap_or(f64::NAN)),
-        }
-    }
-}
-
-impl From<Results> for Stored {
-    fn from(results: Results) -> Self {
-        Self(map_values(results.records, |value| {
-            value.is_finite().then_some(value)
-        }))
-    }
-}
-
-/// Applies `f` to every metric value, keeping every order.
-fn map_values<A, B>(table: Table<A>, f: impl Fn(A) -> B) -> Table<B> {
-    let split = |metrics: IndexMap<String, A>| metrics.into_iter().map(|(m, v)| (m, f(v))).collect();
-    let record = |record: IndexMap<_, _>| record.into_iter().map(|(s, m)| (s, split(m))).collect();
-    table.into_iter().map(|(index, r)| (index, record(r))).collect()
+pub struct Results {
+    #[serde(with = "crate::nonfinite::history")]
+    records: BTreeMap<u64, Record>,
 }
 
 impl Results {

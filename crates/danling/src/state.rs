@@ -1,5 +1,11 @@
 //! The mutable progress of a run, kept apart from the immutable config: what every checkpoint
 //! records, below both the checkpoint files and the runner that fills it.
+//!
+//! Only what cannot be derived is held. The checkpoint's `state` document still carries the two
+//! derived values that readers of a checkpoint look for: the data `cursor` (the batches of the split
+//! in progress already trained, 0 between epochs) and the `early_stop_counter` (evaluations since the
+//! best, derived from the results). Both are ignored when a checkpoint is read back: the cursor is
+//! part of the epoch in progress, and the counter is recomputed from the results.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,7 +13,8 @@ use crate::metrics::{AverageMeter, Metrics};
 use crate::results::Record;
 
 /// Where a run stands. Saved in every checkpoint so that a run resumes from any point.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "Stored")]
 pub struct State {
     /// Completed epochs.
     pub epoch: u64,
@@ -15,14 +22,9 @@ pub struct State {
     pub step: u64,
     /// Micro-batches trained on.
     pub iter: u64,
-    /// Batches of the current train split already trained on (0 at an epoch boundary).
-    pub cursor: u64,
     /// Updates skipped because the loss or a gradient was not finite.
     pub skipped: u64,
-    /// Consecutive evaluations without improvement on the best.
-    pub early_stop_counter: u64,
     /// The epoch in progress, when the checkpoint was written inside one.
-    #[serde(default)]
     pub progress: Option<EpochProgress>,
 }
 
@@ -31,8 +33,11 @@ pub struct State {
 pub struct EpochProgress {
     /// The train split in progress (its position among the runner's splits).
     pub split: usize,
+    /// Batches of that split already trained on. Stored as the state's `cursor`.
+    #[serde(skip)]
+    pub cursor: u64,
     /// Results of the train splits already finished this epoch.
-    #[serde(with = "crate::metrics::nonfinite::record")]
+    #[serde(with = "crate::nonfinite::record")]
     pub record: Record,
     /// The loss so far on the split in progress.
     pub loss: AverageMeter,
@@ -40,4 +45,117 @@ pub struct EpochProgress {
     pub metrics: Metrics,
     /// Skipped updates before this split started.
     pub skipped_before: u64,
+}
+
+impl State {
+    /// The batches of the split in progress already trained on (0 between epochs).
+    pub fn cursor(&self) -> u64 {
+        self.progress.as_ref().map_or(0, |p| p.cursor)
+    }
+
+    /// The `state` document of a checkpoint: these fields, with the derived `cursor` and
+    /// `early_stop_counter` beside them.
+    pub fn document(&self, early_stop_counter: u64) -> impl Serialize + '_ {
+        Document {
+            epoch: self.epoch,
+            step: self.step,
+            iter: self.iter,
+            cursor: self.cursor(),
+            skipped: self.skipped,
+            early_stop_counter,
+            progress: self.progress.as_ref(),
+        }
+    }
+}
+
+/// The `state` document as written (the field order of earlier versions).
+#[derive(Serialize)]
+struct Document<'a> {
+    epoch: u64,
+    step: u64,
+    iter: u64,
+    cursor: u64,
+    skipped: u64,
+    early_stop_counter: u64,
+    progress: Option<&'a EpochProgress>,
+}
+
+/// The `state` document as read: the derived fields are optional, and the counter is not kept.
+#[derive(Deserialize)]
+struct Stored {
+    epoch: u64,
+    step: u64,
+    iter: u64,
+    #[serde(default)]
+    cursor: u64,
+    skipped: u64,
+    #[serde(default)]
+    progress: Option<EpochProgress>,
+}
+
+impl From<Stored> for State {
+    fn from(stored: Stored) -> Self {
+        let progress = stored.progress.map(|progress| EpochProgress {
+            cursor: stored.cursor,
+            ..progress
+        });
+        Self {
+            epoch: stored.epoch,
+            step: stored.step,
+            iter: stored.iter,
+            skipped: stored.skipped,
+            progress,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_progress() -> State {
+        State {
+            epoch: 2,
+            step: 17,
+            iter: 51,
+            skipped: 1,
+            progress: Some(EpochProgress {
+                split: 0,
+                cursor: 9,
+                record: Record::new(),
+                loss: AverageMeter::default(),
+                metrics: crate::metrics::binary_metrics(),
+                skipped_before: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_document_carries_the_derived_cursor_and_counter_and_reads_back_without_them() {
+        let state = in_progress();
+        let text = serde_json::to_string(&state.document(3)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["cursor"], 9);
+        assert_eq!(value["early_stop_counter"], 3);
+        assert!(value["progress"].get("cursor").is_none());
+        let back: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, state);
+
+        let between = State {
+            progress: None,
+            ..state
+        };
+        let value = serde_json::to_value(between.document(0)).unwrap();
+        assert_eq!(value["cursor"], 0);
+        assert_eq!(serde_json::from_value::<State>(value).unwrap(), between);
+    }
+
+    #[test]
+    fn a_document_of_an_earlier_version_loads() {
+        // As 0.1 wrote it: the counter stored, the cursor beside the progress.
+        let old =
+            r#"{"epoch":0,"step":4,"iter":8,"cursor":8,"skipped":0,"early_stop_counter":0,"progress":null}"#;
+        let state: State = serde_json::from_str(old).unwrap();
+        assert_eq!((state.step, state.iter, state.cursor()), (4, 8, 0));
+    }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom up, as `ARCHITECTURE.md` gives them.
 const LAYERS: &[&[&str]] = &[
-    &["alloc", "env", "rng", "signals", "results"],
+    &["alloc", "env", "fs", "nonfinite", "rng", "signals"],
+    &["results"],
     &["metrics", "config"],
     &["identity", "optim", "data", "log", "state"],
     &["workspace"],

@@ -5,11 +5,13 @@
 use std::io::Write;
 use std::path::Path;
 
+use danling::fs::{AtomicFile, write_atomic};
 use danling::log::Console;
 use danling::log::tensorboard::read_events;
 use danling::results::Record;
-use danling::workspace::{AtomicFile, Role, files, write_atomic};
-use danling::{Config, Identity, Override, StartMode, Workspace, WorkspaceError};
+use danling::runner::Role;
+use danling::workspace::files;
+use danling::{Config, Identity, Override, RunnerError, Session, StartMode, WorkspaceError};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -24,9 +26,9 @@ fn config(root: &Path, pairs: &[(&str, &str)]) -> Config {
     Config::load(None, &overrides).unwrap()
 }
 
-fn open(config: &Config, mode: StartMode) -> Result<Workspace, WorkspaceError> {
+fn open(config: &Config, mode: StartMode) -> Result<Session, RunnerError> {
     let identity = Identity::with_experiment_id(config, "xxxxxxxxxxxxxxxx", "").unwrap();
-    Workspace::open(config, identity, mode, QUIET)
+    Session::open(config, identity, mode, QUIET)
 }
 
 fn record(pairs: &[(&str, &str, f64)]) -> Record {
@@ -48,20 +50,19 @@ fn read_json(path: &Path) -> Value {
 fn opening_writes_runner_yaml_with_config_and_identity() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), &[("optim.lr", "0.02")]);
-    let workspace = open(&config, StartMode::Fresh).unwrap();
-    let dir = workspace.dir().unwrap().to_owned();
+    let session = open(&config, StartMode::Fresh).unwrap();
+    let dir = session.dir().unwrap().to_owned();
     assert_eq!(
         dir,
-        root.path()
-            .join(format!("DanLing-Run-{}", workspace.identity().id))
+        root.path().join(format!("DanLing-Run-{}", session.identity().id))
     );
-    assert!(workspace.checkpoint_dir().unwrap().is_dir());
+    assert!(session.checkpoint_dir().unwrap().is_dir());
     let text = std::fs::read_to_string(dir.join(files::RUNNER)).unwrap();
     let document: Value = serde_saphyr::from_str(&text).unwrap();
     let keys: Vec<&str> = document.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["config", "identity"]);
     assert_eq!(document["config"], config.to_value());
-    assert_eq!(document["identity"]["id"], workspace.identity().id.as_str());
+    assert_eq!(document["identity"]["id"], session.identity().id.as_str());
     let reread: Config = Config::load(Some(&dir.join(files::RUNNER)), &[]).unwrap();
     assert_eq!(reread, config);
 }
@@ -73,7 +74,7 @@ fn a_second_process_on_the_same_run_dir_is_refused_until_the_first_is_done() {
     let first = open(&config, StartMode::Fresh).unwrap();
     let err = open(&config, StartMode::Resume).unwrap_err();
     assert!(
-        matches!(err, WorkspaceError::Locked { pid, .. } if pid == std::process::id()),
+        matches!(err, RunnerError::Workspace(WorkspaceError::Locked { pid, .. }) if pid == std::process::id()),
         "{err}"
     );
     assert!(err.to_string().contains(&format!("PID {}", std::process::id())));
@@ -85,14 +86,17 @@ fn a_second_process_on_the_same_run_dir_is_refused_until_the_first_is_done() {
 fn a_fresh_start_into_a_run_dir_with_checkpoints_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), &[]);
-    let workspace = open(&config, StartMode::Fresh).unwrap();
-    let checkpoints = workspace.checkpoint_dir().unwrap().to_owned();
-    drop(workspace);
+    let session = open(&config, StartMode::Fresh).unwrap();
+    let checkpoints = session.checkpoint_dir().unwrap().to_owned();
+    drop(session);
     std::fs::write(checkpoints.join("latest.safetensors"), b"weights").unwrap();
 
     let err = open(&config, StartMode::Fresh).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, WorkspaceError::ExistingCheckpoints { .. }));
+    assert!(matches!(
+        err,
+        RunnerError::Workspace(WorkspaceError::ExistingCheckpoints { .. })
+    ));
     assert!(
         message.contains("resume: true") && message.contains("--overwrite"),
         "{message}"
@@ -127,13 +131,13 @@ fn config_with(config: &Config, key: &str, value: &str) -> Config {
 fn results_files_follow_each_record_and_ties_go_to_the_later_index() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), &[("patience", "2")]);
-    let mut workspace = open(&config, StartMode::Fresh).unwrap();
-    let dir = workspace.dir().unwrap().to_owned();
+    let mut session = open(&config, StartMode::Fresh).unwrap();
+    let dir = session.dir().unwrap().to_owned();
     let losses = [0.5, 0.4, 0.4, 0.45, 0.41];
     let mut outcomes = Vec::new();
     for (i, loss) in losses.iter().enumerate() {
         let r = record(&[("train", "loss", 1.0), ("val", "loss", *loss)]);
-        outcomes.push(workspace.record(i as u64 + 1, r).unwrap());
+        outcomes.push(session.record(i as u64 + 1, r).unwrap());
     }
     let best: Vec<bool> = outcomes.iter().map(|o| o.is_best).collect();
     let stop: Vec<bool> = outcomes.iter().map(|o| o.should_stop).collect();
@@ -142,7 +146,7 @@ fn results_files_follow_each_record_and_ties_go_to_the_later_index() {
 
     let results = read_json(&dir.join(files::RESULTS));
     assert_eq!(results["results"]["3"]["val"]["loss"], 0.4);
-    assert_eq!(results["id"], workspace.identity().id.as_str());
+    assert_eq!(results["id"], session.identity().id.as_str());
     let latest = read_json(&dir.join(files::LATEST));
     assert_eq!(latest["index"], 5);
     assert_eq!(latest["val"]["loss"], 0.41);
@@ -156,14 +160,14 @@ fn results_files_follow_each_record_and_ties_go_to_the_later_index() {
 fn run_log_is_appended_with_a_header_per_attempt() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), &[]);
-    let workspace = open(&config, StartMode::Fresh).unwrap();
-    let log = workspace.dir().unwrap().join(files::LOG);
-    let id = workspace.identity().id.clone();
+    let session = open(&config, StartMode::Fresh).unwrap();
+    let log = session.dir().unwrap().join(files::LOG);
+    let id = session.identity().id.clone();
     tracing::info!("first attempt says hello");
-    drop(workspace);
-    let workspace = open(&config, StartMode::Resume).unwrap();
+    drop(session);
+    let session = open(&config, StartMode::Resume).unwrap();
     tracing::warn!("second attempt says hello");
-    drop(workspace);
+    drop(session);
     tracing::info!("after the run: not in the log");
 
     let text = std::fs::read_to_string(log).unwrap();
@@ -187,16 +191,16 @@ fn run_log_is_appended_with_a_header_per_attempt() {
 fn log_false_writes_no_run_log_and_a_non_main_process_writes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), &[("log", "false")]);
-    let workspace = open(&config, StartMode::Fresh).unwrap();
-    let dir = workspace.dir().unwrap().to_owned();
-    drop(workspace);
+    let session = open(&config, StartMode::Fresh).unwrap();
+    let dir = session.dir().unwrap().to_owned();
+    drop(session);
     assert!(dir.join(files::RUNNER).exists());
     assert!(!dir.join(files::LOG).exists());
 
     let other = tempfile::tempdir().unwrap();
     let config = self::config(other.path(), &[]);
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
-    let mut worker = Workspace::open(
+    let mut worker = Session::open(
         &config,
         identity,
         StartMode::Fresh,
@@ -215,12 +219,12 @@ fn log_false_writes_no_run_log_and_a_non_main_process_writes_nothing() {
 fn tensorboard_true_writes_scalars_per_split_and_metric() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), &[("tensorboard", "true")]);
-    let mut workspace = open(&config, StartMode::Fresh).unwrap();
-    workspace
+    let mut session = open(&config, StartMode::Fresh).unwrap();
+    session
         .record(1, record(&[("train", "loss", 0.75), ("val", "accuracy", 0.5)]))
         .unwrap();
-    workspace.record(2, record(&[("train", "loss", 0.25)])).unwrap();
-    let tb = workspace.dir().unwrap().join(files::TENSORBOARD);
+    session.record(2, record(&[("train", "loss", 0.25)])).unwrap();
+    let tb = session.dir().unwrap().join(files::TENSORBOARD);
     let files: Vec<_> = std::fs::read_dir(&tb).unwrap().filter_map(Result::ok).collect();
     assert_eq!(files.len(), 1);
     let events = read_events(&files[0].path()).unwrap();
@@ -239,9 +243,9 @@ fn tensorboard_true_writes_scalars_per_split_and_metric() {
     );
 
     let quiet = tempfile::tempdir().unwrap();
-    let workspace = open(&self::config(quiet.path(), &[]), StartMode::Fresh).unwrap();
+    let session = open(&self::config(quiet.path(), &[]), StartMode::Fresh).unwrap();
     assert!(
-        !workspace.dir().unwrap().join(files::TENSORBOARD).exists(),
+        !session.dir().unwrap().join(files::TENSORBOARD).exists(),
         "off by default"
     );
 }

@@ -4,13 +4,14 @@
 //! `[out, in]`; normalisation layers' `gamma`/`beta` become `weight`/`bias`), but transposes on the
 //! backend and copies each tensor once, which makes saving several times faster on large models.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::tensor::{Bytes, DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use safetensors::tensor::Dtype;
 
 use super::MODEL_PREFIX;
+use super::path::{ModulePath, PathVisitor, visit_with_path};
 
 /// One exported tensor: its checkpoint name, dtype, shape and bytes.
 pub(crate) struct Exported {
@@ -19,14 +20,6 @@ pub(crate) struct Exported {
     pub(crate) shape: Vec<usize>,
     pub(crate) bytes: Bytes,
 }
-
-const LINEAR: &str = "Struct:Linear";
-const NORMS: [&str; 4] = [
-    "Struct:BatchNorm",
-    "Struct:LayerNorm",
-    "Struct:GroupNorm",
-    "Struct:RmsNorm",
-];
 
 /// A parameter to be written, not read yet: its checkpoint name, dtype, shape as written, and where its
 /// values come from.
@@ -136,73 +129,15 @@ pub(crate) fn export(planned: Vec<Planned>) -> Vec<Exported> {
         .collect()
 }
 
-/// Where a module visit stands: the names and container types of the modules above. Saving and
-/// loading both name parameters from it, so they agree on every name.
-#[derive(Default)]
-pub(crate) struct ModulePath {
-    names: Vec<String>,
-    containers: Vec<String>,
-}
-
-impl ModulePath {
-    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
-        self.names.push(name.to_owned());
-        self.containers.push(container_type.to_owned());
-    }
-
-    pub(crate) fn exit(&mut self) {
-        self.names.pop();
-        self.containers.pop();
-    }
-
-    /// The parameter's burn path (`layers.0.weight`).
-    pub(crate) fn burn_name(&self) -> String {
-        self.names.join(".")
-    }
-
-    /// The parameter's name in the file (without the `model.` prefix), and whether it is a linear
-    /// weight (`[in, out]` in burn, written `[out, in]`): PyTorch's names and layout.
-    pub(crate) fn file_name(&self, rank: usize) -> (String, bool) {
-        // The module that owns the parameter: the innermost user-defined struct above it.
-        let owner = self
-            .containers
-            .iter()
-            .rev()
-            .find(|c| c.starts_with("Struct:"))
-            .map(String::as_str);
-        let mut path = self.names.clone();
-        let field = path.last().cloned().unwrap_or_default();
-        let transpose = owner == Some(LINEAR) && field == "weight" && rank == 2;
-        if owner.is_some_and(|o| NORMS.contains(&o)) {
-            let renamed = match field.as_str() {
-                "gamma" => Some("weight"),
-                "beta" => Some("bias"),
-                _ => None,
-            };
-            if let (Some(renamed), Some(last)) = (renamed, path.last_mut()) {
-                *last = renamed.to_owned();
-            }
-        }
-        (path.join("."), transpose)
-    }
-}
-
 /// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, not read yet.
 pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     struct Collect {
-        at: ModulePath,
         tensors: Vec<Planned>,
         error: Option<String>,
     }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, container_type: &str) {
-            self.at.enter(name, container_type);
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.at.exit();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let (name, transpose) = self.at.file_name(D);
+    impl PathVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, at: &ModulePath, param: &Param<Tensor<D>>) {
+            let (name, transpose) = at.file_name(D);
             let name = format!("{MODEL_PREFIX}{name}");
             let tensor = param.val();
             let dtype = match tensor.dtype() {
@@ -236,12 +171,13 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
             });
         }
     }
-    let mut collect = Collect {
-        at: ModulePath::default(),
-        tensors: Vec::new(),
-        error: None,
-    };
-    model.visit(&mut collect);
+    let collect = visit_with_path(
+        model,
+        Collect {
+            tensors: Vec::new(),
+            error: None,
+        },
+    );
     match collect.error {
         Some(error) => Err(error),
         None => Ok(collect.tensors),

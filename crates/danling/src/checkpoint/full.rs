@@ -17,11 +17,11 @@ use super::header::Opened;
 use super::integrity::{CHECKSUM, CORRUPT, checksum, verify};
 use super::model::{header, load_opened, widest_first};
 use super::optimizer::{assign_param_ids, load_optimizer, param_ids};
+use crate::fs::{AtomicFile, IoError};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
-use crate::results::Results;
+use crate::results::{Results, Scoring};
 use crate::state::State;
-use crate::workspace::{AtomicFile, WorkspaceError};
 
 const OPTIMIZER: &str = "optimizer.record";
 const SCHEDULER: &str = "scheduler.state";
@@ -81,7 +81,10 @@ impl Prepared {
         ]);
         let entries = [
             ("config", to_json(&checkpoint.config)),
-            ("state", to_json(&checkpoint.state)),
+            (
+                "state",
+                to_json(&checkpoint.state.document(early_stop_counter(checkpoint))),
+            ),
             ("results", to_json(&checkpoint.results)),
             ("identity", to_json(&checkpoint.identity)),
             ("param_ids", to_json(&param_ids(model))),
@@ -131,7 +134,7 @@ impl Prepared {
         let written = std::iter::once(&header[..])
             .chain(tensors.iter().map(|(.., bytes)| *bytes))
             .try_for_each(|bytes| file.write_all(bytes));
-        written.map_err(WorkspaceError::io("write", file.target()))?;
+        written.map_err(IoError::at("write", file.target()))?;
         file.commit()?;
         Ok(())
     }
@@ -208,9 +211,8 @@ fn counted(state: &State) -> Result<(), String> {
         ("epoch", state.epoch),
         ("step", state.step),
         ("iter", state.iter),
-        ("cursor", state.cursor),
+        ("cursor", state.cursor()),
         ("skipped", state.skipped),
-        ("early_stop_counter", state.early_stop_counter),
         ("progress.skipped_before", skipped_before),
     ] {
         if count > MAX_COUNT {
@@ -218,6 +220,19 @@ fn counted(state: &State) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The early-stop counter the checkpoint's `state` records for its readers: evaluations since the best,
+/// under the scoring of the checkpoint's config. Derived, and not read back.
+fn early_stop_counter(checkpoint: &Checkpoint) -> u64 {
+    let key = |key: &str| checkpoint.config.get(key).and_then(Value::as_str);
+    let mode = key("score_mode").and_then(|mode| serde_json::from_value(Value::String(mode.to_owned())).ok());
+    let scoring = Scoring::new(
+        key("score_split").map(str::to_owned),
+        key("score_name").unwrap_or("loss"),
+        mode,
+    );
+    checkpoint.results.stale_count(&scoring)
 }
 
 /// A JSON metadata field.

@@ -22,10 +22,11 @@ mod header;
 mod integrity;
 mod model;
 mod optimizer;
+mod path;
 
 use std::path::{Path, PathBuf};
 
-use crate::workspace::WorkspaceError;
+use crate::fs::IoError;
 
 pub(crate) use full::Prepared;
 pub use full::{Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint};
@@ -37,7 +38,7 @@ pub use model::{MODEL_PREFIX, load_model, save_model};
 pub enum CheckpointError {
     /// Writing the file failed.
     #[error(transparent)]
-    Write(#[from] WorkspaceError),
+    Write(#[from] IoError),
     /// The tensors could not be encoded or decoded.
     #[error("checkpoint {}: {message}", path.display())]
     Format {

@@ -5,15 +5,16 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
-use super::export::{ModulePath, plan, transpose_rows_into};
+use super::export::{plan, transpose_rows_into};
 use super::header::Opened;
 use super::integrity::{CORRUPT, has_checksum, verify};
-use crate::workspace::{AtomicFile, WorkspaceError};
+use super::path::{ModulePath, PathMapper, map_with_path};
+use crate::fs::{AtomicFile, IoError};
 
 /// The prefix of model tensors in a checkpoint.
 pub const MODEL_PREFIX: &str = "model.";
@@ -66,7 +67,7 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
                 .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")))
         })
     });
-    written.map_err(WorkspaceError::io("write", file.target()))?;
+    written.map_err(IoError::at("write", file.target()))?;
     file.commit()?;
     Ok(())
 }
@@ -132,15 +133,14 @@ pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError
 /// [`load_model`] from a file already opened (`path` names it in errors).
 pub(crate) fn load_opened<M: Module>(model: M, opened: &Opened, path: &Path) -> Result<M, CheckpointError> {
     let format = |message: String| CheckpointError::format(path, message);
-    let mut loader = Loader {
+    let loader = Loader {
         opened,
-        at: ModulePath::default(),
         used: HashSet::new(),
         broken: None,
         missing: None,
         failed: None,
     };
-    let model = model.map(&mut loader);
+    let (model, loader) = map_with_path(model, loader);
     let mismatch = |parameter: String, problem: String| CheckpointError::Mismatch {
         path: path.to_owned(),
         parameter,
@@ -172,7 +172,6 @@ pub(crate) fn load_opened<M: Module>(model: M, opened: &Opened, path: &Path) -> 
 /// Replaces each float parameter with its tensor from the file, noting the first problem of each kind.
 struct Loader<'a> {
     opened: &'a Opened,
-    at: ModulePath,
     /// Names of the tensors loaded.
     used: HashSet<String>,
     /// The file is damaged (or unreadable) where a parameter lies.
@@ -246,21 +245,13 @@ enum Problem {
     Broken(String),
 }
 
-impl ModuleMapper for Loader<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.at.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.at.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+impl PathMapper for Loader<'_> {
+    fn map_float<const D: usize>(&mut self, at: &ModulePath, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         if self.broken.is_some() {
             return param;
         }
-        let parameter = self.at.burn_name();
-        let (name, transpose) = self.at.file_name(D);
+        let parameter = at.burn_name();
+        let (name, transpose) = at.file_name(D);
         let prefixed = format!("{MODEL_PREFIX}{name}");
         let name = if self.opened.metadata.info(&prefixed).is_some() {
             prefixed

@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::ModuleOptimizer;
 use burn::store::burn_pack::{Reader, Scalar};
 use burn::tensor::{Bytes, DType, Tensor};
+
+use super::path::{ModulePath, PathMapper, PathVisitor, map_with_path, visit_with_path};
 
 /// The scalar key suffix under which burn records each parameter's rank.
 const RANK: &str = ".__rank";
@@ -112,27 +114,13 @@ fn shapes<M: Module>(model: &M) -> HashMap<u64, Vec<usize>> {
 
 /// Each float parameter's module path (`layers.0.weight`) and its `ParamId`.
 pub(crate) fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
-    struct Collect {
-        path: Vec<String>,
-        ids: BTreeMap<String, u64>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_owned());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.ids.insert(self.path.join("."), param.id.val());
+    struct Collect(BTreeMap<String, u64>);
+    impl PathVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, at: &ModulePath, param: &Param<Tensor<D>>) {
+            self.0.insert(at.burn_name(), param.id.val());
         }
     }
-    let mut visitor = Collect {
-        path: Vec::new(),
-        ids: BTreeMap::new(),
-    };
-    model.visit(&mut visitor);
-    visitor.ids
+    visit_with_path(model, Collect(BTreeMap::new())).0
 }
 
 /// Gives each float parameter the id recorded for its path. Two paths recorded with the same id
@@ -144,26 +132,18 @@ pub(crate) fn assign_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>)
             return Err(format!("`{other}` and `{path}` have the same id"));
         }
     }
-    struct Assign<'a> {
-        path: Vec<String>,
-        ids: &'a BTreeMap<String, u64>,
-    }
-    impl ModuleMapper for Assign<'_> {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_owned());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if let Some(&id) = self.ids.get(&self.path.join(".")) {
+    struct Assign<'a>(&'a BTreeMap<String, u64>);
+    impl PathMapper for Assign<'_> {
+        fn map_float<const D: usize>(
+            &mut self,
+            at: &ModulePath,
+            mut param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
+            if let Some(&id) = self.0.get(&at.burn_name()) {
                 param.id = ParamId::from(id);
             }
             param
         }
     }
-    Ok(model.map(&mut Assign {
-        path: Vec::new(),
-        ids,
-    }))
+    Ok(map_with_path(model, Assign(ids)).0)
 }

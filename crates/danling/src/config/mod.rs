@@ -5,17 +5,19 @@
 //! [`Config::load`], which returns a typed [`ConfigError`] naming the key or file at fault.
 
 mod canonical;
+mod device;
 mod error;
 mod load;
 mod schema;
 mod validate;
 
 pub use canonical::{IGNORED_KEYS, canonical_config, canonical_json};
+pub use device::{DEVICE_SPELLINGS, Device};
 pub use error::ConfigError;
 pub use load::{Override, apply_overrides, read_file};
 pub use schema::{
-    Budget, Config, DEFAULT_EPOCHS, DEVICE_SPELLINGS, Device, NoSections, NonFinite, OptimConfig, OptimKind,
-    Precision, Scaling, SchedConfig, SchedKind, Sections,
+    Budget, Config, DEFAULT_EPOCHS, NoSections, NonFinite, OptimConfig, OptimKind, Precision, Scaling,
+    SchedConfig, SchedKind, Sections,
 };
 pub use validate::{at_least_one, non_negative, positive};
 

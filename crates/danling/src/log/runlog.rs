@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use tracing::subscriber::DefaultGuard;
@@ -14,6 +14,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env;
+use crate::fs::IoError;
 
 /// Where console log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +32,8 @@ pub enum Console {
 #[non_exhaustive]
 pub enum LogError {
     /// `run.log` could not be opened or written.
-    #[error("cannot {action} log file {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The log file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Keeps the logging set up by [`init_logging`] in force on this thread until dropped.
@@ -105,18 +98,11 @@ pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<Log
 }
 
 fn open_log(path: &Path, header: &str) -> Result<File, LogError> {
-    let io = |action| {
-        move |source| LogError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(io("open"))?;
-    writeln!(file, "{header}").map_err(io("write"))?;
+        .map_err(IoError::at("open log file", path))?;
+    writeln!(file, "{header}").map_err(IoError::at("write log file", path))?;
     Ok(file)
 }

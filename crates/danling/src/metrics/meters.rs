@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct AverageMeter {
     /// The latest value.
-    #[serde(with = "super::nonfinite")]
+    #[serde(with = "crate::nonfinite")]
     pub val: f64,
     /// The weighted sum of values.
-    #[serde(with = "super::nonfinite")]
+    #[serde(with = "crate::nonfinite")]
     pub sum: f64,
     /// The total weight (usually samples).
     pub count: f64,

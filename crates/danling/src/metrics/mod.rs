@@ -4,7 +4,6 @@
 pub mod functional;
 mod meters;
 mod multitask;
-pub(crate) mod nonfinite;
 mod streaming;
 
 pub use meters::{AverageMeter, AverageMeters};

@@ -113,10 +113,10 @@ struct Running {
 pub struct Metrics {
     kind: MetricKind,
     mode: MetricMode,
-    #[serde(with = "super::nonfinite::vec")]
+    #[serde(with = "crate::nonfinite::vec")]
     preds: Vec<f64>,
     labels: Vec<i64>,
-    #[serde(with = "super::nonfinite::vec")]
+    #[serde(with = "crate::nonfinite::vec")]
     values: Vec<f64>,
     running: Vec<Running>,
 }

@@ -183,20 +183,30 @@ fn documents_have_the_exact_shape_and_key_order() {
 }
 
 #[test]
-fn non_finite_values_round_trip_through_null_as_nan() {
+fn non_finite_values_are_null_in_the_results_files_and_exact_in_state_json() {
     let scores = [(1, Some(f64::NAN)), (2, Some(f64::NEG_INFINITY)), (3, Some(0.25))];
     let results = history("loss", &scores);
+    // The results files hold numbers or null, and null reads back as NaN.
     let doc = results.results_document("run", "abc", "t");
+    assert_eq!(doc["results"]["2"]["val"]["loss"], Value::Null);
+    let parsed = Results::from_results_document(&doc).unwrap();
+    let val = |parsed: &Results, index| parsed.get(index).unwrap()["val"]["loss"];
+    assert!(val(&parsed, 1).is_nan() && val(&parsed, 2).is_nan() && val(&parsed, 3) == 0.25);
+    assert!(parsed.get(3).unwrap().keys().eq(["train", "val"]));
+
+    // State JSON (a checkpoint's `results`) keeps every value: -inf stays -inf, so that a resumed
+    // run scores exactly as the run it continues.
     let stored = serde_json::to_string(&results).unwrap();
-    assert_eq!(stored, doc["results"].to_string());
-    for parsed in [
-        Results::from_results_document(&doc).unwrap(),
-        serde_json::from_str(&stored).unwrap(),
-    ] {
-        let val = |index| parsed.get(index).unwrap()["val"]["loss"];
-        assert!(val(1).is_nan() && val(2).is_nan() && val(3) == 0.25);
-        assert!(parsed.get(3).unwrap().keys().eq(["train", "val"]));
-    }
+    assert!(stored.contains(r#""loss":"-inf""#), "{stored}");
+    let back: Results = serde_json::from_str(&stored).unwrap();
+    assert!(val(&back, 1).is_nan() && val(&back, 2) == f64::NEG_INFINITY && val(&back, 3) == 0.25);
+    assert_eq!(serde_json::to_string(&back).unwrap(), stored);
+    let scoring = Scoring::new(Some("val".into()), "loss", None);
+    assert_eq!(back.best(&scoring).map(|(index, _)| index), Some(2));
+
+    // The null of earlier checkpoints still reads, as NaN.
+    let old: Results = serde_json::from_str(&doc["results"].to_string()).unwrap();
+    assert!(val(&old, 2).is_nan());
 }
 
 #[test]

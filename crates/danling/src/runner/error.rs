@@ -2,7 +2,10 @@
 
 use crate::checkpoint::CheckpointError;
 use crate::config::ConfigError;
+use crate::fs::IoError;
 use crate::identity::IdentityError;
+use crate::log::LogError;
+use crate::log::tensorboard::TensorBoardError;
 use crate::optim::SchedulerError;
 use crate::workspace::WorkspaceError;
 
@@ -24,6 +27,12 @@ pub enum RunnerError {
     /// The run directory could not be used (created, locked, entered) when the run started.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    /// `run.log` could not be opened.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The TensorBoard event file could not be created.
+    #[error(transparent)]
+    TensorBoard(#[from] TensorBoardError),
     /// One of the run's files could not be written once training was under way: a full disk, a file
     /// over the size limit, an I/O error. The files written before are intact, and `resume: true`
     /// continues from them once the cause is gone.
@@ -85,12 +94,20 @@ pub enum RunnerError {
     },
 }
 
+impl From<IoError> for RunnerError {
+    fn from(error: IoError) -> Self {
+        Self::Workspace(WorkspaceError::Io(error))
+    }
+}
+
 impl RunnerError {
     /// `error`, met while writing the run's files during training: a failed write is
     /// [`RunnerError::Save`], not a run directory that cannot be used.
     pub(super) fn saving(error: impl Into<Self>) -> Self {
         match error.into() {
-            Self::Workspace(error) | Self::Checkpoint(CheckpointError::Write(error)) => Self::Save(error),
+            Self::Workspace(error) => Self::Save(error),
+            Self::Checkpoint(CheckpointError::Write(error))
+            | Self::TensorBoard(TensorBoardError::Io(error)) => Self::Save(WorkspaceError::Io(error)),
             other => other,
         }
     }

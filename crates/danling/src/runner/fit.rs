@@ -8,11 +8,12 @@ use tracing::{info, warn};
 
 use super::base::{LATEST, Trained};
 use super::report::epoch_line;
+use super::session::{Role, Session};
 use super::{Platform, Runner, RunnerError, Task};
 use crate::config::{Budget, Sections};
 use crate::optim::LrScheduler;
 use crate::results::Record;
-use crate::workspace::{Role, StartMode, Workspace};
+use crate::workspace::StartMode;
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
@@ -57,8 +58,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let continued = resume_from.as_deref().map(|path| (path, self.state.step));
-        let mut workspace =
-            Workspace::open_continued(&self.config, self.identity.clone(), mode, role, continued)?;
+        let mut session =
+            Session::open_continued(&self.config, self.identity.clone(), mode, role, continued)?;
         for warning in resume_warnings {
             warn!("{warning}");
         }
@@ -94,7 +95,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             );
         }
         if let Some((results, _)) = restored {
-            workspace.restore(results).map_err(RunnerError::Save)?;
+            session.restore(results).map_err(RunnerError::Save)?;
         }
         if let Some(path) = pretrained {
             info!("loaded pretrained weights from {}", path.display());
@@ -113,24 +114,21 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             // The new run dir holds the state it continues from before anything else, so that it can
             // be resumed on its own (and has a `latest` even when there was nothing left to train).
             let progress = self.state.progress.clone();
-            self.save_full(&workspace, &scheduler, progress, LATEST)?;
+            self.save_full(&session, &scheduler, progress, LATEST)?;
         }
         info!(
             "run {} in {}: {} optimizer steps ({} per epoch), device {}",
             self.identity.id,
-            workspace
-                .dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
+            session.dir().map(|d| d.display().to_string()).unwrap_or_default(),
             total_steps,
             steps_per_epoch,
             self.platform.kind()
         );
 
         // A run that early stopping ended stays ended when resumed.
-        let mut stopped_early = workspace
+        let mut stopped_early = session
             .results()
-            .should_stop(workspace.scoring(), self.config.patience);
+            .should_stop(session.scoring(), self.config.patience);
         let start = Instant::now();
         let mut trained_samples = 0usize;
         // An epoch in progress is finished (evaluated and recorded) even when its last step spent
@@ -146,7 +144,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 None => (Record::new(), 0),
             };
             for &i in train.iter().filter(|&&i| i >= first) {
-                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, &workspace, &record)?;
+                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, &session, &record)?;
                 trained_samples += samples;
                 record.insert(self.splits[i].name.clone(), result);
             }
@@ -155,7 +153,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 record.insert(self.splits[i].name.clone(), result);
             }
             self.state.epoch = epoch + 1;
-            self.state.cursor = 0;
             let index = match budget {
                 Budget::Epochs(_) => self.state.epoch,
                 Budget::Steps(_) => self.state.step,
@@ -164,16 +161,15 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
                 Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
             };
-            let (recorded, results) = workspace
+            let (recorded, results) = session
                 .record_deferred(index, record.clone())
-                .map_err(RunnerError::Save)?;
-            self.state.early_stop_counter = workspace.results().stale_count(workspace.scoring());
-            self.save_checkpoints(&workspace, &scheduler, recorded.is_best, results)?;
+                .map_err(RunnerError::saving)?;
+            self.save_checkpoints(&session, &scheduler, recorded.is_best, results)?;
             info!("{}", epoch_line(&label, &record, recorded.is_best));
             if recorded.should_stop {
                 info!(
                     "early stopping: {} evaluations without improvement",
-                    self.state.early_stop_counter
+                    session.results().stale_count(session.scoring())
                 );
                 stopped_early = true;
                 break;
@@ -185,10 +181,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
              checkpoints included)",
             trained_samples as f64 / seconds
         );
-        let results = workspace.results().clone();
-        let best = results.best(workspace.scoring()).map(|(index, _)| index);
+        let results = session.results().clone();
+        let best = results.best(session.scoring()).map(|(index, _)| index);
         Ok(Trained {
-            dir: workspace.dir().map(Path::to_owned),
+            dir: session.dir().map(Path::to_owned),
             results,
             best,
             state: self.state.clone(),

@@ -11,6 +11,7 @@ mod persist;
 mod platform;
 mod report;
 mod retention;
+mod session;
 mod step;
 mod task;
 mod train;
@@ -23,4 +24,5 @@ pub use grads::{
     parameters_to_vec,
 };
 pub use platform::{Local, Platform, PlatformError, ReduceOp};
+pub use session::{Recorded, Role, Session};
 pub use task::{StepOutput, Targets, Task};

@@ -7,14 +7,16 @@ use burn::module::Module;
 
 use super::base::LATEST;
 use super::retention;
+use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
+use crate::fs::{PendingFiles, link_atomic};
 use crate::identity::{Identity, Parent};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
+use crate::workspace::WorkspaceError;
 use crate::workspace::files::CHECKPOINT_EXTENSION;
-use crate::workspace::{PendingFiles, Workspace, WorkspaceError, link_atomic};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
@@ -90,7 +92,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// The checkpoint as it stands, read into memory.
     fn prepare(
         &self,
-        workspace: &Workspace,
+        session: &Session,
         scheduler: &LrScheduler,
         progress: Option<EpochProgress>,
         path: &Path,
@@ -101,7 +103,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 progress,
                 ..self.state.clone()
             },
-            results: workspace.results().clone(),
+            results: session.results().clone(),
             identity: self.identity.clone(),
             scheduler: Some(scheduler.clone()),
         };
@@ -112,17 +114,17 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// before returning.
     pub(super) fn save_full(
         &mut self,
-        workspace: &Workspace,
+        session: &Session,
         scheduler: &LrScheduler,
         progress: Option<EpochProgress>,
         name: &str,
     ) -> Result<(), RunnerError> {
         self.finish_writes()?;
-        let Some(dir) = workspace.checkpoint_dir() else {
+        let Some(dir) = session.checkpoint_dir() else {
             return Ok(());
         };
         let path = dir.join(checkpoint_file(name));
-        self.prepare(workspace, scheduler, progress, &path)?
+        self.prepare(session, scheduler, progress, &path)?
             .write(&path)
             .map_err(RunnerError::saving)
     }
@@ -141,17 +143,17 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// files from the checkpoint.)
     pub(super) fn save_checkpoints(
         &mut self,
-        workspace: &Workspace,
+        session: &Session,
         scheduler: &LrScheduler,
         is_best: bool,
         results: PendingFiles,
     ) -> Result<(), RunnerError> {
         self.finish_writes()?;
-        let Some(dir) = workspace.checkpoint_dir().map(Path::to_owned) else {
+        let Some(dir) = session.checkpoint_dir().map(Path::to_owned) else {
             return results.write().map_err(RunnerError::saving);
         };
         let latest = dir.join(checkpoint_file(LATEST));
-        let prepared = self.prepare(workspace, scheduler, None, &latest)?;
+        let prepared = self.prepare(session, scheduler, None, &latest)?;
         let mut copies = Vec::new();
         if is_best {
             copies.push("best".to_owned());
@@ -170,7 +172,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             // The others hold the same state as `latest`: second names for its file (which is only
             // ever replaced by rename), not second serialisations.
             for name in copies {
-                link_atomic(&latest, &dir.join(checkpoint_file(&name))).map_err(RunnerError::Save)?;
+                link_atomic(&latest, &dir.join(checkpoint_file(&name)))
+                    .map_err(|e| RunnerError::Save(e.into()))?;
             }
             if history {
                 prune(&dir, keep)?;
@@ -184,12 +187,12 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 let results = scope.spawn(|| results.stage());
                 let written = checkpoint();
                 let staged = match results.join() {
-                    Ok(staged) => staged.map_err(RunnerError::Save),
+                    Ok(staged) => staged.map_err(|e| RunnerError::Save(e.into())),
                     Err(panic) => Err(RunnerError::Writer(panic_message(&panic))),
                 };
                 // A failed checkpoint drops the staged files, which removes them.
                 written?;
-                staged?.commit().map_err(RunnerError::Save)
+                staged?.commit().map_err(|e| RunnerError::Save(e.into()))
             })
         };
         let writer = std::thread::Builder::new()
@@ -201,8 +204,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     }
 
     /// Applies `keep_latest_k` to the `epoch-N` and `step-N` histories.
-    pub(super) fn prune(&self, workspace: &Workspace) -> Result<(), RunnerError> {
-        match workspace.checkpoint_dir() {
+    pub(super) fn prune(&self, session: &Session) -> Result<(), RunnerError> {
+        match session.checkpoint_dir() {
             Some(dir) => prune(dir, self.config.keep_latest_k),
             None => Ok(()),
         }

@@ -41,7 +41,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             let rows = self.platform.shard(global);
             device.seed(self.platform.step_seed(self.config.seed, self.state.iter));
             self.state.iter += 1;
-            self.state.cursor += 1;
             if rows.is_empty() {
                 continue; // a last global batch with fewer rows than ranks
             }

@@ -9,12 +9,12 @@ use tracing::info;
 
 use super::base::LATEST;
 use super::report::{progress_bar, split_result, step_line};
+use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, Targets, Task};
 use crate::config::Sections;
 use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
-use crate::workspace::Workspace;
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
@@ -29,7 +29,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         split: usize,
         scheduler: &mut LrScheduler,
         limit: Option<u64>,
-        workspace: &Workspace,
+        session: &Session,
         finished: &Record,
     ) -> Result<(SplitResult, usize), RunnerError> {
         let order = self.order(split, self.shuffle);
@@ -39,23 +39,25 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let bar = progress_bar(self.config.progress, batches.len(), &label);
         let log_interval = self.log_interval();
         let accum = self.config.accum_steps as usize;
-        let (mut metrics, mut loss, skipped_before) = match self.state.progress.take() {
-            Some(progress) if progress.split == split => {
-                (progress.metrics, progress.loss, progress.skipped_before)
-            }
-            _ => {
-                self.state.cursor = 0;
-                (
-                    Metrics::new(self.task.metrics(), self.metric_mode),
-                    AverageMeter::default(),
-                    self.state.skipped,
-                )
-            }
+        // `cursor`: the batches of this split trained so far.
+        let (mut metrics, mut loss, skipped_before, mut cursor) = match self.state.progress.take() {
+            Some(progress) if progress.split == split => (
+                progress.metrics,
+                progress.loss,
+                progress.skipped_before,
+                progress.cursor as usize,
+            ),
+            _ => (
+                Metrics::new(self.task.metrics(), self.metric_mode),
+                AverageMeter::default(),
+                self.state.skipped,
+                0,
+            ),
         };
         // Checkpoints are written between optimizer steps, so the cursor is at a group boundary; only
         // the split's last group may be short, so it counts whole when the cursor is past it.
-        let resumed_groups = (self.state.cursor as usize).div_ceil(accum);
-        bar.inc(self.state.cursor);
+        let resumed_groups = cursor.div_ceil(accum);
+        bar.inc(cursor as u64);
         let mut pending = Pending::default();
         let mut done = 0usize;
         let mut samples = 0usize;
@@ -65,17 +67,18 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
                 break;
             }
-            let cursor_before = self.state.cursor as usize;
+            let cursor_before = cursor;
             let stepped = self.step(split, group, scheduler, &mut pending);
+            cursor += group.len();
             done += group.len();
             bar.inc(group.len() as u64);
             // A log line when the group passed a multiple of `log_interval` batches.
-            if cursor_before / log_interval != self.state.cursor as usize / log_interval {
+            if cursor_before / log_interval != cursor / log_interval {
                 pending.flush(&mut loss, &mut metrics);
                 let elapsed = start.elapsed();
                 let line = step_line(
                     &label,
-                    self.state.cursor as usize,
+                    cursor,
                     batches.len(),
                     loss.avg(),
                     scheduler.lr(),
@@ -90,6 +93,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 pending.flush(loss, metrics);
                 EpochProgress {
                     split,
+                    cursor: cursor as u64,
                     record: finished.clone(),
                     loss: *loss,
                     metrics: metrics.clone(),
@@ -100,7 +104,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 Err(error @ RunnerError::NonFinite { .. }) => {
                     // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
                     let progress = progress(&mut pending, &mut loss, &mut metrics);
-                    self.save_full(workspace, scheduler, Some(progress), LATEST)?;
+                    self.save_full(session, scheduler, Some(progress), LATEST)?;
                     return Err(error);
                 }
                 stepped => stepped?,
@@ -113,11 +117,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             let stop = self.stop_requested();
             if due || stop.is_some() {
                 let progress = progress(&mut pending, &mut loss, &mut metrics);
-                self.save_full(workspace, scheduler, Some(progress.clone()), LATEST)?;
+                self.save_full(session, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
-                    self.save_full(workspace, scheduler, Some(progress), &name)?;
-                    self.prune(workspace)?;
+                    self.save_full(session, scheduler, Some(progress), &name)?;
+                    self.prune(session)?;
                 }
             }
             if let Some(signal) = stop {
@@ -133,7 +137,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
         }
         pending.flush(&mut loss, &mut metrics);
-        self.state.cursor = 0;
         bar.finish_and_clear();
         // Every rank trained its part of each batch: the split's loss and metrics are over all of them.
         let (loss, metrics) = self.merge_ranks(loss, metrics);

@@ -3,21 +3,15 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::fs::{IoError, LockError};
+
 /// Why the run directory or one of its files could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkspaceError {
     /// An I/O operation on a path failed.
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        /// What was being done ("write", "create directory", ...).
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// Another live process holds the run directory's lock.
     #[error("run dir {} is in use by PID {pid} (lock file {}); stop that process first", dir.display(), lock.display())]
     Locked {
@@ -40,12 +34,6 @@ pub enum WorkspaceError {
         /// Its checkpoint directory.
         checkpoint_dir: PathBuf,
     },
-    /// The log could not be set up.
-    #[error(transparent)]
-    Log(#[from] crate::log::LogError),
-    /// The TensorBoard event file could not be written.
-    #[error(transparent)]
-    TensorBoard(#[from] crate::log::tensorboard::TensorBoardError),
     /// A document could not be serialised.
     #[error("cannot serialise {}: {message}", path.display())]
     Serialize {
@@ -58,7 +46,16 @@ pub enum WorkspaceError {
 
 impl WorkspaceError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| Self::Io { action, path, source }
+        let at = IoError::at(action, path);
+        move |source| Self::Io(at(source))
+    }
+}
+
+impl From<LockError> for WorkspaceError {
+    fn from(error: LockError) -> Self {
+        match error {
+            LockError::Io(error) => Self::Io(error),
+            LockError::Held { dir, lock, pid } => Self::Locked { dir, lock, pid },
+        }
     }
 }

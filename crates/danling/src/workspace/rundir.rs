@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::atomic::{PendingFiles, sync_dir, write_atomic};
-use super::{RunLock, WorkspaceError};
+use super::WorkspaceError;
+use crate::fs::{PendingFiles, RunLock, sync_dir, write_atomic};
 use crate::identity::Identity;
 use crate::results::{Results, Scoring};
 
@@ -25,6 +25,8 @@ use crate::results::{Results, Scoring};
 pub mod files {
     /// The resolved config and identity.
     pub const RUNNER: &str = "runner.yaml";
+    /// The lock a training process holds (`crate::fs::RunLock`).
+    pub const LOCK: &str = crate::fs::LOCK_FILE;
     /// The log, appended across attempts.
     pub const LOG: &str = "run.log";
     /// The whole results history.
@@ -102,14 +104,14 @@ impl RunDir {
             path: path.clone(),
             message,
         })?;
-        write_atomic(&path, text.as_bytes())
+        Ok(write_atomic(&path, text.as_bytes())?)
     }
 
     /// Writes `name` in the run directory as pretty JSON, atomically.
     pub fn write_json(&self, name: &str, value: &Value) -> Result<(), WorkspaceError> {
         let mut files = PendingFiles::default();
         self.push_json(&mut files, name, value)?;
-        files.write()
+        Ok(files.write()?)
     }
 
     /// Renders `name` as pretty JSON into `files`.
@@ -203,11 +205,7 @@ fn holds_checkpoints(checkpoint_dir: &Path) -> Result<bool, WorkspaceError> {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(source) => {
-            return Err(WorkspaceError::Io {
-                action: "read directory",
-                path: checkpoint_dir.to_owned(),
-                source,
-            });
+            return Err(WorkspaceError::io("read directory", checkpoint_dir)(source));
         }
     };
     Ok(entries.filter_map(Result::ok).any(|entry| {

@@ -8,10 +8,29 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::WorkspaceError;
+use super::IoError;
 
 /// The lock file's name inside the run directory.
 pub const LOCK_FILE: &str = "run.lock";
+
+/// Why a run directory's lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The lock file could not be opened, locked or written.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// Another live process holds the lock.
+    #[error("run dir {} is in use by PID {pid} (lock file {}); stop that process first", dir.display(), lock.display())]
+    Held {
+        /// The run directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The process that holds it.
+        pid: u32,
+    },
+}
 
 /// A held run-directory lock; released (and its file removed) on drop.
 #[derive(Debug)]
@@ -23,8 +42,8 @@ pub struct RunLock {
 impl RunLock {
     /// Takes the lock of `dir`, which must exist.
     ///
-    /// Fails with [`WorkspaceError::Locked`] naming the PID when a live process holds it.
-    pub fn acquire(dir: &Path) -> Result<Self, WorkspaceError> {
+    /// Fails with [`LockError::Held`] naming the PID when a live process holds it.
+    pub fn acquire(dir: &Path) -> Result<Self, LockError> {
         let path = dir.join(LOCK_FILE);
         loop {
             let mut file = OpenOptions::new()
@@ -33,23 +52,24 @@ impl RunLock {
                 .create(true)
                 .truncate(false)
                 .open(&path)
-                .map_err(WorkspaceError::io("open lock file", &path))?;
+                .map_err(IoError::at("open lock file", &path))?;
             let previous = read_pid(&mut file);
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(WorkspaceError::Locked {
+                    return Err(LockError::Held {
                         dir: dir.to_owned(),
                         lock: path,
                         pid: previous.unwrap_or(0),
                     });
                 }
                 Err(fs::TryLockError::Error(source)) => {
-                    return Err(WorkspaceError::Io {
+                    return Err(IoError {
                         action: "lock",
                         path,
                         source,
-                    });
+                    }
+                    .into());
                 }
             }
             // The holder may have removed the file between our open and our lock: then we locked a
@@ -60,7 +80,7 @@ impl RunLock {
             let previous = read_pid(&mut file);
             if let Some(pid) = previous.filter(|&pid| pid != std::process::id()) {
                 if process_alive(pid) {
-                    return Err(WorkspaceError::Locked {
+                    return Err(LockError::Held {
                         dir: dir.to_owned(),
                         lock: path,
                         pid,
@@ -71,7 +91,7 @@ impl RunLock {
                     path.display()
                 );
             }
-            write_pid(&mut file).map_err(WorkspaceError::io("write lock file", &path))?;
+            write_pid(&mut file).map_err(IoError::at("write lock file", &path))?;
             return Ok(Self { path, file });
         }
     }
@@ -141,7 +161,7 @@ mod tests {
         let held = RunLock::acquire(dir.path()).unwrap();
         let err = RunLock::acquire(dir.path()).unwrap_err();
         match &err {
-            WorkspaceError::Locked { pid, .. } => assert_eq!(*pid, std::process::id()),
+            LockError::Held { pid, .. } => assert_eq!(*pid, std::process::id()),
             other => panic!("unexpected {other:?}"),
         }
         assert!(
@@ -178,7 +198,7 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(
-            matches!(err, WorkspaceError::Locked { pid, .. } if pid == child.id()),
+            matches!(err, LockError::Held { pid, .. } if pid == child.id()),
             "{err}"
         );
     }

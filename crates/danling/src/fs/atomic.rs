@@ -6,14 +6,14 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::WorkspaceError;
+use super::IoError;
 use super::direct::{DIRECT_MIN, Unbuffered};
 
 /// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let mut file = AtomicFile::create(path)?;
     file.write_all(bytes)
-        .map_err(WorkspaceError::io("write", file.target()))?;
+        .map_err(IoError::at("write", file.target()))?;
     file.commit()
 }
 
@@ -21,15 +21,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
 /// or the new one. A hard link where the file system has them (no bytes copied), else a synced copy.
 /// Safe for files written by this module, which are replaced by rename and never changed in place,
 /// so a later write of `source` leaves `target` as it was.
-pub fn link_atomic(source: &Path, target: &Path) -> Result<(), WorkspaceError> {
+pub fn link_atomic(source: &Path, target: &Path) -> Result<(), IoError> {
     let temp = temp_path(target)?;
     let linked = fs::hard_link(source, &temp).or_else(|_| {
         fs::copy(source, &temp)?;
         File::open(&temp)?.sync_all()
     });
     let placed = linked
-        .map_err(WorkspaceError::io("link", target))
-        .and_then(|()| fs::rename(&temp, target).map_err(WorkspaceError::io("rename into place", target)));
+        .map_err(IoError::at("link", target))
+        .and_then(|()| fs::rename(&temp, target).map_err(IoError::at("rename into place", target)));
     if let Err(error) = placed {
         let _ = fs::remove_file(&temp);
         return Err(error);
@@ -38,10 +38,10 @@ pub fn link_atomic(source: &Path, target: &Path) -> Result<(), WorkspaceError> {
 }
 
 /// A hidden, unique temporary name beside `target`.
-fn temp_path(target: &Path) -> Result<PathBuf, WorkspaceError> {
+fn temp_path(target: &Path) -> Result<PathBuf, IoError> {
     let name = target
         .file_name()
-        .ok_or_else(|| WorkspaceError::Io {
+        .ok_or_else(|| IoError {
             action: "write",
             path: target.to_owned(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
@@ -74,9 +74,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl AtomicFile {
     /// Creates the temporary file beside `target`.
-    pub fn create(target: &Path) -> Result<Self, WorkspaceError> {
+    pub fn create(target: &Path) -> Result<Self, IoError> {
         let temp = temp_path(target)?;
-        let file = File::create(&temp).map_err(WorkspaceError::io("create", target))?;
+        let file = File::create(&temp).map_err(IoError::at("create", target))?;
         Ok(Self {
             target: target.to_owned(),
             temp,
@@ -87,7 +87,7 @@ impl AtomicFile {
     /// Creates the temporary file beside `target` for about `size_hint` bytes, written past the page
     /// cache when that is large and the system allows it (`O_DIRECT` on Linux): for checkpoints,
     /// which are written once and read back rarely, so caching them only costs CPU.
-    pub fn create_large(target: &Path, size_hint: usize) -> Result<Self, WorkspaceError> {
+    pub fn create_large(target: &Path, size_hint: usize) -> Result<Self, IoError> {
         let mut file = Self::create(target)?;
         if size_hint >= DIRECT_MIN
             && let Some(Sink::Buffered(handle)) = file.file.take()
@@ -108,28 +108,27 @@ impl AtomicFile {
     }
 
     /// Flushes and fsyncs the data, renames it over the target, and fsyncs the directory.
-    pub fn commit(mut self) -> Result<(), WorkspaceError> {
+    pub fn commit(mut self) -> Result<(), IoError> {
         self.sync()?;
         let dir = self.rename()?;
         sync_dir(&dir)
     }
 
     /// Writes what is still buffered and fsyncs the data.
-    fn sync(&mut self) -> Result<(), WorkspaceError> {
+    fn sync(&mut self) -> Result<(), IoError> {
         if let Some(Sink::Unbuffered(file)) = &mut self.file {
-            file.finish().map_err(WorkspaceError::io("write", &self.target))?;
+            file.finish().map_err(IoError::at("write", &self.target))?;
         }
         // Reopen rather than reuse the handle, so that bytes written through the path are synced too.
         File::open(&self.temp)
             .and_then(|file| file.sync_all())
-            .map_err(WorkspaceError::io("sync", &self.target))
+            .map_err(IoError::at("sync", &self.target))
     }
 
     /// Renames the synced data over the target; returns the directory, which the caller fsyncs. On
     /// failure the temporary file goes when `self` is dropped.
-    fn rename(mut self) -> Result<PathBuf, WorkspaceError> {
-        fs::rename(&self.temp, &self.target)
-            .map_err(WorkspaceError::io("rename into place", &self.target))?;
+    fn rename(mut self) -> Result<PathBuf, IoError> {
+        fs::rename(&self.temp, &self.target).map_err(IoError::at("rename into place", &self.target))?;
         // In place: nothing is left to remove.
         self.file = None;
         Ok(self.target.parent().unwrap_or(Path::new(".")).to_owned())
@@ -176,19 +175,19 @@ impl PendingFiles {
 
     /// Writes and fsyncs every file, renames each into place, then fsyncs each directory once: each
     /// file is replaced atomically, and all of them are durable when this returns.
-    pub fn write(self) -> Result<(), WorkspaceError> {
+    pub fn write(self) -> Result<(), IoError> {
         self.stage()?.commit()
     }
 
     /// The first half of [`write`](Self::write): writes and fsyncs every file beside its target, and
     /// replaces nothing yet. A file that cannot be written stops the batch with every target as it was
     /// and no temporary file left.
-    pub fn stage(self) -> Result<StagedFiles, WorkspaceError> {
+    pub fn stage(self) -> Result<StagedFiles, IoError> {
         let mut staged = Vec::with_capacity(self.files.len());
         for (path, bytes) in &self.files {
             let mut file = AtomicFile::create(path)?;
             file.write_all(bytes)
-                .map_err(WorkspaceError::io("write", file.target()))?;
+                .map_err(IoError::at("write", file.target()))?;
             file.sync()?;
             staged.push(file);
         }
@@ -205,7 +204,7 @@ pub struct StagedFiles {
 
 impl StagedFiles {
     /// Renames each file into place, then fsyncs each directory once.
-    pub fn commit(self) -> Result<(), WorkspaceError> {
+    pub fn commit(self) -> Result<(), IoError> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for file in self.files {
             let dir = file.rename()?;
@@ -218,7 +217,7 @@ impl StagedFiles {
 }
 
 /// fsyncs a directory so that a rename in it survives a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), WorkspaceError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoError> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -228,7 +227,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WorkspaceError> {
     {
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(WorkspaceError::io("sync directory", dir))?;
+            .map_err(IoError::at("sync directory", dir))?;
     }
     #[cfg(not(unix))]
     let _ = dir;

@@ -1,13 +1,22 @@
-//! Serde for `f64`s that may be NaN or infinite: numbers as numbers, the rest as the strings `"NaN"`,
-//! `"inf"` and `"-inf"`, so that JSON (which has no such numbers) round-trips them exactly.
+//! The one encoding of non-finite numbers in state JSON (every checkpoint's `state` and `results`, the
+//! meters and metric states inside them): numbers as numbers, the rest as the strings `"NaN"`, `"inf"`
+//! and `"-inf"`, so that JSON (which has no such numbers) round-trips them exactly. `null` reads as
+//! NaN, as the results of earlier checkpoints wrote it. The results files people read (`results.json`,
+//! `latest.json`, `best.json`) hold numbers only, and `null` where there is none
+//! ([`crate::results`]).
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A results record, `{split: {metric: value}}` (`crate::results::Record`, which depends on this).
+type Record = IndexMap<String, IndexMap<String, f64>>;
 
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Repr {
     Number(f64),
     Text(String),
+    Null,
 }
 
 fn to_repr(x: f64) -> Repr {
@@ -25,6 +34,7 @@ fn to_repr(x: f64) -> Repr {
 fn from_repr<E: serde::de::Error>(repr: Repr) -> Result<f64, E> {
     match repr {
         Repr::Number(x) => Ok(x),
+        Repr::Null => Ok(f64::NAN),
         Repr::Text(text) => match text.as_str() {
             "NaN" => Ok(f64::NAN),
             "inf" => Ok(f64::INFINITY),
@@ -62,34 +72,67 @@ pub(crate) mod vec {
 
 /// A results record, `{split: {metric: value}}`.
 pub(crate) mod record {
-    use indexmap::IndexMap;
-
     use super::*;
-    use crate::results::Record;
 
-    pub(crate) fn serialize<S: Serializer>(record: &Record, serializer: S) -> Result<S::Ok, S::Error> {
-        let repr: IndexMap<&str, IndexMap<&str, Repr>> = record
+    type Encoded<'a> = IndexMap<&'a str, IndexMap<&'a str, Repr>>;
+
+    pub(super) fn encode(record: &Record) -> Encoded<'_> {
+        record
             .iter()
-            .map(|(split, metrics)| {
-                (
-                    split.as_str(),
-                    metrics.iter().map(|(m, &v)| (m.as_str(), to_repr(v))).collect(),
-                )
+            .map(|(name, metrics)| {
+                let metrics = metrics.iter().map(|(m, &v)| (m.as_str(), to_repr(v))).collect();
+                (name.as_str(), metrics)
             })
-            .collect();
-        repr.serialize(serializer)
+            .collect()
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
-        let repr = IndexMap::<String, IndexMap<String, Repr>>::deserialize(deserializer)?;
-        repr.into_iter()
+    pub(super) fn decode<E: serde::de::Error>(
+        encoded: IndexMap<String, IndexMap<String, Repr>>,
+    ) -> Result<Record, E> {
+        encoded
+            .into_iter()
             .map(|(split, metrics)| {
                 let metrics = metrics
                     .into_iter()
                     .map(|(m, v)| Ok((m, from_repr(v)?)))
-                    .collect::<Result<_, D::Error>>()?;
+                    .collect::<Result<_, E>>()?;
                 Ok((split, metrics))
             })
+            .collect()
+    }
+
+    pub(crate) fn serialize<S: Serializer>(record: &Record, serializer: S) -> Result<S::Ok, S::Error> {
+        encode(record).serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
+        decode(Deserialize::deserialize(deserializer)?)
+    }
+}
+
+/// A results history, `{index: record}`.
+pub(crate) mod history {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(
+        history: &BTreeMap<u64, Record>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            history
+                .iter()
+                .map(|(index, record)| (index, record::encode(record))),
+        )
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u64, Record>, D::Error> {
+        BTreeMap::<u64, IndexMap<String, IndexMap<String, Repr>>>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(index, encoded)| Ok((index, record::decode(encoded)?)))
             .collect()
     }
 }

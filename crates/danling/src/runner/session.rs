@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use super::rundir::files;
-use super::{PendingFiles, RunDir, StartMode, WorkspaceError};
+use super::RunnerError;
 use crate::config::{Config, Sections};
+use crate::fs::PendingFiles;
 use crate::identity::Identity;
 use crate::log::tensorboard::EventWriter;
 use crate::log::{Console, LogGuard, init_logging, log_header};
 use crate::results::{Record, Results, Scoring};
+use crate::workspace::{RunDir, StartMode, WorkspaceError, files};
 
 /// Where a process stands in a (possibly multi-process) run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl Default for Role {
 /// installed for the calling thread until this value is dropped, which also releases the lock. On a
 /// process that is not the main one, nothing is written.
 #[derive(Debug)]
-pub struct Workspace {
+pub struct Session {
     identity: Identity,
     scoring: Scoring,
     patience: Option<u64>,
@@ -56,14 +57,14 @@ pub struct Recorded {
     pub should_stop: bool,
 }
 
-impl Workspace {
+impl Session {
     /// Opens the run's files for this attempt.
     pub fn open<S: Sections>(
         config: &Config<S>,
         identity: Identity,
         mode: StartMode,
         role: Role,
-    ) -> Result<Self, WorkspaceError> {
+    ) -> Result<Self, RunnerError> {
         Self::open_continued(config, identity, mode, role, None)
     }
 
@@ -75,7 +76,7 @@ impl Workspace {
         mode: StartMode,
         role: Role,
         continued: Option<(&Path, u64)>,
-    ) -> Result<Self, WorkspaceError> {
+    ) -> Result<Self, RunnerError> {
         let dir = if role.is_main {
             Some(RunDir::open(&identity, mode)?)
         } else {
@@ -136,7 +137,7 @@ impl Workspace {
     /// Records the result of `index` (merging into an earlier one of the same index), writes the
     /// results files and TensorBoard scalars `{split}/{metric}`, and says whether it is the best and
     /// whether early stopping fires.
-    pub fn record(&mut self, index: u64, record: Record) -> Result<Recorded, WorkspaceError> {
+    pub fn record(&mut self, index: u64, record: Record) -> Result<Recorded, RunnerError> {
         let (recorded, files) = self.record_deferred(index, record)?;
         files.write()?;
         Ok(recorded)
@@ -149,7 +150,7 @@ impl Workspace {
         &mut self,
         index: u64,
         record: Record,
-    ) -> Result<(Recorded, PendingFiles), WorkspaceError> {
+    ) -> Result<(Recorded, PendingFiles), RunnerError> {
         if let Some(writer) = &mut self.tensorboard {
             let step = i64::try_from(index).unwrap_or(i64::MAX);
             let tags: Vec<(String, f64)> = record
