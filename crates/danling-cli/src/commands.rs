@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use danling::fs::write_atomic;
 use danling::log::{Console, init_logging};
-use danling::runner::{Local, Platform as _, Predictions, Runner};
+use danling::runner::{Launched, Platform as _, Predictions, Runner};
 use danling::workspace::{runner_tree, runner_yaml};
 use danling::{Config, Identity, RunnerError};
 use std::fmt::Write as _;
@@ -15,22 +15,31 @@ use crate::task::TaskSections;
 
 type TaskConfig = Config<TaskSections>;
 
+/// The experiment id a rank other than 0 starts with, until it receives rank 0's identity.
+const PLACEHOLDER_EXPERIMENT: &str = "xxxxxxxxxxxxxxxx";
+
 fn load_config(args: &Args) -> Result<TaskConfig, Failure> {
     Config::load(args.config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))
 }
 
 /// Builds the runner of the built-in task: data, model and splits.
 fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTask, TaskSections>, Failure> {
+    // The platform first: under a launcher, each rank's failures from here on end the whole job.
+    let platform = Launched::new(config.device, config.precision).map_err(|e| runner_failure(e.into()))?;
     let data = &config.sections.data;
     let splits = load_splits(data, config.seed).map_err(|e| Failure::Input(e.into()))?;
     let task = TabularTask::for_data(&splits.train);
     let (inputs, outputs) = (splits.train.d, splits.train.targets.outputs());
     // Seed the device before initialising the weights, so that the seed decides the initial model.
-    let platform = Local::new(config.device, config.precision).map_err(|e| runner_failure(e.into()))?;
     platform.seed(config.seed);
     let model = Mlp::new(&config.sections.model, inputs, outputs, platform.device());
     let (batch_size, shuffle) = (data.batch_size, data.shuffle);
-    let identity = Identity::new(&config).map_err(|e| runner_failure(e.into()))?;
+    // Rank 0's identity is every rank's (the runner broadcasts it): git may be on its machine only.
+    let identity = match platform.is_main() {
+        true => Identity::new(&config),
+        false => Identity::with_experiment_id(&config, PLACEHOLDER_EXPERIMENT, ""),
+    }
+    .map_err(|e| runner_failure(e.into()))?;
     let mut runner = Runner::with_platform(config, identity, platform, task, model)
         .map_err(runner_failure)?
         .batch_size(batch_size)
@@ -59,7 +68,8 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Data { .. }
         | RunnerError::Workspace(_)
         | RunnerError::Log(_)
-        | RunnerError::TensorBoard(_) => Failure::Input(err.into()),
+        | RunnerError::TensorBoard(_)
+        | RunnerError::GlobalBatch { .. } => Failure::Input(err.into()),
         RunnerError::Interrupted { signal, .. } => Failure::Stopped(signal.exit_code()),
         other => Failure::Other(other.into()),
     }

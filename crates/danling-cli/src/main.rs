@@ -43,15 +43,29 @@ fn main() -> ExitCode {
             one_line(&info.to_string())
         );
     }));
-    match run(std::env::args_os().skip(1)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Input(err)) => report(&err, 2),
-        Err(Failure::Other(err)) => report(&err, 1),
-        Err(Failure::Stopped(code)) => ExitCode::from(code),
-    }
+    let (code, collective) = match run(std::env::args_os().skip(1)) {
+        Ok(()) => (0, true),
+        Err(Failure::Input(err)) => (2, report(&err)),
+        Err(Failure::Other(err)) => (1, report(&err)),
+        Err(Failure::Stopped(code)) => (code, true),
+    };
+    // Every rank of a multi-process run ends together: a failure that only some ranks met ends the
+    // whole job, so that none is left waiting for the others.
+    danling::runner::end_world(i32::from(code), collective);
+    ExitCode::from(code)
 }
 
-fn report(err: &anyhow::Error, code: u8) -> ExitCode {
+/// Prints the one-line error, and says whether every rank met it alike (then rank 0 alone prints it).
+fn report(err: &anyhow::Error) -> bool {
+    let collective = err
+        .downcast_ref::<danling::RunnerError>()
+        .is_some_and(danling::RunnerError::is_collective);
+    let rank = danling::runner::process_rank().filter(|&(_, world)| world != 1);
+    let prefix = match rank {
+        Some((0, _)) | None => String::new(),
+        Some(_) if collective => return true,
+        Some((rank, _)) => format!("[rank {rank}] "),
+    };
     // danling's messages already end with their cause; add a cause only when it says something new.
     let mut message = err.to_string();
     for cause in err.chain().skip(1) {
@@ -60,8 +74,8 @@ fn report(err: &anyhow::Error, code: u8) -> ExitCode {
             message = format!("{message}: {cause}");
         }
     }
-    eprintln!("danling: error: {}", one_line(&message));
-    ExitCode::from(code)
+    eprintln!("{prefix}danling: error: {}", one_line(&message));
+    collective
 }
 
 fn one_line(text: &str) -> String {

@@ -944,3 +944,24 @@ fn kill_9_at_any_moment_loses_nothing() {
         "only {landed} of {kills} kills landed during training of a {duration:?} run"
     );
 }
+
+/// N copies of a build without MPI, started by a launcher, would race for one run dir: each refuses,
+/// naming the feature, before it touches anything.
+#[test]
+#[cfg(not(feature = "mpi"))]
+fn a_launcher_without_the_mpi_feature_is_refused() {
+    let dir = scratch();
+    for variable in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"] {
+        let out = Command::new(common::bin())
+            .args(["train", "--epochs", "1", "--progress", "false"])
+            .current_dir(dir.path())
+            .env(variable, "2")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{variable}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("`mpi`") && err.contains(variable), "{err}");
+        assert!(!dir.path().join("experiments").exists());
+    }
+}

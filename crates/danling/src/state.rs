@@ -28,6 +28,17 @@ pub struct State {
     pub progress: Option<EpochProgress>,
 }
 
+/// How the run that wrote a checkpoint was laid out across processes: runtime facts, not hashed,
+/// that a resume compares with its own. The global batch of one micro-step is
+/// `batch_size × world_size`, and of an optimizer step that times `accum_steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// The processes that trained the run.
+    pub world_size: usize,
+    /// The samples per batch on each process.
+    pub batch_size: usize,
+}
+
 /// What an epoch in progress has accumulated, so that resuming it gives the same results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochProgress {
@@ -45,6 +56,19 @@ pub struct EpochProgress {
     pub metrics: Metrics,
     /// Skipped updates before this split started.
     pub skipped_before: u64,
+    /// The loss and metrics so far of the other ranks (1, 2, …) of a multi-process run, so that each
+    /// rank resumes its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranks: Vec<RankProgress>,
+}
+
+/// One rank's loss and metrics so far on the split in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankProgress {
+    /// The loss so far.
+    pub loss: AverageMeter,
+    /// The metrics so far.
+    pub metrics: Metrics,
 }
 
 impl State {
@@ -126,6 +150,7 @@ mod tests {
                 loss: AverageMeter::default(),
                 metrics: crate::metrics::binary_metrics(),
                 skipped_before: 1,
+                ranks: Vec::new(),
             }),
         }
     }

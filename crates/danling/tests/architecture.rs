@@ -136,11 +136,7 @@ fn a_cycle_put_back_is_caught() {
     }
     let full = copy.path().join("checkpoint/full.rs");
     let text = std::fs::read_to_string(&full).unwrap();
-    std::fs::write(
-        &full,
-        text.replace("use crate::state::State;", "use crate::runner::State;"),
-    )
-    .unwrap();
+    std::fs::write(&full, text.replace("use crate::state::", "use crate::runner::")).unwrap();
     let found: BTreeMap<(String, String), usize> =
         violations(copy.path())
             .into_iter()

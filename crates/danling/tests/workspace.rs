@@ -18,6 +18,7 @@ use serde_json::Value;
 const QUIET: Role = Role {
     is_main: true,
     console: Console::Off,
+    world_size: 1,
 };
 
 fn config(root: &Path, pairs: &[(&str, &str)]) -> Config {
@@ -60,7 +61,8 @@ fn opening_writes_runner_yaml_with_config_and_identity() {
     let text = std::fs::read_to_string(dir.join(files::RUNNER)).unwrap();
     let document: Value = serde_saphyr::from_str(&text).unwrap();
     let keys: Vec<&str> = document.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["config", "identity"]);
+    assert_eq!(keys, ["config", "identity", "world_size"]);
+    assert_eq!(document["world_size"], 1);
     assert_eq!(document["config"], config.to_value());
     assert_eq!(document["identity"]["id"], session.identity().id.as_str());
     let reread: Config = Config::load(Some(&dir.join(files::RUNNER)), &[]).unwrap();
@@ -207,6 +209,7 @@ fn log_false_writes_no_run_log_and_a_non_main_process_writes_nothing() {
         Role {
             is_main: false,
             console: Console::Off,
+            world_size: 2,
         },
     )
     .unwrap();

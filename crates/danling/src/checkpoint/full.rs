@@ -21,7 +21,7 @@ use crate::fs::{AtomicFile, IoError};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
 use crate::results::{Results, Scoring};
-use crate::state::State;
+use crate::state::{Runtime, State};
 
 const OPTIMIZER: &str = "optimizer.record";
 const SCHEDULER: &str = "scheduler.state";
@@ -39,6 +39,8 @@ pub struct Checkpoint {
     pub identity: Identity,
     /// The learning-rate scheduler.
     pub scheduler: Option<LrScheduler>,
+    /// How the run was laid out across processes (absent in checkpoints of earlier versions).
+    pub runtime: Option<Runtime>,
 }
 
 /// Writes a full checkpoint to `path`, atomically.
@@ -89,6 +91,12 @@ impl Prepared {
             ("identity", to_json(&checkpoint.identity)),
             ("param_ids", to_json(&param_ids(model))),
         ];
+        if let Some(runtime) = &checkpoint.runtime {
+            metadata.insert(
+                "runtime".to_owned(),
+                to_json(runtime).map_err(|e| format(e.to_string()))?,
+            );
+        }
         for (key, value) in entries {
             metadata.insert(key.to_owned(), value.map_err(|e| format(e.to_string()))?);
         }
@@ -196,6 +204,10 @@ fn verified(path: &Path) -> Result<(Opened, Checkpoint, HashMap<String, String>)
         results: field(path, &metadata, "results")?,
         identity: field(path, &metadata, "identity")?,
         scheduler,
+        runtime: match metadata.contains_key("runtime") {
+            true => Some(field(path, &metadata, "runtime")?),
+            false => None,
+        },
     };
     Ok((opened, checkpoint, metadata))
 }

@@ -77,9 +77,14 @@ pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
     }
 }
 
-/// `runner.yaml` holds `{config, identity}`; reading it back means reading its `config`.
+/// `runner.yaml` holds `{config, identity}` and the run's runtime facts (`world_size`); reading it
+/// back means reading its `config`.
 fn unwrap_runner_document(mut map: Map<String, Value>) -> Value {
-    if map.len() == 2
+    const RUNTIME: [&str; 1] = ["world_size"];
+    let others = map
+        .keys()
+        .filter(|k| !["config", "identity"].contains(&k.as_str()));
+    if others.clone().all(|k| RUNTIME.contains(&k.as_str()))
         && map.contains_key("identity")
         && let Some(config) = map.remove("config").filter(Value::is_object)
     {

@@ -138,10 +138,19 @@ fn same_file(_file: &File, path: &Path) -> bool {
     path.exists()
 }
 
-/// Whether a process with this PID is running.
+/// Whether a process with this PID is running. A zombie (exited, not yet reaped by its parent, as
+/// an orphan of a killed job can stay where init does not reap) is not.
 fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
+        let Ok(stat) = fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state …`: the state follows the last `)`, as comm may hold one.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
     } else {
         std::process::Command::new("kill")
             .args(["-0", &pid.to_string()])
@@ -187,6 +196,22 @@ mod tests {
         let lock = RunLock::acquire(dir.path()).unwrap();
         let written = fs::read_to_string(lock.path()).unwrap();
         assert_eq!(written.trim(), std::process::id().to_string());
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_lock_file_naming_a_zombie_is_taken_over() {
+        // A child that has exited but is not reaped yet, as the orphaned rank of a killed job can stay.
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let stat = format!("/proc/{}/stat", child.id());
+        while !fs::read_to_string(&stat).unwrap().contains(") Z") {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        fs::write(dir.path().join(LOCK_FILE), format!("{}\n", child.id())).unwrap();
+        let taken = RunLock::acquire(dir.path());
+        child.wait().unwrap();
+        taken.unwrap();
     }
 
     #[test]

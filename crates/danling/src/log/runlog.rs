@@ -6,11 +6,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::fmt;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env;
@@ -25,6 +26,9 @@ pub enum Console {
     Stderr,
     /// Nowhere.
     Off,
+    /// Standard error, warnings and errors only, each line prefixed `[rank r]`: the console of the
+    /// ranks other than 0 of a multi-process run.
+    Rank(usize),
 }
 
 /// Why the log could not be set up.
@@ -68,6 +72,12 @@ pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<Log
             BoxMakeWriter::new(std::io::stderr),
             std::io::stderr().is_terminal(),
         )),
+        Console::Rank(rank) => Some((
+            BoxMakeWriter::new(
+                Prefixed::maker(format!("[rank {rank}] ")).with_max_level(tracing::Level::WARN),
+            ),
+            false,
+        )),
         Console::Off => None,
     };
     let console_layer = console_writer.map(|(writer, ansi)| {
@@ -95,6 +105,46 @@ pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<Log
     Ok(LogGuard {
         _default: tracing::subscriber::set_default(subscriber),
     })
+}
+
+/// Standard error with a prefix before each log line. The formatter writes each event in one call,
+/// so the prefix goes before it.
+struct Prefixed {
+    prefix: Arc<str>,
+    line: Vec<u8>,
+}
+
+impl Prefixed {
+    fn maker(prefix: String) -> impl for<'a> MakeWriter<'a, Writer = Prefixed> + Send + Sync + 'static {
+        let prefix: Arc<str> = prefix.into();
+        move || Prefixed {
+            prefix: prefix.clone(),
+            line: Vec::new(),
+        }
+    }
+}
+
+impl Write for Prefixed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Prefixed {
+    fn drop(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        let mut text = Vec::with_capacity(self.prefix.len() + self.line.len());
+        text.extend_from_slice(self.prefix.as_bytes());
+        text.extend_from_slice(&self.line);
+        let _ = std::io::stderr().lock().write_all(&text);
+    }
 }
 
 fn open_log(path: &Path, header: &str) -> Result<File, LogError> {

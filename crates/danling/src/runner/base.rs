@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
-use super::{Local, Platform, RunnerError, State, Task};
+use super::{Launched, Platform, RunnerError, State, Task};
 use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Config, NoSections, Sections};
 use crate::identity::Identity;
@@ -67,10 +67,11 @@ pub struct Predictions {
 /// let trained = runner.train()?;
 /// ```
 ///
-/// The platform `P` ([`Local`] unless [`with_platform`](Runner::with_platform) gives another) decides
+/// The platform `P` ([`Launched`]: one process, or one rank of an MPI world under a launcher, unless
+/// [`with_platform`](Runner::with_platform) gives another) decides
 /// where the run executes and how its processes agree; everything else here is the same on every
 /// platform.
-pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Local> {
+pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) config: Config<S>,
     pub(super) identity: Identity,
     pub(super) platform: P,
@@ -99,14 +100,15 @@ impl<T: Task, S: Sections, P: Platform> std::fmt::Debug for Runner<T, S, P> {
     }
 }
 
-impl<T: Task, S: Sections> Runner<T, S, Local> {
+impl<T: Task, S: Sections> Runner<T, S, Launched> {
     /// A runner for `config`, whose identity is derived from git in the working directory.
     pub fn new(config: Config<S>, task: T, model: T::Model) -> Result<Self, RunnerError> {
         let identity = Identity::new(&config)?;
         Self::with_identity(config, identity, task, model)
     }
 
-    /// A runner with a given identity, on the one-process platform of the config's device.
+    /// A runner with a given identity, on the config's device: one process, or one rank of an MPI
+    /// world when a launcher started this process ([`Launched`]).
     pub fn with_identity(
         config: Config<S>,
         identity: Identity,
@@ -114,7 +116,7 @@ impl<T: Task, S: Sections> Runner<T, S, Local> {
         model: T::Model,
     ) -> Result<Self, RunnerError> {
         config.validate()?;
-        let platform = Local::new(config.device, config.precision)?;
+        let platform = Launched::new(config.device, config.precision)?;
         Runner::with_platform(config, identity, platform, task, model)
     }
 
@@ -256,9 +258,15 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     }
 
     /// Replaces the model's weights with those of a checkpoint file.
+    ///
+    /// Rank 0 reads the file, and the platform gives its weights to the other ranks, which need not
+    /// see its files.
     pub fn load_weights(&mut self, path: &Path) -> Result<(), RunnerError> {
         // Load into a plain (non-autodiff) copy, then track it for training again.
-        let model = load_model(self.model().valid(), path)?;
+        let model = match self.platform.is_main() {
+            true => load_model(self.model().valid(), path)?,
+            false => self.model().valid(),
+        };
         self.model = Some(self.platform.prepare(model));
         Ok(())
     }

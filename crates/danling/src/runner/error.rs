@@ -81,6 +81,20 @@ pub enum RunnerError {
         /// The epoch (1-based).
         epoch: u64,
     },
+    /// A checkpoint was trained on another global batch than this run's.
+    #[error(
+        "the checkpoint was trained on a global batch of batch_size {} × world_size {} × accum_steps {} = {}, \
+         and this run's is batch_size {} × world_size {} × accum_steps {} = {}: resume with the same \
+         global batch (batch_size × world_size × accum_steps)",
+        before.0, before.1, before.2, before.0 as u64 * before.1 as u64 * before.2,
+        now.0, now.1, now.2, now.0 as u64 * now.1 as u64 * now.2
+    )]
+    GlobalBatch {
+        /// `(batch_size, world_size, accum_steps)` of the checkpoint.
+        before: (usize, usize, u64),
+        /// `(batch_size, world_size, accum_steps)` of this run.
+        now: (usize, usize, u64),
+    },
     /// The thread that wrote checkpoints in the background panicked.
     #[error("the checkpoint writer thread failed: {0}")]
     Writer(String),
@@ -101,6 +115,12 @@ impl From<IoError> for RunnerError {
 }
 
 impl RunnerError {
+    /// Whether every rank of a multi-process run meets this error at the same point, by a decision
+    /// they took together: a stop signal, or `nonfinite: stop`.
+    pub fn is_collective(&self) -> bool {
+        matches!(self, Self::Interrupted { .. } | Self::NonFinite { .. })
+    }
+
     /// `error`, met while writing the run's files during training: a failed write is
     /// [`RunnerError::Save`], not a run directory that cannot be used.
     pub(super) fn saving(error: impl Into<Self>) -> Self {

@@ -9,8 +9,9 @@ use tracing::{info, warn};
 use super::base::{LATEST, Trained};
 use super::report::epoch_line;
 use super::session::{Role, Session};
-use super::{Platform, Runner, RunnerError, Task};
+use super::{Platform, ReduceOp, Runner, RunnerError, Task};
 use crate::config::{Budget, Sections};
+use crate::log::Console;
 use crate::optim::LrScheduler;
 use crate::results::Record;
 use crate::workspace::StartMode;
@@ -20,8 +21,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
         let trained = self.train_loop();
         // Every checkpoint is on disk when training returns, whichever way it ends, and no rank
-        // returns before rank 0 has written them.
+        // returns before rank 0 has written them. A failure of this rank alone returns at once: the
+        // other ranks are not at this barrier, and the program ends the whole job
+        // ([`super::end_world`]).
         let written = self.finish_writes();
+        if trained.as_ref().is_err_and(|error| !error.is_collective()) {
+            return trained;
+        }
         self.platform.barrier();
         let trained = trained?;
         written?;
@@ -54,7 +60,12 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         }
         let role = Role {
             is_main: self.platform.is_main(),
-            console: self.console,
+            // The other ranks print only their warnings and errors, named by rank.
+            console: match self.platform.rank() {
+                0 => self.console,
+                rank => Console::Rank(rank),
+            },
+            world_size: self.platform.world_size(),
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let continued = resume_from.as_deref().map(|path| (path, self.state.step));
@@ -63,11 +74,14 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         for warning in resume_warnings {
             warn!("{warning}");
         }
+        if let Some((_, _, Some(note))) = &restored {
+            info!("{note}");
+        }
         // Continued from another run dir's checkpoint (or under another id).
-        let moved = restored.as_ref().is_some_and(|(_, source)| {
+        let moved = restored.as_ref().is_some_and(|(_, source, _)| {
             source.id != self.identity.id || !same_dir(&source.dir, &self.identity.dir)
         });
-        if let (Some(path), Some((_, source))) = (&resume_from, &restored) {
+        if let (Some(path), Some((_, source, _))) = (&resume_from, &restored) {
             info!(
                 "resuming from {} at epoch {}, step {}",
                 path.display(),
@@ -94,7 +108,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 self.identity.checkpoint_dir.display()
             );
         }
-        if let Some((results, _)) = restored {
+        if let Some((results, ..)) = restored {
             session.restore(results).map_err(RunnerError::Save)?;
         }
         if let Some(path) = pretrained {
@@ -176,6 +190,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
         }
         let seconds = start.elapsed().as_secs_f64();
+        // Samples over every rank.
+        let mut total = [trained_samples as f64];
+        self.platform.all_reduce(&mut total, ReduceOp::Sum);
+        let trained_samples = total[0] as usize;
         info!(
             "trained {trained_samples} samples in {seconds:.3} s ({:.0} samples/s, evaluation and \
              checkpoints included)",

@@ -23,6 +23,8 @@ pub use grads::{
     clamp, clip_norm, global_norm, gradients_from_slice, gradients_to_vec, parameters_from_slice,
     parameters_to_vec,
 };
-pub use platform::{Local, Platform, PlatformError, ReduceOp};
+#[cfg(feature = "mpi")]
+pub use platform::Mpi;
+pub use platform::{Launched, Local, Platform, PlatformError, ReduceOp, end_world, process_rank};
 pub use session::{Recorded, Role, Session};
 pub use task::{StepOutput, Targets, Task};

@@ -9,12 +9,13 @@ use super::base::LATEST;
 use super::retention;
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
-use crate::checkpoint::{Checkpoint, Prepared, load_checkpoint, read_checkpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
-use crate::fs::{PendingFiles, link_atomic};
+use crate::fs::{IoError, PendingFiles, link_atomic};
 use crate::identity::{Identity, Parent};
 use crate::optim::{LrScheduler, build_optimizer};
 use crate::results::Results;
+use crate::state::Runtime;
 use crate::workspace::WorkspaceError;
 use crate::workspace::files::CHECKPOINT_EXTENSION;
 
@@ -22,7 +23,26 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// The file a run resumes from: `checkpoint`; else, when `resume` is set, the newest intact
     /// checkpoint (by step) of this run's checkpoint directory, `latest` first on a tie. Returns
     /// warnings naming the corrupt files passed over.
+    ///
+    /// Rank 0 decides, and tells the other ranks, which need not see its files.
     pub(super) fn resume_source(&self) -> (Option<PathBuf>, Vec<String>) {
+        let (path, warnings) = match self.platform.is_main() {
+            true => self.find_resume_source(),
+            false => (None, Vec::new()),
+        };
+        if self.platform.world_size() <= 1 {
+            return (path, warnings);
+        }
+        let mut bytes = serde_json::to_vec(&path.as_ref().map(|p| p.to_string_lossy())).unwrap_or_default();
+        self.platform.broadcast(&mut bytes);
+        let path = serde_json::from_slice::<Option<String>>(&bytes)
+            .ok()
+            .flatten()
+            .map(PathBuf::from);
+        (path, warnings)
+    }
+
+    fn find_resume_source(&self) -> (Option<PathBuf>, Vec<String>) {
         if let Some(path) = &self.config.checkpoint {
             return (Some(path.clone()), Vec::new());
         }
@@ -60,12 +80,23 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// The run goes on under the identity, and so in the run directory, of the resolved config, never
     /// in the directory the file names. A checkpoint of another id becomes this run's `parent`; one of
     /// the same id passes its own lineage on.
-    pub(super) fn restore(&mut self, path: &Path) -> Result<(Results, Identity), RunnerError> {
+    ///
+    /// Rank 0 reads the file and sends it to the other ranks, which need not see its files.
+    /// The third value is a note for the log when the checkpoint was trained on another layout of the
+    /// same global batch.
+    pub(super) fn restore(
+        &mut self,
+        path: &Path,
+    ) -> Result<(Results, Identity, Option<String>), RunnerError> {
+        let received = self.receive_checkpoint(path)?;
+        let local = received.as_ref().map_or(path, |copy| copy.path());
         let (model, optimizer, checkpoint) =
-            load_checkpoint(path, self.model().valid(), build_optimizer(&self.config.optim))?;
+            load_checkpoint(local, self.model().valid(), build_optimizer(&self.config.optim))?;
+        drop(received);
         self.model = Some(self.platform.prepare(model));
         self.optimizer = optimizer;
         self.state = checkpoint.state;
+        let note = self.adapt_layout(checkpoint.runtime, &checkpoint.config)?;
         let source = checkpoint.identity;
         self.identity.parent = if source.id == self.identity.id {
             source.parent.clone()
@@ -76,7 +107,82 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 step: self.state.step,
             })
         };
-        Ok((checkpoint.results, source))
+        Ok((checkpoint.results, source, note))
+    }
+
+    /// On a rank other than 0 of a multi-process run, a private copy of rank 0's file `path`.
+    fn receive_checkpoint(&self, path: &Path) -> Result<Option<Received>, RunnerError> {
+        if self.platform.world_size() <= 1 {
+            return Ok(None);
+        }
+        let mut bytes = match self.platform.is_main() {
+            true => std::fs::read(path).map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => CheckpointError::Missing {
+                    path: path.to_owned(),
+                },
+                _ => CheckpointError::Read {
+                    path: path.to_owned(),
+                    source,
+                },
+            })?,
+            false => Vec::new(),
+        };
+        self.platform.broadcast(&mut bytes);
+        if self.platform.is_main() {
+            return Ok(None);
+        }
+        let copy = std::env::temp_dir().join(format!(
+            "danling-{}-rank{}.{CHECKPOINT_EXTENSION}",
+            std::process::id(),
+            self.platform.rank()
+        ));
+        std::fs::write(&copy, &bytes).map_err(IoError::at("write", &copy))?;
+        Ok(Some(Received(copy)))
+    }
+
+    /// Checks that a checkpoint continues with this run's global batch, and moves the cursor of an
+    /// epoch in progress onto this run's batches when the same global batch is laid out otherwise
+    /// (2 ranks × 64 resumed as 1 × 128, or as 1 × 64 with `accum_steps: 2`).
+    fn adapt_layout(
+        &mut self,
+        runtime: Option<Runtime>,
+        config: &serde_json::Value,
+    ) -> Result<Option<String>, RunnerError> {
+        let Some(before) = runtime else {
+            return Ok(None); // a checkpoint of an earlier version: one process, the batch unknown
+        };
+        let accum_before = config
+            .get("accum_steps")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1);
+        let micro_before = before.batch_size * before.world_size;
+        let micro = self.global_batch();
+        let accum = self.config.accum_steps;
+        if micro_before as u64 * accum_before != micro as u64 * accum {
+            return Err(RunnerError::GlobalBatch {
+                before: (before.batch_size, before.world_size, accum_before),
+                now: (self.batch_size, self.platform.world_size(), accum),
+            });
+        }
+        let layout = (self.batch_size, self.platform.world_size(), accum);
+        if (before.batch_size, before.world_size, accum_before) == layout {
+            return Ok(None);
+        }
+        if let Some(progress) = self.state.progress.as_mut().filter(|_| micro_before != micro) {
+            let len = self.splits.get(progress.split).map_or(0, |s| s.dataset.len());
+            let samples = (progress.cursor as usize * micro_before).min(len);
+            progress.cursor = samples.div_ceil(micro) as u64;
+        }
+        Ok(Some(format!(
+            "the checkpoint was trained on {} process(es) × batch {} × accum_steps {accum_before}, and goes on \
+             on {} × {} × {accum}: the same global batch of {}, so the run continues the same trajectory \
+             (to float rounding)",
+            before.world_size,
+            before.batch_size,
+            self.platform.world_size(),
+            self.batch_size,
+            micro as u64 * accum,
+        )))
     }
 
     /// Waits for the background writer, if one is running, and returns what it met.
@@ -106,6 +212,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             results: session.results().clone(),
             identity: self.identity.clone(),
             scheduler: Some(scheduler.clone()),
+            runtime: Some(Runtime {
+                world_size: self.platform.world_size(),
+                batch_size: self.batch_size,
+            }),
         };
         Ok(Prepared::new(path, self.model(), &self.optimizer, &checkpoint)?)
     }
@@ -246,4 +356,19 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// The file name of the checkpoint called `name` (`latest`, `step-12`).
 fn checkpoint_file(name: &str) -> String {
     format!("{name}.{CHECKPOINT_EXTENSION}")
+}
+
+/// A checkpoint received from rank 0, removed when dropped.
+struct Received(PathBuf);
+
+impl Received {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -19,6 +19,8 @@ pub struct Role {
     pub is_main: bool,
     /// Where console log lines go.
     pub console: Console,
+    /// The processes that train the run (recorded in `runner.yaml`).
+    pub world_size: usize,
 }
 
 impl Default for Role {
@@ -26,6 +28,7 @@ impl Default for Role {
         Self {
             is_main: true,
             console: Console::Stdout,
+            world_size: 1,
         }
     }
 }
@@ -87,7 +90,7 @@ impl Session {
         let log = init_logging(role.console, log_file.as_deref().map(|p| (p, header.as_str())))?;
         let mut tensorboard = None;
         if let Some(dir) = &dir {
-            dir.write_runner(&config.to_value(), &identity)?;
+            dir.write_runner(&config.to_value(), &identity, role.world_size)?;
             if config.tensorboard {
                 tensorboard = Some(EventWriter::create(&dir.file(files::TENSORBOARD))?);
             }

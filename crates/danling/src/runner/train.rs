@@ -15,6 +15,7 @@ use crate::config::Sections;
 use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
+use crate::state::RankProgress;
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
@@ -41,12 +42,15 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let accum = self.config.accum_steps as usize;
         // `cursor`: the batches of this split trained so far.
         let (mut metrics, mut loss, skipped_before, mut cursor) = match self.state.progress.take() {
-            Some(progress) if progress.split == split => (
-                progress.metrics,
-                progress.loss,
-                progress.skipped_before,
-                progress.cursor as usize,
-            ),
+            Some(progress) if progress.split == split => {
+                let own = self.own_progress(progress.loss, progress.metrics, progress.ranks);
+                (
+                    own.metrics,
+                    own.loss,
+                    progress.skipped_before,
+                    progress.cursor as usize,
+                )
+            }
             _ => (
                 Metrics::new(self.task.metrics(), self.metric_mode),
                 AverageMeter::default(),
@@ -98,12 +102,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                     loss: *loss,
                     metrics: metrics.clone(),
                     skipped_before,
+                    ranks: Vec::new(),
                 }
             };
             let trained = match stepped {
                 Err(error @ RunnerError::NonFinite { .. }) => {
                     // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
-                    let progress = progress(&mut pending, &mut loss, &mut metrics);
+                    let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics));
                     self.save_full(session, scheduler, Some(progress), LATEST)?;
                     return Err(error);
                 }
@@ -116,7 +121,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = self.stop_requested();
             if due || stop.is_some() {
-                let progress = progress(&mut pending, &mut loss, &mut metrics);
+                let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics));
                 self.save_full(session, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
@@ -180,6 +185,61 @@ impl Pending {
             if let (Some(outputs), Some(targets)) = (&outputs, &targets) {
                 metrics.update_tensors(outputs, targets);
             }
+        }
+    }
+}
+
+impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
+    /// `progress` (this rank's) with the other ranks' loss and metrics beside it, for a checkpoint.
+    /// Every rank calls it at the same step.
+    fn with_ranks(&self, mut progress: EpochProgress) -> EpochProgress {
+        if self.platform.world_size() <= 1 {
+            return progress;
+        }
+        let mine = RankProgress {
+            loss: progress.loss,
+            metrics: progress.metrics.clone(),
+        };
+        let all = self
+            .platform
+            .all_gather(serde_json::to_vec(&mine).unwrap_or_default());
+        progress.ranks = all
+            .iter()
+            .skip(1)
+            .filter_map(|bytes| serde_json::from_slice(bytes).ok())
+            .collect();
+        progress
+    }
+
+    /// This rank's part of a checkpoint's split in progress: its own loss and metrics when the
+    /// checkpoint had as many ranks; otherwise (another world size) rank 0 takes every rank's, merged,
+    /// and the others start afresh, so that the split's result over all ranks is the same.
+    fn own_progress(&self, loss: AverageMeter, metrics: Metrics, ranks: Vec<RankProgress>) -> RankProgress {
+        let (rank, world) = (self.platform.rank(), self.platform.world_size());
+        if ranks.len() + 1 == world {
+            return match rank {
+                0 => RankProgress { loss, metrics },
+                r => ranks
+                    .into_iter()
+                    .nth(r - 1)
+                    .unwrap_or_else(|| self.fresh_progress()),
+            };
+        }
+        if rank != 0 {
+            return self.fresh_progress();
+        }
+        let mut merged = RankProgress { loss, metrics };
+        for other in &ranks {
+            merged.loss.merge(&other.loss);
+            merged.metrics.merge(&other.metrics);
+        }
+        merged
+    }
+
+    fn fresh_progress(&self) -> RankProgress {
+        RankProgress {
+            loss: AverageMeter::default(),
+            metrics: Metrics::new(self.task.metrics(), self.metric_mode),
         }
     }
 }

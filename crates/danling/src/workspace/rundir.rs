@@ -97,12 +97,20 @@ impl RunDir {
         self.dir.join(name)
     }
 
-    /// Writes `runner.yaml`: the full resolved config tree and the identity.
-    pub fn write_runner(&self, config: &Value, identity: &Identity) -> Result<(), WorkspaceError> {
+    /// Writes `runner.yaml`: the full resolved config tree, the identity, and the number of
+    /// processes that train the run.
+    pub fn write_runner(
+        &self,
+        config: &Value,
+        identity: &Identity,
+        world_size: usize,
+    ) -> Result<(), WorkspaceError> {
         let path = self.file(files::RUNNER);
-        let text = runner_yaml(config, identity).map_err(|message| WorkspaceError::Serialize {
-            path: path.clone(),
-            message,
+        let text = render_runner(config, identity, Some(world_size)).map_err(|message| {
+            WorkspaceError::Serialize {
+                path: path.clone(),
+                message,
+            }
         })?;
         Ok(write_atomic(&path, text.as_bytes())?)
     }
@@ -183,21 +191,38 @@ impl RunDir {
     }
 }
 
-/// The `runner.yaml` document: `{config, identity}`.
+/// The `runner.yaml` document: `{config, identity}`, and beside them the runtime facts of a run
+/// (not hashed: the same config has the same id on any number of processes).
 #[derive(Serialize)]
 struct RunnerDocument<'a> {
     config: &'a Value,
     identity: &'a Identity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    world_size: Option<usize>,
 }
 
 /// Renders the `runner.yaml` document as YAML.
 pub fn runner_yaml(config: &Value, identity: &Identity) -> Result<String, String> {
-    serde_saphyr::to_string(&RunnerDocument { config, identity }).map_err(|e| e.to_string())
+    render_runner(config, identity, None)
+}
+
+fn render_runner(config: &Value, identity: &Identity, world_size: Option<usize>) -> Result<String, String> {
+    let document = RunnerDocument {
+        config,
+        identity,
+        world_size,
+    };
+    serde_saphyr::to_string(&document).map_err(|e| e.to_string())
 }
 
 /// The `runner.yaml` document as a JSON tree (what `danling config --json` prints).
 pub fn runner_tree(config: &Value, identity: &Identity) -> Value {
-    serde_json::to_value(RunnerDocument { config, identity }).unwrap_or(Value::Null)
+    let document = RunnerDocument {
+        config,
+        identity,
+        world_size: None,
+    };
+    serde_json::to_value(document).unwrap_or(Value::Null)
 }
 
 fn holds_checkpoints(checkpoint_dir: &Path) -> Result<bool, WorkspaceError> {

@@ -21,6 +21,18 @@ pub enum PlatformError {
         /// The backends this build has.
         built: String,
     },
+    /// A launcher started this process, and this build cannot join its other processes.
+    #[error(
+        "this process was started by an MPI launcher (`{variable}` is set), but danling was built \
+         without the cargo feature `mpi`: build with `--features mpi`, or run it without mpiexec/srun"
+    )]
+    MpiNotBuilt {
+        /// The launcher's variable that was found.
+        variable: &'static str,
+    },
+    /// MPI was initialised in this process before.
+    #[error("MPI is already initialised in this process: make one MPI platform per process")]
+    MpiInitialized,
     /// The precision is not supported on this backend.
     #[error(
         "precision `{precision}` is not supported: burn has no mixed precision, and flex computes half \
@@ -42,12 +54,8 @@ pub struct Local {
 
 impl Local {
     /// Sets up the device named by the config.
-    pub fn new(kind: config::Device, precision: Precision) -> Result<Self, PlatformError> {
-        match precision {
-            Precision::F32 => {}
-            Precision::Bf16 => return Err(PlatformError::Precision { precision: "bf16" }),
-            Precision::F16 => return Err(PlatformError::Precision { precision: "f16" }),
-        }
+    pub fn new(kind: config::Device, precision_: Precision) -> Result<Self, PlatformError> {
+        precision(precision_)?;
         Ok(Self {
             device: device(kind)?,
             kind,
@@ -100,7 +108,17 @@ fn not_built(kind: config::Device, feature: &'static str) -> PlatformError {
     }
 }
 
-fn device(kind: config::Device) -> Result<Device, PlatformError> {
+/// Refuses the precisions no backend computes.
+pub(super) fn precision(precision: Precision) -> Result<(), PlatformError> {
+    match precision {
+        Precision::F32 => Ok(()),
+        Precision::Bf16 => Err(PlatformError::Precision { precision: "bf16" }),
+        Precision::F16 => Err(PlatformError::Precision { precision: "f16" }),
+    }
+}
+
+/// The burn device the config names, when this build has its backend.
+pub(super) fn device(kind: config::Device) -> Result<Device, PlatformError> {
     use config::Device as D;
     match kind {
         D::Flex => Ok(Device::flex()),

@@ -7,16 +7,60 @@
 //! travel between processes. Every collective is called by every rank in the same order, with the
 //! same shapes, so an implementation can map each call onto one collective of its engine.
 
+mod launch;
 mod local;
+#[cfg(feature = "mpi")]
+mod mpi;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 
+pub use launch::Launched;
 pub use local::{Local, PlatformError};
+#[cfg(feature = "mpi")]
+pub use mpi::Mpi;
+#[cfg(feature = "mpi")]
+use mpi::end as end_mpi;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config;
 use crate::rng::Rng;
+
+/// This process's rank and world size, once a multi-process platform set them (`usize::MAX`: never).
+static RANK: AtomicUsize = AtomicUsize::new(usize::MAX);
+static WORLD: AtomicUsize = AtomicUsize::new(1);
+
+/// Records this process's place in a multi-process run, for [`process_rank`].
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn set_process_rank(rank: usize, world_size: usize) {
+    WORLD.store(world_size, Ordering::SeqCst);
+    RANK.store(rank, Ordering::SeqCst);
+}
+
+/// This process's `(rank, world_size)` when it is one of several: what a program's error messages
+/// name (`[rank 1] error: …`). Before a multi-process platform is set up, the launcher's variables
+/// say (the world size is then unknown, and given as 0).
+pub fn process_rank() -> Option<(usize, usize)> {
+    let rank = RANK.load(Ordering::SeqCst);
+    if rank != usize::MAX {
+        return Some((rank, WORLD.load(Ordering::SeqCst)));
+    }
+    crate::env::launcher()
+        .and(crate::env::launcher_rank())
+        .map(|rank| (rank, 0))
+}
+
+/// Ends this process's part of a multi-process run, as it exits with `code`: after a success, or a
+/// failure every rank met alike (`collective`: a stop signal, a non-finite stop), every rank waits
+/// for the others and the engine shuts down; after any other failure the whole job is aborted with
+/// `code`, so that no rank is left waiting. Nothing to do for one process.
+pub fn end_world(code: i32, collective: bool) {
+    #[cfg(feature = "mpi")]
+    end_mpi(code, collective);
+    let _ = (code, collective);
+}
 
 /// How [`Platform::all_reduce`] combines the values of every rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
