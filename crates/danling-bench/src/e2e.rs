@@ -56,7 +56,7 @@ impl Python {
 }
 
 /// The `danling` binary built beside this one.
-fn danling() -> anyhow::Result<PathBuf> {
+pub fn danling() -> anyhow::Result<PathBuf> {
     let path = std::env::current_exe()?.with_file_name("danling");
     if !path.exists() {
         bail!(

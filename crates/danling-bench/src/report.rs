@@ -29,6 +29,7 @@ pub struct Report {
     header: String,
     rows: Vec<[String; 6]>,
     details: Vec<String>,
+    sections: Vec<String>,
 }
 
 impl Report {
@@ -70,6 +71,7 @@ impl Report {
             header,
             rows: Vec::new(),
             details: Vec::new(),
+            sections: Vec::new(),
         }
     }
 
@@ -104,9 +106,14 @@ impl Report {
         self.details.push(line);
     }
 
+    /// A section of its own after the details (markdown, with its heading).
+    pub fn section(&mut self, text: String) {
+        self.sections.push(text);
+    }
+
     /// The rows and details, for a parent process.
     pub fn to_json(&self) -> String {
-        serde_json::json!({"rows": self.rows, "details": self.details}).to_string()
+        serde_json::json!({"rows": self.rows, "details": self.details, "sections": self.sections}).to_string()
     }
 
     /// Adds the rows and details a child process printed with [`Report::to_json`].
@@ -116,6 +123,9 @@ impl Report {
         let details: Vec<String> = serde_json::from_value(value["details"].clone())?;
         self.rows.extend(rows);
         self.details.extend(details);
+        if let Ok(sections) = serde_json::from_value::<Vec<String>>(value["sections"].clone()) {
+            self.sections.extend(sections);
+        }
         Ok(())
     }
 
@@ -131,6 +141,9 @@ impl Report {
             for line in &self.details {
                 let _ = writeln!(out, "- {line}");
             }
+        }
+        for section in &self.sections {
+            let _ = write!(out, "\n{section}");
         }
         out
     }

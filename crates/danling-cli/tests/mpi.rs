@@ -163,6 +163,38 @@ fn two_ranks_train_like_one_process_on_the_global_batch() {
         assert!((a - b).abs() <= 1e-6, "{name}: {a} against {b}");
     }
 
+    // The sharded evaluation is a one-process evaluation of the split: the final weights evaluated
+    // by one process give the last epoch's val metrics.
+    let latest_two = latest(&two_run);
+    let evaluated = common::danling(
+        dir.path(),
+        &[
+            "evaluate",
+            config,
+            "--checkpoint",
+            latest_two.to_str().unwrap(),
+            "--split",
+            "val",
+        ],
+    );
+    assert!(evaluated.status.success(), "{}", stderr(&evaluated));
+    let evaluated: Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    let recorded = &stable_results(&two_run)["latest.json"]["val"];
+    let timing = ["time", "samples_per_s"];
+    for (metric, value) in evaluated["val"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(m, _)| !timing.contains(&m.as_str()))
+    {
+        let (a, b) = (value.as_f64().unwrap(), recorded[metric].as_f64().unwrap());
+        let tolerance = if metric == "loss" { 1e-6 } else { 1e-9 };
+        assert!(
+            (a - b).abs() <= tolerance,
+            "val {metric}: {a} evaluated, {b} recorded by 2 ranks"
+        );
+    }
+
     // The same config has the same id on any number of ranks; runner.yaml records the world size.
     let (two_doc, one_doc) = (runner_yaml(&two_run), runner_yaml(&one_run));
     assert_eq!(two_doc["world_size"], 2);

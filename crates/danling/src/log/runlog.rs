@@ -66,11 +66,11 @@ pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<Log
     let console_writer = match console {
         Console::Stdout => Some((
             BoxMakeWriter::new(std::io::stdout),
-            std::io::stdout().is_terminal(),
+            colours(std::io::stdout().is_terminal()),
         )),
         Console::Stderr => Some((
             BoxMakeWriter::new(std::io::stderr),
-            std::io::stderr().is_terminal(),
+            colours(std::io::stderr().is_terminal()),
         )),
         Console::Rank(rank) => Some((
             BoxMakeWriter::new(
@@ -105,6 +105,12 @@ pub fn init_logging(console: Console, file: Option<(&Path, &str)>) -> Result<Log
     Ok(LogGuard {
         _default: tracing::subscriber::set_default(subscriber),
     })
+}
+
+/// Colours on a terminal, except under an MPI launcher: mpiexec gives its ranks a terminal even
+/// when its own output goes to a file.
+fn colours(terminal: bool) -> bool {
+    terminal && env::launcher().is_none()
 }
 
 /// Standard error with a prefix before each log line. The formatter writes each event in one call,

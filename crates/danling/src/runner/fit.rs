@@ -194,9 +194,19 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let mut total = [trained_samples as f64];
         self.platform.all_reduce(&mut total, ReduceOp::Sum);
         let trained_samples = total[0] as usize;
+        let reducing = match self.platform.world_size() {
+            1 => String::new(),
+            ranks => {
+                let reduce = self.platform.gradient_reduce_time().as_secs_f64();
+                format!(
+                    "; {ranks} ranks, the gradient all-reduce {reduce:.3} s ({:.1}% of the time)",
+                    100.0 * reduce / seconds
+                )
+            }
+        };
         info!(
             "trained {trained_samples} samples in {seconds:.3} s ({:.0} samples/s, evaluation and \
-             checkpoints included)",
+             checkpoints included{reducing})",
             trained_samples as f64 / seconds
         );
         let results = session.results().clone();

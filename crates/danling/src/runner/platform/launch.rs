@@ -86,4 +86,8 @@ impl Platform for Launched {
     fn barrier(&self) {
         inside!(self, p => p.barrier())
     }
+
+    fn gradient_reduce_time(&self) -> std::time::Duration {
+        inside!(self, p => p.gradient_reduce_time())
+    }
 }

@@ -149,6 +149,12 @@ pub trait Platform {
 
     /// Returns once every rank has called it.
     fn barrier(&self) {}
+
+    /// The time spent in [`all_reduce_gradients`](Self::all_reduce_gradients) so far: what data
+    /// parallelism costs (zero on one process).
+    fn gradient_reduce_time(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Stream tag of the per-step device reseeding (dropout and the like).

@@ -5,8 +5,9 @@
 //! program calls as it exits: a run that fails on one rank must not wait in `MPI_Finalize` for ranks
 //! that are blocked in a collective, so a failure ends the whole job with `MPI_Abort` instead.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -41,6 +42,8 @@ pub struct Mpi {
     kind: config::Device,
     /// The one receive buffer of the gradients' all-reduce (rsmpi has no `MPI_IN_PLACE`).
     received: RefCell<Vec<f32>>,
+    /// The time spent reducing gradients, from the host copy out to the copy back.
+    reducing: Cell<Duration>,
 }
 
 impl std::fmt::Debug for Mpi {
@@ -74,6 +77,7 @@ impl Mpi {
             device,
             kind,
             received: RefCell::new(Vec::new()),
+            reducing: Cell::new(Duration::ZERO),
         })
     }
 }
@@ -133,12 +137,19 @@ impl Platform for Mpi {
         if self.size <= 1 {
             return gradients;
         }
+        let start = Instant::now();
         let mine = gradients_to_vec(model, &gradients);
         let mut received = self.received.borrow_mut();
         received.resize(mine.len(), 0.0);
         self.world
             .all_reduce_into(&mine[..], &mut received[..], SystemOperation::sum());
-        gradients_from_slice(model, &received, &self.device).unwrap_or(gradients)
+        let reduced = gradients_from_slice(model, &received, &self.device).unwrap_or(gradients);
+        self.reducing.set(self.reducing.get() + start.elapsed());
+        reduced
+    }
+
+    fn gradient_reduce_time(&self) -> Duration {
+        self.reducing.get()
     }
 
     fn all_reduce(&self, values: &mut [f64], op: ReduceOp) {
