@@ -8,18 +8,20 @@
 //! - (e) metrics: AUROC on 10M binary and 1M × 10 multi-class samples against torchmetrics;
 //! - (f) data parallelism: 2 MPI ranks × 1 thread against 1 process × 2 threads on one global batch
 //!   (needs `mpiexec` and the binary built with `--features mpi`, which `bench/run` does when
-//!   `mpiexec` is there).
+//!   `mpiexec` is there);
+//! - (g) experiment management: `danling runs` over 1,000 run directories.
 //!
 //! Writes a markdown table of ratios to `BENCHMARKS.md` (or `--output`) and prints it. The Python
 //! sides run when `--python` (or `$PYTHON`, or `python3`) can import torch, danling and torchmetrics;
 //! otherwise their columns say so.
 //!
 //! ```text
-//! bench/run [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f]
+//! bench/run [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g]
 //! ```
 
 mod checkpoint;
 mod e2e;
+mod listing;
 mod metrics;
 mod mlp;
 mod overhead;
@@ -49,7 +51,7 @@ pub struct Options {
     pub repeats: usize,
     /// Where the markdown goes.
     pub output: PathBuf,
-    /// Which cases run (letters a to f).
+    /// Which cases run (letters a to g).
     pub only: String,
     /// Run the one case in `only` and print its rows as JSON (how each in-process case gets a
     /// process of its own).
@@ -60,7 +62,7 @@ pub struct Options {
 fn flags() -> clap::Command {
     clap::Command::new("danling-bench")
         .about("Benchmarks danling against Python DanLing and a bare burn loop; writes a table of ratios")
-        .override_usage("danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f]")
+        .override_usage("danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g]")
         // As before clap: a flag given twice takes its last value.
         .args_override_self(true)
         .arg(
@@ -88,8 +90,8 @@ fn flags() -> clap::Command {
         .arg(
             Arg::new("only")
                 .long("only")
-                .value_name("a,b,c,d,e,f")
-                .default_value("abcdef")
+                .value_name("a,b,c,d,e,f,g")
+                .default_value("abcdefg")
                 .help("The cases to run (see Cases below)"),
         )
         .after_help(
@@ -99,7 +101,8 @@ fn flags() -> clap::Command {
              c  checkpoint save and load of a 100M-parameter model against raw writes and reads\n  \
              d  startup: from process start to the end of the first step\n  \
              e  AUROC on 10M binary and 1M x 10 multi-class samples against torchmetrics\n  \
-             f  2 MPI ranks x 1 thread against 1 process x 2 threads (needs mpiexec)",
+             f  2 MPI ranks x 1 thread against 1 process x 2 threads (needs mpiexec)\n  \
+             g  `danling runs` over a project root of 1,000 run directories",
         )
         .arg(
             Arg::new("emit-json")
@@ -206,6 +209,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
     if options.only.contains('f') {
         parallel::data_parallel(options, &mut report)?;
     }
+    if options.only.contains('g') {
+        listing::runs(options, &mut report)?;
+    }
     let markdown = report.markdown();
     std::fs::write(&options.output, &markdown)
         .with_context(|| format!("cannot write {}", options.output.display()))?;
@@ -269,7 +275,7 @@ mod tests {
                 defaults.only,
                 defaults.emit_json
             ),
-            (3, PathBuf::from("BENCHMARKS.md"), "abcdef".to_owned(), false)
+            (3, PathBuf::from("BENCHMARKS.md"), "abcdefg".to_owned(), false)
         );
         let given =
             options("--only a,c --repeats 5 --output b.md --python py --repeats=2 --emit-json").unwrap();

@@ -42,6 +42,8 @@ pub struct Args {
     pub splits: Vec<String>,
     /// `--output`.
     pub output: Option<PathBuf>,
+    /// Everything clap parsed, for the commands with flags of their own (`runs`).
+    pub matches: clap::ArgMatches,
 }
 
 /// A usage error: the message names the argument at fault.
@@ -110,6 +112,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Invocation, Usa
         overwrite: flag(flags::OVERWRITE),
         splits: splits.into_iter().flatten().cloned().collect(),
         output: path(flags::OUTPUT),
+        matches: sub.clone(),
     }))
 }
 

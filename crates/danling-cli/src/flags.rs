@@ -44,11 +44,25 @@ pub enum Command {
     Infer,
     /// Print the resolved config and identity.
     Config,
+    /// List the runs of a project root.
+    Runs,
+    /// Compare runs side by side.
+    Compare,
+    /// Write an HTML report of runs.
+    Report,
 }
 
 impl Command {
     /// Every command, in the order of the help.
-    pub const ALL: [Command; 4] = [Command::Train, Command::Evaluate, Command::Infer, Command::Config];
+    pub const ALL: [Command; 7] = [
+        Command::Train,
+        Command::Evaluate,
+        Command::Infer,
+        Command::Config,
+        Command::Runs,
+        Command::Compare,
+        Command::Report,
+    ];
 
     /// The command's name on the command line.
     pub fn name(self) -> &'static str {
@@ -57,6 +71,9 @@ impl Command {
             Command::Evaluate => "evaluate",
             Command::Infer => "infer",
             Command::Config => "config",
+            Command::Runs => "runs",
+            Command::Compare => "compare",
+            Command::Report => "report",
         }
     }
 
@@ -67,6 +84,12 @@ impl Command {
 
     /// The command's clap definition: its flags, config keys and help.
     fn definition(self) -> clap::Command {
+        match self {
+            Command::Runs => return runs(),
+            Command::Compare => return compare(),
+            Command::Report => return report(),
+            _ => {}
+        }
         let config = Arg::new(CONFIG)
             .value_name("CONFIG")
             .value_parser(value_parser!(PathBuf))
@@ -125,6 +148,7 @@ impl Command {
                 ],
                 INFER_EXAMPLES,
             ),
+            Command::Runs | Command::Compare | Command::Report => unreachable!("defined on their own"),
             Command::Config => (
                 "Print the resolved config and identity (the runner.yaml document)",
                 CONFIG_TEXT,
@@ -152,6 +176,185 @@ impl Command {
         )
     }
 }
+
+/// The ids of the flags of `runs`.
+pub const ROOT: &str = "root";
+pub const FILTER: &str = "filter";
+pub const SORT: &str = "sort";
+pub const COLUMNS: &str = "columns";
+pub const ONLY_CHANGED: &str = "only-changed";
+pub const GROUP_BY: &str = "group-by";
+pub const FORMAT: &str = "format";
+
+/// `danling runs`.
+fn runs() -> clap::Command {
+    let args = [
+        Arg::new(ROOT)
+            .value_name("PROJECT_ROOT")
+            .value_parser(value_parser!(PathBuf))
+            .value_hint(ValueHint::DirPath)
+            .help("The project root whose run directories are listed (default: experiments)"),
+        Arg::new(FILTER)
+            .long("filter")
+            .value_name("EXPR")
+            .allow_hyphen_values(true)
+            .help("Keep the runs EXPR holds for: `optim.lr < 0.01 and val.accuracy > 0.9` (see below)"),
+        Arg::new(SORT)
+            .long("sort")
+            .value_name("KEY")
+            .allow_hyphen_values(true)
+            .help("Sort by KEY (a column, config key or split.metric); -KEY sorts descending"),
+        Arg::new(COLUMNS)
+            .long("columns")
+            .value_name("KEYS")
+            .action(ArgAction::Append)
+            .help("More columns: config keys or split.metric values, comma-separated"),
+        Arg::new(ONLY_CHANGED)
+            .long("only-changed")
+            .action(ArgAction::SetTrue)
+            .help("Add a column for each config key that differs across the runs listed"),
+        Arg::new(GROUP_BY)
+            .long("group-by")
+            .value_name("KEY")
+            .help("One row per value of KEY (group, experiment_name, …): its best run, and how many"),
+        Arg::new(FORMAT)
+            .long("format")
+            .value_name("FORMAT")
+            .value_parser(["table", "json", "csv", "md"])
+            .default_value("table")
+            .help("table (fits the terminal), json, csv or md"),
+    ];
+    with_help(
+        clap::Command::new("runs")
+            .about("List the runs of a project root: status, progress, best and last scores")
+            .before_help(RUNS_TEXT)
+            .override_usage(
+                "danling runs [PROJECT_ROOT] [--filter EXPR] [--sort [-]KEY] [--columns KEYS]... \
+                 [--only-changed] [--group-by KEY] [--format FORMAT]",
+            )
+            .args(args)
+            .after_help(format!("{RUNS_NOTES}\n\n{}", examples_section(RUNS_EXAMPLES))),
+        "Print help",
+    )
+}
+
+/// The ids of the arguments of `compare`.
+pub const RUNS_ARG: &str = "runs";
+pub const PROJECT_ROOT: &str = "project-root";
+pub const METRIC: &str = "metric";
+
+/// `danling compare`.
+fn compare() -> clap::Command {
+    let args = [
+        Arg::new(RUNS_ARG)
+            .value_name("RUN")
+            .num_args(2..)
+            .required(true)
+            .help("Two or more runs: run directories, or ids (or id prefixes) under the project root"),
+        Arg::new(PROJECT_ROOT)
+            .long("project-root")
+            .alias("project_root")
+            .value_name("DIR")
+            .value_parser(value_parser!(PathBuf))
+            .value_hint(ValueHint::DirPath)
+            .help("Where ids are looked up (default: experiments)"),
+        Arg::new(METRIC)
+            .long("metric")
+            .value_name("SPLIT.METRIC")
+            .help("The metric plotted over the index (default: the first run's score, val.loss say)"),
+    ];
+    with_help(
+        clap::Command::new("compare")
+            .about("Compare runs: the config keys that differ, commits, best and last results, a plot")
+            .before_help(COMPARE_TEXT)
+            .override_usage("danling compare RUN RUN... [--project-root DIR] [--metric SPLIT.METRIC]")
+            .args(args)
+            .after_help(examples_section(COMPARE_EXAMPLES)),
+        "Print help",
+    )
+}
+
+/// The id of the sources of `report`.
+pub const SOURCES: &str = "sources";
+
+/// `danling report`.
+fn report() -> clap::Command {
+    let args = [
+        Arg::new(SOURCES)
+            .value_name("PROJECT_ROOT | RUN")
+            .num_args(0..)
+            .help("A project root (default: experiments), or runs: run directories or ids under --project-root"),
+        Arg::new(OUTPUT)
+            .long("output")
+            .value_name("FILE.html")
+            .value_parser(value_parser!(PathBuf))
+            .value_hint(ValueHint::FilePath)
+            .default_value("report.html")
+            .help("Where to write the report (atomically)"),
+        Arg::new(PROJECT_ROOT)
+            .long("project-root")
+            .alias("project_root")
+            .value_name("DIR")
+            .value_parser(value_parser!(PathBuf))
+            .value_hint(ValueHint::DirPath)
+            .help("Where run ids are looked up (default: experiments)"),
+    ];
+    with_help(
+        clap::Command::new("report")
+            .about("Write one self-contained HTML report: the runs table, charts, configs")
+            .before_help(REPORT_TEXT)
+            .override_usage("danling report [PROJECT_ROOT | RUN...] [--output FILE.html] [--project-root DIR]")
+            .args(args)
+            .after_help(examples_section(REPORT_EXAMPLES)),
+        "Print help",
+    )
+}
+
+/// The description of `danling report`.
+const REPORT_TEXT: &str = "\
+Write one HTML file of a project's runs that opens from disk with nothing fetched: the runs
+table (sortable, filterable), one chart per split and metric with a line per run (log scale for
+lr), the best run per group, and each run's config with a link to the run it continued.";
+
+/// The examples of `danling report`.
+const REPORT_EXAMPLES: &[&str] = &[
+    "danling report experiments --output report.html",
+    "danling report 1f2e 9a0b --output two.html          (runs by id prefix under experiments/)",
+    "chromium --headless --screenshot=report.png --window-size=1400,2400 file://$PWD/report.html",
+];
+
+/// The description of `danling compare`.
+const COMPARE_TEXT: &str = "\
+Compare two or more runs side by side: the config keys whose values differ, the git commits and
+dirty marks, the best and the last results, and one metric over the index, plotted in the terminal.";
+
+/// The examples of `danling compare`.
+const COMPARE_EXAMPLES: &[&str] = &[
+    "danling compare experiments/DanLing-Run-1f2e… experiments/DanLing-Run-9a0b…",
+    "danling compare 1f2e 9a0b --metric val.accuracy      (id prefixes under experiments/)",
+];
+
+/// The description of `danling runs`.
+const RUNS_TEXT: &str = "\
+List every run directory of a project root (found by its runner.yaml): name, id, status
+(running, finished, stopped, failed, or damaged with the reason), progress against the budget,
+the best score and its index, the last score, the git commit (* when dirty), start time, time
+trained, and the run it was continued from. A file that cannot be read marks its run damaged;
+it never stops the listing.";
+
+/// What the help of `danling runs` says about filters.
+const RUNS_NOTES: &str = "\
+Filters: KEY OP VALUE, joined with and, or, not and parentheses. KEY is name, id, status, group,
+a dotted config key (optim.lr) or a best-result value (val.accuracy); OP is = != < <= > >= or ~
+(contains). Numbers compare as numbers; quote values with spaces ('big run').";
+
+/// The examples of `danling runs`.
+const RUNS_EXAMPLES: &[&str] = &[
+    "danling runs",
+    "danling runs experiments --filter \"status = finished and optim.lr < 0.01\" --sort -val.accuracy",
+    "danling runs --only-changed --columns val.loss",
+    "danling runs --group-by group --format md",
+];
 
 /// The whole command line: every command, `completions` and clap's `help`.
 pub fn app() -> clap::Command {

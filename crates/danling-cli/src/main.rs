@@ -4,6 +4,7 @@ mod args;
 mod builtin;
 mod commands;
 mod flags;
+mod manage;
 mod messages;
 mod task;
 
@@ -95,6 +96,9 @@ fn run(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(), Failure
             Command::Evaluate => commands::evaluate(&args),
             Command::Infer => commands::infer(&args),
             Command::Config => commands::config(&args),
+            Command::Runs => manage::runs(&args),
+            Command::Compare => manage::compare(&args),
+            Command::Report => manage::report(&args),
         },
     }
 }

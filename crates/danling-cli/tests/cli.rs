@@ -31,7 +31,15 @@ fn help_texts() {
         assert!(stderr(&output).is_empty());
     }
     insta::assert_snapshot!("help", stdout(&danling(dir.path(), &["--help"])));
-    for command in ["train", "evaluate", "infer", "config", "completions"] {
+    for command in [
+        "train",
+        "evaluate",
+        "infer",
+        "config",
+        "runs",
+        "compare",
+        "completions",
+    ] {
         insta::assert_snapshot!(
             format!("help_{command}"),
             stdout(&danling(dir.path(), &[command, "--help"]))

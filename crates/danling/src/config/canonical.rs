@@ -10,6 +10,7 @@ pub const IGNORED_KEYS: &[&str] = &[
     "run_id",
     "id",
     "name",
+    "group",
     "dir",
     "project_root",
     "checkpoint_dir",

@@ -30,6 +30,9 @@ pub struct Config<S = NoSections> {
     /// Overrides the derived `{experiment_name}-{run_name}`.
     #[serde(deserialize_with = "lenient_opt_string")]
     pub name: Option<String>,
+    /// A label that groups runs for `danling runs --group-by group` (a sweep sets it). Not hashed.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub group: Option<String>,
     /// Overrides the derived `{experiment_id[..8]}-{run_id[..8]}-{uuid[..8]}`.
     #[serde(deserialize_with = "lenient_opt_string")]
     pub id: Option<String>,
@@ -115,6 +118,7 @@ impl<S: Default> Default for Config<S> {
         Self {
             experiment_name: "DanLing".into(),
             run_name: "Run".into(),
+            group: None,
             name: None,
             id: None,
             experiment_id: None,

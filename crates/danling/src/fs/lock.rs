@@ -138,6 +138,14 @@ fn same_file(_file: &File, path: &Path) -> bool {
     path.exists()
 }
 
+/// The PID of the live process that holds the lock of run directory `dir`, if one does: read from
+/// its lock file, which nothing here creates or changes.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    let text = fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
+    let pid = text.trim().parse().ok()?;
+    process_alive(pid).then_some(pid)
+}
+
 /// Whether a process with this PID is running. A zombie (exited, not yet reaped by its parent, as
 /// an orphan of a killed job can stay where init does not reap) is not.
 fn process_alive(pid: u32) -> bool {

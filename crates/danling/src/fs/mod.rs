@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 pub(crate) use atomic::sync_dir;
 pub use atomic::{AtomicFile, PendingFiles, StagedFiles, link_atomic, write_atomic};
-pub use lock::{LOCK_FILE, LockError, RunLock};
+pub use lock::{LOCK_FILE, LockError, RunLock, lock_holder};
 
 /// An I/O operation on a path failed: what was being done, to which path, and why.
 #[derive(Debug, thiserror::Error)]

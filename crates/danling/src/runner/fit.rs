@@ -14,27 +14,46 @@ use crate::config::{Budget, Sections};
 use crate::log::Console;
 use crate::optim::LrScheduler;
 use crate::results::Record;
-use crate::workspace::StartMode;
+use crate::workspace::{RunState, StartMode};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
-        let trained = self.train_loop();
+        let mut session = None;
+        let trained = self.train_loop(&mut session);
         // Every checkpoint is on disk when training returns, whichever way it ends, and no rank
         // returns before rank 0 has written them. A failure of this rank alone returns at once: the
         // other ranks are not at this barrier, and the program ends the whole job
         // ([`super::end_world`]).
         let written = self.finish_writes();
+        let trained = match written {
+            Ok(()) => trained,
+            Err(error) => trained.and(Err(error)),
+        };
+        if let Some(session) = &mut session {
+            let (state, reason) = match &trained {
+                Ok(trained) if trained.stopped_early => (RunState::Finished, "early stopping".to_owned()),
+                Ok(_) => (RunState::Finished, "budget".to_owned()),
+                Err(RunnerError::Interrupted { signal, step }) => {
+                    (RunState::Stopped, format!("{signal:?} at step {step}"))
+                }
+                Err(error) => (RunState::Failed, error.to_string()),
+            };
+            if let Err(error) = session.finish(state, Some(reason)) {
+                warn!("{error}");
+            }
+        }
+        drop(session);
         if trained.as_ref().is_err_and(|error| !error.is_collective()) {
             return trained;
         }
         self.platform.barrier();
-        let trained = trained?;
-        written?;
-        Ok(trained)
+        trained
     }
 
-    fn train_loop(&mut self) -> Result<Trained, RunnerError> {
+    /// The run, with the attempt's files opened into `slot` (so that `train` can record how it ended
+    /// before they close).
+    fn train_loop(&mut self, slot: &mut Option<Session>) -> Result<Trained, RunnerError> {
         let train: Vec<usize> = (0..self.splits.len()).filter(|&i| self.splits[i].train).collect();
         if train.is_empty() {
             return Err(RunnerError::NoTrainSplit);
@@ -69,8 +88,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let continued = resume_from.as_deref().map(|path| (path, self.state.step));
-        let mut session =
-            Session::open_continued(&self.config, self.identity.clone(), mode, role, continued)?;
+        let session = slot.insert(Session::open_continued(
+            &self.config,
+            self.identity.clone(),
+            mode,
+            role,
+            continued,
+        )?);
         for warning in resume_warnings {
             warn!("{warning}");
         }

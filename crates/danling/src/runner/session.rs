@@ -10,7 +10,7 @@ use crate::identity::Identity;
 use crate::log::tensorboard::EventWriter;
 use crate::log::{Console, LogGuard, init_logging, log_header};
 use crate::results::{Record, Results, Scoring};
-use crate::workspace::{RunDir, StartMode, WorkspaceError, files};
+use crate::workspace::{RunDir, RunState, RunStatus, StartMode, WorkspaceError, files};
 
 /// Where a process stands in a (possibly multi-process) run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub struct Session {
     patience: Option<u64>,
     results: Results,
     tensorboard: Option<EventWriter>,
+    /// `status.json` as this attempt wrote it on entering the run directory.
+    status: Option<RunStatus>,
+    attempt: std::time::Instant,
     // Dropped in declaration order: the log goes first, the lock last.
     _log: LogGuard,
     dir: Option<RunDir>,
@@ -89,11 +92,31 @@ impl Session {
         let header = log_header(&identity.id, continued);
         let log = init_logging(role.console, log_file.as_deref().map(|p| (p, header.as_str())))?;
         let mut tensorboard = None;
+        let mut status = None;
         if let Some(dir) = &dir {
             dir.write_runner(&config.to_value(), &identity, role.world_size)?;
             if config.tensorboard {
                 tensorboard = Some(EventWriter::create(&dir.file(files::TENSORBOARD))?);
             }
+            // The first attempt's start and the time trained so far carry over from an earlier one.
+            let earlier: Option<RunStatus> = std::fs::read(dir.file(files::STATUS))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let now = crate::workspace::timestamp();
+            let running = RunStatus {
+                status: RunState::Running,
+                reason: None,
+                started: earlier
+                    .as_ref()
+                    .map_or_else(|| now.clone(), |e| e.started.clone()),
+                attempt_started: now,
+                ended: None,
+                seconds: earlier.as_ref().map_or(0.0, |e| e.seconds),
+                pid: std::process::id(),
+                world_size: role.world_size,
+            };
+            dir.write_json(files::STATUS, &serde_json::to_value(&running).unwrap_or_default())?;
+            status = Some(running);
         }
         Ok(Self {
             identity,
@@ -101,9 +124,23 @@ impl Session {
             patience: config.patience,
             results: Results::new(),
             tensorboard,
+            status,
+            attempt: std::time::Instant::now(),
             _log: log,
             dir,
         })
+    }
+
+    /// Records in `status.json` how this attempt ended (on the main process): `state` and `reason`.
+    pub fn finish(&mut self, state: RunState, reason: Option<String>) -> Result<(), WorkspaceError> {
+        let (Some(dir), Some(status)) = (&self.dir, &mut self.status) else {
+            return Ok(());
+        };
+        status.status = state;
+        status.reason = reason;
+        status.ended = Some(crate::workspace::timestamp());
+        status.seconds += self.attempt.elapsed().as_secs_f64();
+        dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default())
     }
 
     /// The run's identity.

@@ -2,6 +2,8 @@
 
 mod error;
 mod rundir;
+mod status;
 
 pub use error::WorkspaceError;
 pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};
+pub use status::{RunState, RunStatus};

@@ -35,6 +35,8 @@ pub mod files {
     pub const LATEST: &str = "latest.json";
     /// The best result.
     pub const BEST: &str = "best.json";
+    /// How the run stands, or how it ended.
+    pub const STATUS: &str = "status.json";
     /// TensorBoard event files go in this subdirectory.
     pub const TENSORBOARD: &str = "tensorboard";
     /// Checkpoint files end in this extension.

@@ -1,0 +1,473 @@
+//! `danling report`: one self-contained HTML file of a project's runs. The table sorts and filters
+//! in the page; the charts are inline SVG, one per split and metric, drawn here. Nothing is fetched
+//! when the file is opened, and every text from a run (names, config values, metric names) is
+//! escaped.
+//!
+//! The charts are drawn by the small SVG writer below rather than `plotters`: a line chart with
+//! axes, ticks, a legend and a log scale is some 150 lines, and the SVG stays lean (one `polyline`
+//! per run, coordinates to 0.1 px), which keeps 100 runs × 100 epochs at about 2 MB; it adds no
+//! dependency and no font handling, and escaping stays in one function.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+
+use super::filter::text;
+use super::runs::{duration, metric};
+use super::scan::{Run, Status};
+
+/// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+];
+
+fn colour(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// About five round ticks from `lo` to `hi`.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).abs().max(1e-12);
+    let raw = span / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| span / s <= 6.0)
+        .unwrap_or(magnitude * 10.0);
+    let first = (lo / step).ceil() * step;
+    (0..)
+        .map(|k| first + k as f64 * step)
+        .take_while(|t| *t <= hi + step * 1e-9)
+        .take(12)
+        .collect()
+}
+
+fn tick_label(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{x:.0e}")
+    } else {
+        let s = format!("{x:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// One line chart: a polyline per run over the index, axes with ticks, log scale when `log`.
+fn chart(title: &str, series: &[(usize, &str, Vec<(f64, f64)>)], log: bool) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 300.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 16.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 36.0;
+    let y_of = |v: f64| if log { v.log10() } else { v };
+    let points = series
+        .iter()
+        .flat_map(|(_, _, s)| s.iter())
+        .filter(|(_, v)| v.is_finite() && (!log || *v > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, v) in points {
+        let y = y_of(v);
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return String::new();
+    }
+    if x1 - x0 < 1e-12 {
+        (x0, x1) = (x0 - 1.0, x1 + 1.0);
+    }
+    if y1 - y0 < 1e-12 {
+        (y0, y1) = (y0 - 0.5, y1 + 0.5);
+    }
+    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
+    let py = |y: f64| TOP + (y1 - y) / (y1 - y0) * (H - TOP - BOTTOM);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" \
+         aria-label=\"{}\">",
+        escape(title)
+    );
+    let _ = write!(
+        svg,
+        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{}\" height=\"{}\" class=\"frame\"/>",
+        W - LEFT - RIGHT,
+        H - TOP - BOTTOM
+    );
+    for t in ticks(x0, x1).into_iter().filter(|t| t.fract() == 0.0 || x1 - x0 < 5.0) {
+        let x = px(t);
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" class=\"tick\"/><text x=\"{x:.1}\" y=\"{:.1}\" \
+             class=\"xt\">{}</text>",
+            H - BOTTOM,
+            H - BOTTOM + 4.0,
+            H - BOTTOM + 16.0,
+            tick_label(t)
+        );
+    }
+    let y_ticks = if log {
+        (y0.floor() as i32..=y1.ceil() as i32)
+            .map(f64::from)
+            .filter(|t| *t >= y0 - 1e-9 && *t <= y1 + 1e-9)
+            .collect::<Vec<_>>()
+    } else {
+        ticks(y0, y1)
+    };
+    for t in y_ticks {
+        let y = py(t);
+        let label = if log { tick_label(10f64.powf(t)) } else { tick_label(t) };
+        let _ = write!(
+            svg,
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" class=\"grid\"/><text x=\"{:.1}\" y=\"{:.1}\" \
+             class=\"yt\">{label}</text>",
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\">index</text>",
+        (LEFT + W - RIGHT) / 2.0,
+        H - 4.0
+    );
+    for (i, name, line) in series {
+        let points: Vec<String> = line
+            .iter()
+            .filter(|(_, v)| v.is_finite() && (!log || *v > 0.0))
+            .map(|&(x, v)| format!("{:.1},{:.1}", px(x), py(y_of(v))))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline>",
+            colour(*i),
+            points.join(" "),
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}\
+h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:14px;margin:8px 0}\
+table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;\
+white-space:nowrap}th{cursor:pointer;background:#f4f4f4;user-select:none}th.asc::after{content:' \\25B2'}\
+th.desc::after{content:' \\25BC'}tr.hidden{display:none}.status-damaged,.status-failed{color:#b00}\
+.status-running{color:#06c}.charts{display:flex;flex-wrap:wrap;gap:16px}.chart{border:1px solid #eee;padding:8px}\
+.frame{fill:none;stroke:#999}.grid{stroke:#eee}.tick{stroke:#999}.xt{font-size:11px;text-anchor:middle;fill:#555}\
+.yt{font-size:11px;text-anchor:end;fill:#555}.axis{font-size:11px;text-anchor:middle;fill:#555}\
+.legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px}\
+.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}pre{background:#f8f8f8;padding:8px;\
+overflow:auto;max-height:320px}#filter{padding:4px 8px;width:320px}";
+
+/// Sorts by a header's column (numbers as numbers, blanks last), filters rows by the text box, and
+/// on load sorts by the best score, marking the table with `data-sorted`.
+const SCRIPT: &str = r#"(function(){
+var table=document.getElementById('runs');
+function val(row,i){var c=row.cells[i];var v=c.getAttribute('data-value');if(v===null)v=c.textContent;return v;}
+function sortBy(i,dir){var body=table.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
+rows.sort(function(a,b){var x=val(a,i),y=val(b,i);if(x===''&&y!=='')return 1;if(y===''&&x!=='')return -1;
+var nx=parseFloat(x),ny=parseFloat(y);var r=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return dir*r;});
+rows.forEach(function(r){body.appendChild(r);});
+var hs=table.tHead.rows[0].cells;for(var k=0;k<hs.length;k++){hs[k].classList.remove('asc','desc');}
+hs[i].classList.add(dir>0?'asc':'desc');table.setAttribute('data-sorted',hs[i].getAttribute('data-key')+(dir>0?' asc':' desc'));}
+var heads=table.tHead.rows[0].cells;
+for(var i=0;i<heads.length;i++){(function(i){heads[i].addEventListener('click',function(){
+sortBy(i,heads[i].classList.contains('asc')?-1:1);});})(i);}
+document.getElementById('filter').addEventListener('input',function(e){var q=e.target.value.toLowerCase();
+Array.prototype.forEach.call(table.tBodies[0].rows,function(r){r.classList.toggle('hidden',q!==''&&r.textContent.toLowerCase().indexOf(q)<0);});});
+for(var j=0;j<heads.length;j++){if(heads[j].getAttribute('data-key')==='best'){
+sortBy(j,table.getAttribute('data-mode')==='min'?1:-1);}}
+})();"#;
+
+/// The report of `runs`, titled with `source` (the project root or the runs named).
+pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
+    let mut html = String::with_capacity(64 * 1024);
+    let mode = runs
+        .first()
+        .map_or("max", |r| if matches!(r.mode, danling::results::ScoreMode::Min) { "min" } else { "max" });
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" \
+         content=\"danling {}\"><title>danling report: {}</title><style>{STYLE}</style></head><body>\n<h1>danling \
+         report: {}</h1>\n<p>{} runs, written {}.</p>\n",
+        danling::VERSION,
+        escape(source),
+        escape(source),
+        runs.len(),
+        escape(generated)
+    );
+
+    // The runs table.
+    let _ = write!(
+        html,
+        "<h2>Runs</h2>\n<input id=\"filter\" type=\"search\" placeholder=\"filter runs\" aria-label=\"filter runs\">\n\
+         <table id=\"runs\" data-sorted=\"none\" data-mode=\"{mode}\"><thead><tr>"
+    );
+    for (key, label) in [
+        ("name", "name"),
+        ("id", "id"),
+        ("status", "status"),
+        ("group", "group"),
+        ("progress", "progress"),
+        ("score", "score"),
+        ("best", "best"),
+        ("best_index", "best at"),
+        ("last", "last"),
+        ("commit", "commit"),
+        ("started", "started"),
+        ("duration", "duration"),
+        ("parent", "parent"),
+    ] {
+        let _ = write!(html, "<th data-key=\"{key}\">{label}</th>");
+    }
+    html.push_str("</tr></thead><tbody>\n");
+    for run in runs {
+        let anchor = anchor(run);
+        let number = |x: Option<f64>| x.map(|v| (format!("{v}"), metric(v)));
+        let cells: Vec<(Option<String>, String)> = vec![
+            (None, format!("<a href=\"#config-{anchor}\">{}</a>", escape(&run.name))),
+            (None, escape(&run.id)),
+            (
+                None,
+                format!(
+                    "<span class=\"status-{}\" title=\"{}\">{}</span>",
+                    run.status.as_str(),
+                    escape(run.reason.as_deref().unwrap_or("")),
+                    run.status.as_str()
+                ),
+            ),
+            (None, escape(run.group.as_deref().unwrap_or(""))),
+            (
+                run.progress.map(|(done, _, _)| done.to_string()),
+                run.progress.map(|(d, b, u)| format!("{u} {d}/{b}")).unwrap_or_default(),
+            ),
+            (
+                None,
+                escape(&match &run.score_split {
+                    Some(split) => format!("{split}.{}", run.score_name),
+                    None => run.score_name.clone(),
+                }),
+            ),
+            number(run.best.map(|b| b.value)).map_or((Some(String::new()), String::new()), |(v, s)| (Some(v), s)),
+            (
+                Some(run.best.map(|b| b.index.to_string()).unwrap_or_default()),
+                run.best.map(|b| b.index.to_string()).unwrap_or_default(),
+            ),
+            number(run.last.map(|b| b.value)).map_or((Some(String::new()), String::new()), |(v, s)| (Some(v), s)),
+            (
+                None,
+                escape(&run.commit.as_ref().map(|c| format!("{c}{}", if run.dirty { "*" } else { "" })).unwrap_or_default()),
+            ),
+            (None, escape(run.started.as_deref().unwrap_or(""))),
+            (
+                Some(run.seconds.map(|s| s.to_string()).unwrap_or_default()),
+                run.seconds.map(duration).unwrap_or_default(),
+            ),
+            (
+                None,
+                run.parent
+                    .as_ref()
+                    .map(|p| match runs.iter().find(|r| &r.id == p) {
+                        Some(parent) => format!("<a href=\"#config-{}\">{}</a>", anchor_of(parent), escape(p)),
+                        None => escape(p),
+                    })
+                    .unwrap_or_default(),
+            ),
+        ];
+        let _ = write!(html, "<tr id=\"run-{anchor}\">");
+        for (value, shown) in cells {
+            match value {
+                Some(value) => {
+                    let _ = write!(html, "<td data-value=\"{}\">{shown}</td>", escape(&value));
+                }
+                None => {
+                    let _ = write!(html, "<td>{shown}</td>");
+                }
+            }
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</tbody></table>\n");
+
+    // Best per group.
+    let mut groups: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
+    for run in runs {
+        groups.entry(run.group.clone().unwrap_or_default()).or_default().push(run);
+    }
+    html.push_str("<h2>Best per group</h2>\n<table id=\"groups\"><thead><tr><th>group</th><th>runs</th><th>best run</th>\
+                   <th>score</th><th>best</th></tr></thead><tbody>\n");
+    for (group, members) in &groups {
+        let best = members
+            .iter()
+            .filter(|r| r.best.is_some())
+            .min_by(|a, b| {
+                let (x, y) = (a.best.map_or(0.0, |s| s.value), b.best.map_or(0.0, |s| s.value));
+                let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                if matches!(a.mode, danling::results::ScoreMode::Min) { o } else { o.reverse() }
+            });
+        let group = if group.is_empty() { "(none)" } else { group };
+        let (name, score, value) = match best {
+            Some(run) => (
+                format!("<a href=\"#config-{}\">{}</a>", anchor(run), escape(&run.name)),
+                escape(&format!("{}.{}", run.score_split.as_deref().unwrap_or(""), run.score_name)),
+                run.best.map(|b| format!("{} @{}", metric(b.value), b.index)).unwrap_or_default(),
+            ),
+            None => ("–".to_owned(), String::new(), String::new()),
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{name}</td><td>{score}</td><td>{value}</td></tr>",
+            escape(group),
+            members.len()
+        );
+    }
+    html.push_str("</tbody></table>\n");
+
+    // One chart per split and metric, in the order they first appear.
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for run in runs {
+        for (_, record) in run.results.iter() {
+            for (split, metrics) in record {
+                for name in metrics.keys() {
+                    let key = (split.clone(), name.clone());
+                    if name != "time" && name != "samples_per_s" && !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+    }
+    html.push_str("<h2>Charts</h2>\n<ul class=\"legend\" id=\"legend\">");
+    for (i, run) in runs.iter().enumerate() {
+        let _ = write!(
+            html,
+            "<li><span class=\"swatch\" style=\"background:{}\"></span>{} <small>{}</small></li>",
+            colour(i),
+            escape(&run.name),
+            escape(&run.id)
+        );
+    }
+    html.push_str("</ul>\n<div class=\"charts\">\n");
+    for (split, name) in &keys {
+        let series: Vec<(usize, &str, Vec<(f64, f64)>)> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| {
+                let line = run
+                    .results
+                    .iter()
+                    .filter_map(|(index, record)| Some((index as f64, *record.get(split)?.get(name)?)))
+                    .collect();
+                (i, run.name.as_str(), line)
+            })
+            .collect();
+        let log = name == "lr" || name.ends_with("_lr");
+        let title = format!("{split} {name}{}", if log { " (log scale)" } else { "" });
+        let svg = chart(&title, &series, log);
+        if svg.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            html,
+            "<figure class=\"chart\" data-split=\"{}\" data-metric=\"{}\"><h3>{}</h3>{svg}</figure>",
+            escape(split),
+            escape(name),
+            escape(&title)
+        );
+    }
+    html.push_str("</div>\n");
+
+    // Each run's config, and where it came from.
+    html.push_str("<h2>Configs</h2>\n");
+    for run in runs {
+        let config = serde_saphyr::to_string(&run.config).unwrap_or_else(|_| text(&run.config));
+        let parent = match &run.parent {
+            Some(p) => match runs.iter().find(|r| &r.id == p) {
+                Some(parent) => format!(" — continued from <a href=\"#config-{}\">{}</a>", anchor_of(parent), escape(p)),
+                None => format!(" — continued from {}", escape(p)),
+            },
+            None => String::new(),
+        };
+        let reason = match (&run.status, &run.reason) {
+            (Status::Damaged | Status::Failed, Some(reason)) => format!(" — {}: {}", run.status.as_str(), escape(reason)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            html,
+            "<details id=\"config-{}\"><summary>{} <small>{}</small>{parent}{reason}</summary><p>{}</p><pre>{}</pre></details>",
+            anchor(run),
+            escape(&run.name),
+            escape(&run.id),
+            escape(&run.dir.display().to_string()),
+            escape(&config)
+        );
+    }
+    let _ = write!(html, "<script>{SCRIPT}</script>\n</body></html>\n");
+    html
+}
+
+/// An id for a run's elements: its id with anything outside `[A-Za-z0-9_-]` replaced.
+fn anchor(run: &Run) -> String {
+    anchor_of(run)
+}
+
+fn anchor_of(run: &Run) -> String {
+    let base = if run.id.is_empty() {
+        run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    } else {
+        run.id.clone()
+    };
+    base.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_every_special_character() {
+        assert_eq!(escape("<script>alert('x') & \"y\"</script>"), "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;");
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 1.0), [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        let t = ticks(3.0, 97.0);
+        assert!(t.first().unwrap() >= &3.0 && t.last().unwrap() <= &97.0 && t.len() >= 4, "{t:?}");
+    }
+
+    #[test]
+    fn a_chart_draws_a_line_per_run_with_axes() {
+        let series = vec![(0, "a", vec![(1.0, 0.5), (2.0, 0.25)]), (1, "<b>", vec![(1.0, 0.4), (2.0, 0.3)])];
+        let svg = chart("val loss", &series, false);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
+        assert!(svg.matches("class=\"yt\"").count() >= 3);
+        let log = chart("lr", &[(0, "a", vec![(1.0, 1e-4), (2.0, 1e-2)])], true);
+        assert!(log.contains(">0.001<") || log.contains(">1e-3<"), "{log}");
+    }
+}

@@ -1,0 +1,327 @@
+//! `danling runs` on project roots made the way users make them: real trainings, then damage.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{danling, scratch, stderr, stdout};
+use serde_json::Value;
+
+const CONFIG: &str = "epochs: 2
+data: {name: synthetic, n_train: 200, n_val: 100, features: 8, classes: 3, batch_size: 50}
+model: {type: mlp, hidden: [16]}
+score_name: accuracy
+progress: false
+";
+
+/// A project root with three finished runs (two learning rates, two groups), each printed dir.
+fn project(dir: &Path) -> Vec<PathBuf> {
+    std::fs::write(dir.join("c.yaml"), CONFIG).unwrap();
+    let mut runs = Vec::new();
+    for (lr, group) in [("0.1", "a"), ("0.01", "a"), ("0.001", "b")] {
+        let out = danling(
+            dir,
+            &[
+                "train",
+                "c.yaml",
+                "--optim.lr",
+                lr,
+                "--group",
+                group,
+                "--run_name",
+                &format!("lr{lr}"),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        runs.push(dir.join(stdout(&out).lines().last().unwrap()));
+    }
+    runs
+}
+
+fn runs(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .arg("runs")
+        .args(args)
+        .current_dir(dir)
+        .env("COLUMNS", "250")
+        .output()
+        .unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let out = runs(dir, &[args, &["--format", "json"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+/// Whether a listed `dir` (relative to the project's parent, as given) is run directory `d`.
+fn same_dir(d: &Path, dir: &Value) -> bool {
+    d.ends_with(dir.as_str().unwrap())
+}
+
+fn names(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn runs_lists_filters_sorts_groups_and_shows_what_changed() {
+    let dir = scratch();
+    let dirs = project(dir.path());
+    let all = json(dir.path(), &[]);
+    assert_eq!(all.len(), 3);
+    for row in &all {
+        assert_eq!(row["status"], "finished");
+        assert_eq!(row["reason"], "budget");
+        assert_eq!(
+            row["progress"],
+            serde_json::json!({"unit": "epoch", "done": 2, "budget": 2})
+        );
+        assert_eq!(row["score"]["name"], "accuracy");
+        assert_eq!(row["score"]["split"], "val");
+        assert!(row["best"]["value"].as_f64().is_some());
+        assert!(row["seconds"].as_f64().unwrap() > 0.0);
+        assert!(dirs.iter().any(|d| same_dir(d, &row["dir"])), "{row}");
+    }
+
+    // Filters: numbers as numbers, text, substrings, and / or / not.
+    let kept = json(dir.path(), &["--filter", "optim.lr < 0.05"]);
+    assert_eq!(names(&kept).len(), 2);
+    assert!(names(&kept).iter().all(|n| !n.ends_with("lr0.1")));
+    let kept = json(dir.path(), &["--filter", "group = b or name ~ 'lr0.1'"]);
+    assert_eq!(kept.len(), 2);
+    let kept = json(dir.path(), &["--filter", "not (status = finished)"]);
+    assert!(kept.is_empty());
+    let kept = json(dir.path(), &["--filter", "val.accuracy >= 0"]);
+    assert_eq!(kept.len(), 3);
+
+    // Sorting, both ways, by a best-result value and by a config key.
+    let up = json(dir.path(), &["--sort", "optim.lr", "--columns", "optim.lr"]);
+    let lrs: Vec<f64> = up.iter().map(|r| r["optim.lr"].as_f64().unwrap()).collect();
+    assert_eq!(lrs, [0.001, 0.01, 0.1]);
+    let down = json(dir.path(), &["--sort", "-optim.lr", "--columns", "optim.lr"]);
+    let down_lrs: Vec<f64> = down.iter().map(|r| r["optim.lr"].as_f64().unwrap()).collect();
+    assert_eq!(down_lrs, [0.1, 0.01, 0.001]);
+    let by_accuracy = json(
+        dir.path(),
+        &["--sort", "-val.accuracy", "--columns", "val.accuracy"],
+    );
+    let accuracies: Vec<f64> = by_accuracy
+        .iter()
+        .map(|r| r["val.accuracy"].as_f64().unwrap())
+        .collect();
+    assert!(accuracies.windows(2).all(|w| w[0] >= w[1]), "{accuracies:?}");
+
+    // What differs across the runs listed: the learning rate, the group and the run name, not the rest.
+    let out = runs(dir.path(), &["--only-changed"]);
+    let table = stdout(&out);
+    let header = table.lines().next().unwrap();
+    for key in ["optim.lr", "group", "run_name"] {
+        assert!(header.contains(key), "{header}");
+    }
+    assert!(!header.contains("epochs"), "{header}");
+
+    // The best run per group, and how many runs it stands for.
+    let mut grouped = json(dir.path(), &["--group-by", "group"]);
+    assert_eq!(grouped.len(), 2);
+    grouped.sort_by_key(|g| g["group"].as_str().unwrap().to_owned());
+    assert_eq!(grouped[0]["group"], "a");
+    assert_eq!(grouped[0]["runs"], 2);
+    assert_eq!(grouped[1]["runs"], 1);
+    let a: Vec<f64> = all
+        .iter()
+        .filter(|r| {
+            r["dir"].as_str().unwrap().contains("lr0.1-") || r["dir"].as_str().unwrap().contains("lr0.01-")
+        })
+        .map(|r| r["best"]["value"].as_f64().unwrap())
+        .collect();
+    let best_a = a.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(grouped[0]["best"]["value"].as_f64().unwrap(), best_a);
+
+    // CSV for scripts, markdown for notes.
+    let csv = stdout(&runs(dir.path(), &["--format", "csv"]));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .starts_with("name,id,status,progress,best (val.accuracy),last")
+    );
+    assert_eq!(csv.lines().count(), 4);
+    let md = stdout(&runs(dir.path(), &["--format", "md"]));
+    assert!(md.lines().nth(1).unwrap().starts_with("|---|"));
+
+    // A bad filter names where it is wrong.
+    let out = runs(dir.path(), &["--filter", "optim.lr <"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "danling: error: --filter: expected a value at position 11\n"
+    );
+}
+
+#[test]
+fn the_table_fits_the_terminal() {
+    let dir = scratch();
+    project(dir.path());
+    for width in [60, 100] {
+        let out = Command::new(common::bin())
+            .args(["runs", "--only-changed"])
+            .current_dir(dir.path())
+            .env("COLUMNS", width.to_string())
+            .output()
+            .unwrap();
+        let table = stdout(&out);
+        assert_eq!(table.lines().count(), 4, "{table}");
+        for line in table.lines() {
+            assert!(line.chars().count() <= width, "{width}: {line}");
+        }
+    }
+}
+
+#[test]
+fn damaged_and_killed_runs_are_listed_with_the_reason() {
+    let dir = scratch();
+    let dirs = project(dir.path());
+    // A torn runner.yaml, a results.json of garbage, a status.json of a process that died, a run
+    // another process is training, and a directory that is no run at all.
+    let torn = &dirs[0];
+    let text = std::fs::read_to_string(torn.join("runner.yaml")).unwrap();
+    std::fs::write(torn.join("runner.yaml"), &text[..text.len() / 3]).unwrap();
+    std::fs::write(dirs[1].join("results.json"), b"\x00\xffnot json").unwrap();
+    let status_path = dirs[2].join("status.json");
+    let mut status: Value = serde_json::from_str(&std::fs::read_to_string(&status_path).unwrap()).unwrap();
+    status["status"] = "running".into();
+    std::fs::write(&status_path, status.to_string()).unwrap();
+    std::fs::create_dir(dir.path().join("experiments/not-a-run")).unwrap();
+
+    let rows = json(dir.path(), &[]);
+    assert_eq!(rows.len(), 3);
+    let by_dir = |d: &Path| rows.iter().find(|r| same_dir(d, &r["dir"])).unwrap().clone();
+    let torn_row = by_dir(torn);
+    assert_eq!(torn_row["status"], "damaged");
+    assert!(
+        torn_row["reason"].as_str().unwrap().contains("runner.yaml"),
+        "{torn_row}"
+    );
+    let garbage = by_dir(&dirs[1]);
+    assert_eq!(garbage["status"], "damaged");
+    assert!(
+        garbage["reason"].as_str().unwrap().contains("results.json"),
+        "{garbage}"
+    );
+    let killed = by_dir(&dirs[2]);
+    assert_eq!(killed["status"], "failed", "{killed}");
+
+    // While a live process holds the lock, the run is running.
+    let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(dirs[2].join("run.lock"), format!("{}\n", holder.id())).unwrap();
+    let running = json(dir.path(), &[]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let row = running.iter().find(|r| same_dir(&dirs[2], &r["dir"])).unwrap();
+    assert_eq!(row["status"], "running");
+
+    // The table says it too, and the listing exits 0.
+    let out = runs(dir.path(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("damaged (runner.yaml"), "{}", stdout(&out));
+
+    // A missing project root is an input error.
+    let out = runs(dir.path(), &["nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nowhere"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_that_early_stopping_ended_says_so() {
+    let dir = scratch();
+    std::fs::write(dir.path().join("c.yaml"), CONFIG).unwrap();
+    // Early stopping: scored on the loss, higher being better, the falling loss never improves.
+    let out = danling(
+        dir.path(),
+        &[
+            "train",
+            "c.yaml",
+            "--epochs",
+            "6",
+            "--patience",
+            "1",
+            "--score_name",
+            "loss",
+            "--score_mode",
+            "max",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = json(dir.path(), &[]);
+    assert_eq!(rows[0]["status"], "finished");
+    assert_eq!(rows[0]["reason"], "early stopping");
+}
+
+#[test]
+fn compare_shows_what_differs_and_plots_a_metric() {
+    let dir = scratch();
+    let dirs = project(dir.path());
+    let id = |d: &Path| {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        name.rsplit('-')
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    // One run by its directory, one by a prefix of its id.
+    let prefix: String = id(&dirs[1]).chars().take(22).collect();
+    let out = Command::new(common::bin())
+        .args([
+            "compare",
+            dirs[0].to_str().unwrap(),
+            &prefix,
+            "--metric",
+            "val.loss",
+        ])
+        .current_dir(dir.path())
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("config keys that differ"), "{text}");
+    let lr = text
+        .lines()
+        .find(|l| l.starts_with("optim.lr"))
+        .expect("optim.lr differs");
+    assert!(lr.contains("0.1") && lr.contains("0.01"), "{lr}");
+    assert!(!text.lines().any(|l| l.starts_with("epochs ")), "{text}");
+    assert!(text.contains("(no git)"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("best val.accuracy")), "{text}");
+    assert!(text.contains("val.loss over the index"), "{text}");
+    assert!(
+        text.contains('1') && text.contains('2') && text.contains('└'),
+        "{text}"
+    );
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "{line}");
+    }
+
+    // A name that matches nothing, or more than one run, is an input error that says so.
+    let out = Command::new(common::bin())
+        .args(["compare", "nothing-here", &prefix])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no run `nothing-here`"), "{}", stderr(&out));
+    let out = Command::new(common::bin())
+        .args(["compare", "DanLing", &prefix])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("names 3 runs"), "{}", stderr(&out));
+}
