@@ -283,7 +283,9 @@ fn report() -> clap::Command {
         Arg::new(SOURCES)
             .value_name("PROJECT_ROOT | RUN")
             .num_args(0..)
-            .help("A project root (default: experiments), or runs: run directories or ids under --project-root"),
+            .help(
+                "A project root (default: experiments), or runs: run directories or ids under --project-root",
+            ),
         Arg::new(OUTPUT)
             .long("output")
             .value_name("FILE.html")
@@ -303,7 +305,9 @@ fn report() -> clap::Command {
         clap::Command::new("report")
             .about("Write one self-contained HTML report: the runs table, charts, configs")
             .before_help(REPORT_TEXT)
-            .override_usage("danling report [PROJECT_ROOT | RUN...] [--output FILE.html] [--project-root DIR]")
+            .override_usage(
+                "danling report [PROJECT_ROOT | RUN...] [--output FILE.html] [--project-root DIR]",
+            )
             .args(args)
             .after_help(examples_section(REPORT_EXAMPLES)),
         "Print help",

@@ -38,6 +38,7 @@ fn help_texts() {
         "config",
         "runs",
         "compare",
+        "report",
         "completions",
     ] {
         insta::assert_snapshot!(

@@ -176,9 +176,21 @@ struct Expected<'a> {
 /// Runs `args` under `limit`, checks the failure and what it left against the straight run
 /// `reference`, then resumes without the limit and checks that the run ends as the straight one did.
 fn fail_then_resume(args: &[&str], limit: u64, reference: &Path, expected: &Expected) {
-    let dir = scratch();
+    let mut dir = scratch();
+    let mut limit = limit;
     let started = std::time::Instant::now();
-    let output = danling_limited(dir.path(), limit, args);
+    let mut output = danling_limited(dir.path(), limit, args);
+    // A limit planned from sizes that vary (see `epoch_follows_sizes`) may let every write through:
+    // then a unit less, in a fresh directory.
+    for _ in 0..3 {
+        if !(expected.epoch_follows_sizes && output.status.success()) {
+            break;
+        }
+        eprintln!("every write fitted under {limit} bytes: one unit less");
+        limit -= ulimit_unit();
+        dir = scratch();
+        output = danling_limited(dir.path(), limit, args);
+    }
     let failed_in = started.elapsed();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
@@ -210,7 +222,7 @@ fn fail_then_resume(args: &[&str], limit: u64, reference: &Path, expected: &Expe
     let (latest_name, results_through_epoch) = if expected.epoch_follows_sizes {
         let kept = epochs_kept(&run);
         assert!(
-            kept.abs_diff(planned_through) <= 1,
+            kept.abs_diff(planned_through) <= 2,
             "{kept} epochs kept, {planned_through} planned"
         );
         if kept != planned_through {

@@ -325,3 +325,195 @@ fn compare_shows_what_differs_and_plots_a_metric() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("names 3 runs"), "{}", stderr(&out));
 }
+
+/// Makes `dirs[0]` hostile: its name, a config value and a metric name carry markup.
+fn make_hostile(run: &Path) {
+    let runner = std::fs::read_to_string(run.join("runner.yaml")).unwrap();
+    let mut doc: Value = serde_saphyr::from_str(&runner).unwrap();
+    doc["identity"]["name"] = "<script>alert(1)</script>".into();
+    doc["config"]["run_name"] = "\"quoted\" & <b>bold</b>".into();
+    std::fs::write(run.join("runner.yaml"), serde_json::to_string(&doc).unwrap()).unwrap();
+    let results = std::fs::read_to_string(run.join("results.json")).unwrap();
+    std::fs::write(
+        run.join("results.json"),
+        results.replace("\"mcc\"", "\"<img src=x onerror=alert(2)>\""),
+    )
+    .unwrap();
+}
+
+fn report(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(common::bin())
+        .arg("report")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = dir.join(stdout(&out).trim());
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn the_report_is_one_self_contained_page_with_everything_escaped() {
+    let dir = scratch();
+    let dirs = project(dir.path());
+    make_hostile(&dirs[0]);
+    let html = report(dir.path(), &["experiments", "--output", "report.html"]);
+
+    // One row per run, a chart per split and metric, the configs, the best per group.
+    assert_eq!(html.matches("<tr id=\"run-").count(), 3);
+    let charts = html.matches("<figure class=\"chart\"").count();
+    assert!(charts >= 10, "{charts} charts");
+    assert!(html.contains("data-split=\"val\" data-metric=\"accuracy\""));
+    assert!(
+        html.contains("data-split=\"train\" data-metric=\"lr\"") && html.contains("train lr (log scale)")
+    );
+    assert_eq!(html.matches("<details id=\"config-").count(), 3);
+    assert!(html.contains("<table id=\"groups\">"));
+    for chart in html.split("<figure class=\"chart\"").skip(1) {
+        let svg = &chart[..chart.find("</figure>").unwrap()];
+        // A line per run that has the metric (the hostile run renamed one of its metrics).
+        let lines = svg.matches("<polyline").count();
+        let expected = if svg.contains("mcc") {
+            2
+        } else if svg.contains("onerror") {
+            1
+        } else {
+            3
+        };
+        assert_eq!(lines, expected, "{}", &svg[..200.min(svg.len())]);
+        assert!(
+            svg.contains("class=\"xt\"") && svg.contains("class=\"yt\""),
+            "axes with ticks"
+        );
+    }
+    assert!(html.contains("<ul class=\"legend\""));
+
+    // Nothing from outside the file, and one script: the page's own.
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"));
+    assert_eq!(html.matches("<script").count(), 1, "only the page's script");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(
+        html.contains("quoted\\&quot; &amp; &lt;b&gt;bold&lt;/b&gt;"),
+        "the config value, escaped"
+    );
+    assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(!html.contains("<img"));
+    assert!(!html.contains("<b>bold"));
+}
+
+/// A project root of `runs` runs of `epochs` epochs each, written directly (a real run's
+/// runner.yaml under new ids, with generated results).
+fn large_project(dir: &Path, runs: usize, epochs: usize) -> PathBuf {
+    let seed = project(dir).remove(0);
+    let runner = std::fs::read_to_string(seed.join("runner.yaml")).unwrap();
+    let doc: Value = serde_saphyr::from_str(&runner).unwrap();
+    let id = doc["identity"]["id"].as_str().unwrap().to_owned();
+    let root = dir.join("large");
+    for n in 0..runs {
+        let new_id = format!("{}{n:04}", &id[..id.len() - 4]);
+        let run = root.join(format!("Run-{new_id}"));
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("runner.yaml"), runner.replace(&id, &new_id)).unwrap();
+        let results: Vec<String> = (1..=epochs)
+            .map(|e| {
+                let loss = 1.0 / (e as f64 + n as f64 / 10.0);
+                format!(
+                    "\"{e}\": {{\"train\": {{\"loss\": {loss}, \"accuracy\": {}, \"lr\": {}}}, \"val\": {{\"loss\": {}, \
+                     \"accuracy\": {}, \"f1\": {}}}}}",
+                    1.0 - loss / 2.0,
+                    0.001 / e as f64,
+                    loss * 1.1,
+                    1.0 - loss / 3.0,
+                    1.0 - loss / 4.0
+                )
+            })
+            .collect();
+        std::fs::write(
+            run.join("results.json"),
+            format!(
+                "{{\"name\": \"Run\", \"id\": \"{new_id}\", \"results\": {{{}}}}}",
+                results.join(", ")
+            ),
+        )
+        .unwrap();
+    }
+    root
+}
+
+#[test]
+fn a_report_of_100_runs_of_100_epochs_stays_small() {
+    let dir = scratch();
+    let root = large_project(dir.path(), 100, 100);
+    let start = std::time::Instant::now();
+    let html = report(dir.path(), &[root.to_str().unwrap(), "--output", "big.html"]);
+    eprintln!(
+        "100 runs × 100 epochs: {} bytes in {:.2} s",
+        html.len(),
+        start.elapsed().as_secs_f64()
+    );
+    assert_eq!(html.matches("<tr id=\"run-").count(), 100);
+    assert!(html.len() < 5_000_000, "{} bytes", html.len());
+}
+
+/// Headless Chromium loads the report: its script ran (the table is marked sorted by the best
+/// score) and a screenshot is written. Runs where `chromium` is installed, and must where
+/// `DANLING_REQUIRE_CHROMIUM` is set (CI).
+#[test]
+fn chromium_runs_the_page_script_and_takes_a_screenshot() {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("DANLING_REQUIRE_CHROMIUM").is_none(),
+            "DANLING_REQUIRE_CHROMIUM is set and chromium is not installed"
+        );
+        eprintln!("chromium is not installed: skipped");
+        return;
+    };
+    let dir = scratch();
+    let dirs = project(dir.path());
+    make_hostile(&dirs[0]);
+    report(dir.path(), &["--output", "report.html"]);
+    let page = format!("file://{}", dir.path().join("report.html").display());
+    let headless = |extra: &[&str]| {
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("profile").display()
+            ))
+            .args(extra)
+            .arg(&page)
+            .output()
+            .unwrap()
+    };
+    let dom = headless(&["--dump-dom"]);
+    assert!(dom.status.success(), "{}", stderr(&dom));
+    let dom = stdout(&dom);
+    assert!(
+        dom.contains("data-sorted=\"best desc\""),
+        "the page's script did not run: {}",
+        &dom[..dom.len().min(2000)]
+    );
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!dom.contains("<img"));
+    let png = dir.path().join("report.png");
+    let shot = headless(&[
+        &format!("--screenshot={}", png.display()),
+        "--window-size=1400,2400",
+    ]);
+    assert!(shot.status.success(), "{}", stderr(&shot));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}

@@ -133,7 +133,12 @@ pub fn report(args: &Args) -> Result<(), Failure> {
         .get_one::<PathBuf>(flags::PROJECT_ROOT)
         .cloned()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-    let sources: Vec<&String> = args.matches.get_many::<String>(flags::SOURCES).into_iter().flatten().collect();
+    let sources: Vec<&String> = args
+        .matches
+        .get_many::<String>(flags::SOURCES)
+        .into_iter()
+        .flatten()
+        .collect();
     let output = args
         .matches
         .get_one::<PathBuf>(flags::OUTPUT)
@@ -142,7 +147,12 @@ pub fn report(args: &Args) -> Result<(), Failure> {
     // One directory that is not a run is a project root; anything else names runs.
     let (runs, source) = match sources.as_slice() {
         [] => (scan(&root).map_err(Failure::Input)?, root.display().to_string()),
-        [one] if PathBuf::from(one).is_dir() && !PathBuf::from(one).join(danling::workspace::files::RUNNER).exists() => {
+        [one]
+            if PathBuf::from(one).is_dir()
+                && !PathBuf::from(one)
+                    .join(danling::workspace::files::RUNNER)
+                    .exists() =>
+        {
             (scan(&PathBuf::from(one)).map_err(Failure::Input)?, (*one).clone())
         }
         specs => (
@@ -155,7 +165,7 @@ pub fn report(args: &Args) -> Result<(), Failure> {
         ),
     };
     let html = report::report(&runs, &source, &danling::workspace::timestamp());
-    danling::fs::write_atomic(&output, html.as_bytes()).map_err(|e| input(e))?;
+    danling::fs::write_atomic(&output, html.as_bytes()).map_err(input)?;
     tracing::info!("wrote {} ({} runs)", output.display(), runs.len());
     crate::print(&format!("{}\n", output.display()))
 }

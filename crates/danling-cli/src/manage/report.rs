@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-
 use super::filter::text;
 use super::runs::{duration, metric};
 use super::scan::{Run, Status};
@@ -33,7 +32,8 @@ pub fn escape(text: &str) -> String {
 }
 
 const PALETTE: [&str; 10] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#17becf",
 ];
 
 fn colour(i: usize) -> &'static str {
@@ -70,8 +70,11 @@ fn tick_label(x: f64) -> String {
     }
 }
 
+/// One run's line: its position (for its colour), its name, and `(index, value)` points.
+type Series<'a> = (usize, &'a str, Vec<(f64, f64)>);
+
 /// One line chart: a polyline per run over the index, axes with ticks, log scale when `log`.
-fn chart(title: &str, series: &[(usize, &str, Vec<(f64, f64)>)], log: bool) -> String {
+fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
     const W: f64 = 640.0;
     const H: f64 = 300.0;
     const LEFT: f64 = 64.0;
@@ -110,7 +113,10 @@ fn chart(title: &str, series: &[(usize, &str, Vec<(f64, f64)>)], log: bool) -> S
         W - LEFT - RIGHT,
         H - TOP - BOTTOM
     );
-    for t in ticks(x0, x1).into_iter().filter(|t| t.fract() == 0.0 || x1 - x0 < 5.0) {
+    for t in ticks(x0, x1)
+        .into_iter()
+        .filter(|t| t.fract() == 0.0 || x1 - x0 < 5.0)
+    {
         let x = px(t);
         let _ = write!(
             svg,
@@ -132,7 +138,11 @@ fn chart(title: &str, series: &[(usize, &str, Vec<(f64, f64)>)], log: bool) -> S
     };
     for t in y_ticks {
         let y = py(t);
-        let label = if log { tick_label(10f64.powf(t)) } else { tick_label(t) };
+        let label = if log {
+            tick_label(10f64.powf(t))
+        } else {
+            tick_label(t)
+        };
         let _ = write!(
             svg,
             "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" class=\"grid\"/><text x=\"{:.1}\" y=\"{:.1}\" \
@@ -174,7 +184,7 @@ h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:14px;margin:8px
 table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;\
 white-space:nowrap}th{cursor:pointer;background:#f4f4f4;user-select:none}th.asc::after{content:' \\25B2'}\
 th.desc::after{content:' \\25BC'}tr.hidden{display:none}.status-damaged,.status-failed{color:#b00}\
-.status-running{color:#06c}.charts{display:flex;flex-wrap:wrap;gap:16px}.chart{border:1px solid #eee;padding:8px}\
+.status-running{color:#06c}.charts{display:flex;flex-wrap:wrap;gap:16px}.chart{border:1px solid #eee;padding:8px;margin:0}\
 .frame{fill:none;stroke:#999}.grid{stroke:#eee}.tick{stroke:#999}.xt{font-size:11px;text-anchor:middle;fill:#555}\
 .yt{font-size:11px;text-anchor:end;fill:#555}.axis{font-size:11px;text-anchor:middle;fill:#555}\
 .legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px}\
@@ -204,9 +214,13 @@ sortBy(j,table.getAttribute('data-mode')==='min'?1:-1);}}
 /// The report of `runs`, titled with `source` (the project root or the runs named).
 pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
     let mut html = String::with_capacity(64 * 1024);
-    let mode = runs
-        .first()
-        .map_or("max", |r| if matches!(r.mode, danling::results::ScoreMode::Min) { "min" } else { "max" });
+    let mode = runs.first().map_or("max", |r| {
+        if matches!(r.mode, danling::results::ScoreMode::Min) {
+            "min"
+        } else {
+            "max"
+        }
+    });
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" \
@@ -247,7 +261,10 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
         let anchor = anchor(run);
         let number = |x: Option<f64>| x.map(|v| (format!("{v}"), metric(v)));
         let cells: Vec<(Option<String>, String)> = vec![
-            (None, format!("<a href=\"#config-{anchor}\">{}</a>", escape(&run.name))),
+            (
+                None,
+                format!("<a href=\"#config-{anchor}\">{}</a>", escape(&run.name)),
+            ),
             (None, escape(&run.id)),
             (
                 None,
@@ -261,7 +278,9 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
             (None, escape(run.group.as_deref().unwrap_or(""))),
             (
                 run.progress.map(|(done, _, _)| done.to_string()),
-                run.progress.map(|(d, b, u)| format!("{u} {d}/{b}")).unwrap_or_default(),
+                run.progress
+                    .map(|(d, b, u)| format!("{u} {d}/{b}"))
+                    .unwrap_or_default(),
             ),
             (
                 None,
@@ -270,15 +289,22 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
                     None => run.score_name.clone(),
                 }),
             ),
-            number(run.best.map(|b| b.value)).map_or((Some(String::new()), String::new()), |(v, s)| (Some(v), s)),
+            number(run.best.map(|b| b.value))
+                .map_or((Some(String::new()), String::new()), |(v, s)| (Some(v), s)),
             (
                 Some(run.best.map(|b| b.index.to_string()).unwrap_or_default()),
                 run.best.map(|b| b.index.to_string()).unwrap_or_default(),
             ),
-            number(run.last.map(|b| b.value)).map_or((Some(String::new()), String::new()), |(v, s)| (Some(v), s)),
+            number(run.last.map(|b| b.value))
+                .map_or((Some(String::new()), String::new()), |(v, s)| (Some(v), s)),
             (
                 None,
-                escape(&run.commit.as_ref().map(|c| format!("{c}{}", if run.dirty { "*" } else { "" })).unwrap_or_default()),
+                escape(
+                    &run.commit
+                        .as_ref()
+                        .map(|c| format!("{c}{}", if run.dirty { "*" } else { "" }))
+                        .unwrap_or_default(),
+                ),
             ),
             (None, escape(run.started.as_deref().unwrap_or(""))),
             (
@@ -290,7 +316,9 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
                 run.parent
                     .as_ref()
                     .map(|p| match runs.iter().find(|r| &r.id == p) {
-                        Some(parent) => format!("<a href=\"#config-{}\">{}</a>", anchor_of(parent), escape(p)),
+                        Some(parent) => {
+                            format!("<a href=\"#config-{}\">{}</a>", anchor_of(parent), escape(p))
+                        }
                         None => escape(p),
                     })
                     .unwrap_or_default(),
@@ -314,25 +342,35 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
     // Best per group.
     let mut groups: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
     for run in runs {
-        groups.entry(run.group.clone().unwrap_or_default()).or_default().push(run);
+        groups
+            .entry(run.group.clone().unwrap_or_default())
+            .or_default()
+            .push(run);
     }
     html.push_str("<h2>Best per group</h2>\n<table id=\"groups\"><thead><tr><th>group</th><th>runs</th><th>best run</th>\
                    <th>score</th><th>best</th></tr></thead><tbody>\n");
     for (group, members) in &groups {
-        let best = members
-            .iter()
-            .filter(|r| r.best.is_some())
-            .min_by(|a, b| {
-                let (x, y) = (a.best.map_or(0.0, |s| s.value), b.best.map_or(0.0, |s| s.value));
-                let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-                if matches!(a.mode, danling::results::ScoreMode::Min) { o } else { o.reverse() }
-            });
+        let best = members.iter().filter(|r| r.best.is_some()).min_by(|a, b| {
+            let (x, y) = (a.best.map_or(0.0, |s| s.value), b.best.map_or(0.0, |s| s.value));
+            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+            if matches!(a.mode, danling::results::ScoreMode::Min) {
+                o
+            } else {
+                o.reverse()
+            }
+        });
         let group = if group.is_empty() { "(none)" } else { group };
         let (name, score, value) = match best {
             Some(run) => (
                 format!("<a href=\"#config-{}\">{}</a>", anchor(run), escape(&run.name)),
-                escape(&format!("{}.{}", run.score_split.as_deref().unwrap_or(""), run.score_name)),
-                run.best.map(|b| format!("{} @{}", metric(b.value), b.index)).unwrap_or_default(),
+                escape(&format!(
+                    "{}.{}",
+                    run.score_split.as_deref().unwrap_or(""),
+                    run.score_name
+                )),
+                run.best
+                    .map(|b| format!("{} @{}", metric(b.value), b.index))
+                    .unwrap_or_default(),
             ),
             None => ("–".to_owned(), String::new(), String::new()),
         };
@@ -371,7 +409,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
     }
     html.push_str("</ul>\n<div class=\"charts\">\n");
     for (split, name) in &keys {
-        let series: Vec<(usize, &str, Vec<(f64, f64)>)> = runs
+        let series: Vec<Series<'_>> = runs
             .iter()
             .enumerate()
             .map(|(i, run)| {
@@ -405,13 +443,19 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
         let config = serde_saphyr::to_string(&run.config).unwrap_or_else(|_| text(&run.config));
         let parent = match &run.parent {
             Some(p) => match runs.iter().find(|r| &r.id == p) {
-                Some(parent) => format!(" — continued from <a href=\"#config-{}\">{}</a>", anchor_of(parent), escape(p)),
+                Some(parent) => format!(
+                    " — continued from <a href=\"#config-{}\">{}</a>",
+                    anchor_of(parent),
+                    escape(p)
+                ),
                 None => format!(" — continued from {}", escape(p)),
             },
             None => String::new(),
         };
         let reason = match (&run.status, &run.reason) {
-            (Status::Damaged | Status::Failed, Some(reason)) => format!(" — {}: {}", run.status.as_str(), escape(reason)),
+            (Status::Damaged | Status::Failed, Some(reason)) => {
+                format!(" — {}: {}", run.status.as_str(), escape(reason))
+            }
             _ => String::new(),
         };
         let _ = writeln!(
@@ -435,12 +479,21 @@ fn anchor(run: &Run) -> String {
 
 fn anchor_of(run: &Run) -> String {
     let base = if run.id.is_empty() {
-        run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        run.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     } else {
         run.id.clone()
     };
     base.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -450,19 +503,28 @@ mod tests {
 
     #[test]
     fn escaping_covers_every_special_character() {
-        assert_eq!(escape("<script>alert('x') & \"y\"</script>"), "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;");
+        assert_eq!(
+            escape("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
     }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(ticks(0.0, 1.0), [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
         let t = ticks(3.0, 97.0);
-        assert!(t.first().unwrap() >= &3.0 && t.last().unwrap() <= &97.0 && t.len() >= 4, "{t:?}");
+        assert!(
+            t.first().unwrap() >= &3.0 && t.last().unwrap() <= &97.0 && t.len() >= 4,
+            "{t:?}"
+        );
     }
 
     #[test]
     fn a_chart_draws_a_line_per_run_with_axes() {
-        let series = vec![(0, "a", vec![(1.0, 0.5), (2.0, 0.25)]), (1, "<b>", vec![(1.0, 0.4), (2.0, 0.3)])];
+        let series = vec![
+            (0, "a", vec![(1.0, 0.5), (2.0, 0.25)]),
+            (1, "<b>", vec![(1.0, 0.4), (2.0, 0.3)]),
+        ];
         let svg = chart("val loss", &series, false);
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));

@@ -152,7 +152,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             // The new run dir holds the state it continues from before anything else, so that it can
             // be resumed on its own (and has a `latest` even when there was nothing left to train).
             let progress = self.state.progress.clone();
-            self.save_full(&session, &scheduler, progress, LATEST)?;
+            self.save_full(session, &scheduler, progress, LATEST)?;
         }
         info!(
             "run {} in {}: {} optimizer steps ({} per epoch), device {}",
@@ -182,7 +182,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 None => (Record::new(), 0),
             };
             for &i in train.iter().filter(|&&i| i >= first) {
-                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, &session, &record)?;
+                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, session, &record)?;
                 trained_samples += samples;
                 record.insert(self.splits[i].name.clone(), result);
             }
@@ -202,7 +202,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             let (recorded, results) = session
                 .record_deferred(index, record.clone())
                 .map_err(RunnerError::saving)?;
-            self.save_checkpoints(&session, &scheduler, recorded.is_best, results)?;
+            self.save_checkpoints(session, &scheduler, recorded.is_best, results)?;
             info!("{}", epoch_line(&label, &record, recorded.is_best));
             if recorded.should_stop {
                 info!(
