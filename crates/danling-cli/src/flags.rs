@@ -50,11 +50,13 @@ pub enum Command {
     Compare,
     /// Write an HTML report of runs.
     Report,
+    /// Train the trials of a sweep.
+    Sweep,
 }
 
 impl Command {
     /// Every command, in the order of the help.
-    pub const ALL: [Command; 7] = [
+    pub const ALL: [Command; 8] = [
         Command::Train,
         Command::Evaluate,
         Command::Infer,
@@ -62,6 +64,7 @@ impl Command {
         Command::Runs,
         Command::Compare,
         Command::Report,
+        Command::Sweep,
     ];
 
     /// The command's name on the command line.
@@ -74,6 +77,7 @@ impl Command {
             Command::Runs => "runs",
             Command::Compare => "compare",
             Command::Report => "report",
+            Command::Sweep => "sweep",
         }
     }
 
@@ -149,6 +153,28 @@ impl Command {
                 INFER_EXAMPLES,
             ),
             Command::Runs | Command::Compare | Command::Report => unreachable!("defined on their own"),
+            Command::Sweep => (
+                "Train every combination of some keys' values, N at once; skips finished trials",
+                SWEEP_TEXT,
+                vec![
+                    config,
+                    Arg::new(AXES)
+                        .value_name("KEY=V1,V2")
+                        .num_args(0..)
+                        .help("A swept key and its values: optim.lr=0.1,0.01  model.hidden=[64],[128,64]  seed=range(1,4)"),
+                    Arg::new(JOBS)
+                        .long("jobs")
+                        .value_name("N")
+                        .value_parser(value_parser!(usize))
+                        .default_value("1")
+                        .help("Trials trained at once; the cores are split between them"),
+                    Arg::new(DRY_RUN)
+                        .long("dry-run")
+                        .action(ArgAction::SetTrue)
+                        .help("List the trials (and which are finished) without training"),
+                ],
+                SWEEP_EXAMPLES,
+            ),
             Command::Config => (
                 "Print the resolved config and identity (the runner.yaml document)",
                 CONFIG_TEXT,
@@ -273,6 +299,28 @@ fn compare() -> clap::Command {
         "Print help",
     )
 }
+
+/// The ids of the arguments of `sweep`.
+pub const AXES: &str = "axes";
+pub const JOBS: &str = "jobs";
+pub const DRY_RUN: &str = "dry-run";
+
+/// The description of `danling sweep`.
+const SWEEP_TEXT: &str = "\
+Train the Cartesian product of some config keys' values: each trial is an ordinary run with its
+own id, its run_name suffixed with its values (lr=0.01_hidden=[64]) and a `group` shared by the
+sweep (set --group to name it). Values: a,b is a choice, brackets make one list value, and
+range(start,stop[,step]) counts. A file's `sweep: {optim.lr: [0.1, 0.01]}` mapping sweeps too; a
+key on the command line replaces the file's. Running the same sweep again skips the finished trials
+and resumes the others. A stop signal (Ctrl-C) stops every trial gracefully. Ends with the
+listing of the group's runs.";
+
+/// The examples of `danling sweep`.
+const SWEEP_EXAMPLES: &[&str] = &[
+    "danling sweep examples/digits.yaml optim.lr=0.03,0.01,0.003 model.hidden=[64],[128,64] --jobs 2",
+    "danling sweep examples/digits.yaml seed=range(1,6) --dry-run",
+    "danling sweep sweep.yaml --epochs 5             (the file's sweep: mapping, 5 epochs each)",
+];
 
 /// The id of the sources of `report`.
 pub const SOURCES: &str = "sources";

@@ -99,6 +99,7 @@ fn run(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(), Failure
             Command::Runs => manage::runs(&args),
             Command::Compare => manage::compare(&args),
             Command::Report => manage::report(&args),
+            Command::Sweep => manage::sweep(&args),
         },
     }
 }

@@ -39,6 +39,7 @@ fn help_texts() {
         "runs",
         "compare",
         "report",
+        "sweep",
         "completions",
     ] {
         insta::assert_snapshot!(

@@ -517,3 +517,145 @@ fn chromium_runs_the_page_script_and_takes_a_screenshot() {
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+const SWEEP: &str = "epochs: 2
+data: {name: synthetic, n_train: 200, n_val: 100, features: 8, classes: 3, batch_size: 50}
+model: {type: mlp, hidden: [16]}
+progress: false
+sweep:
+  optim.lr: [0.1, 0.01]
+";
+
+fn sweep(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .arg("sweep")
+        .args(args)
+        .current_dir(dir)
+        .env("COLUMNS", "250")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_sweep_trains_the_product_once_and_resumes_what_did_not_finish() {
+    let dir = scratch();
+    std::fs::write(dir.path().join("s.yaml"), SWEEP).unwrap();
+    // The file's axis times the command line's, with brackets for list values.
+    let args = ["s.yaml", "model.hidden=[8],[16,8]", "--jobs", "2"];
+    let dry = sweep(dir.path(), &[&args[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let plan = stdout(&dry);
+    assert_eq!(plan.matches("(new)").count(), 4, "{plan}");
+    assert!(plan.contains("optim.lr=0.01 model.hidden=[16,8]"), "{plan}");
+    assert!(
+        !dir.path().join("experiments").exists(),
+        "a dry run trains nothing"
+    );
+
+    let out = sweep(dir.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 at once"), "{}", stderr(&out));
+    let rows = json(dir.path(), &[]);
+    assert_eq!(rows.len(), 4);
+    let group = rows[0]["group"].clone();
+    let mut names: Vec<String> = names(&rows);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "DanLing-Run-lr=0.01_hidden=[16,8]",
+            "DanLing-Run-lr=0.01_hidden=[8]",
+            "DanLing-Run-lr=0.1_hidden=[16,8]",
+            "DanLing-Run-lr=0.1_hidden=[8]",
+        ]
+    );
+    for row in &rows {
+        assert_eq!(row["status"], "finished");
+        assert_eq!(row["group"], group);
+    }
+    assert!(group.as_str().unwrap().starts_with("sweep-"));
+    // It ends with the group's runs.
+    assert_eq!(
+        stdout(&out).matches("finished (budget)").count(),
+        5,
+        "{}",
+        stdout(&out)
+    );
+
+    // The same sweep again trains nothing; a trial that did not finish is resumed.
+    let again = sweep(dir.path(), &[&args[..], &["--dry-run"]].concat());
+    assert_eq!(stdout(&again).matches("(finished: skipped)").count(), 4);
+    let stopped = rows[0]["dir"].as_str().unwrap();
+    let status = dir.path().join(stopped).join("status.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&status).unwrap()).unwrap();
+    doc["status"] = "stopped".into();
+    std::fs::write(&status, doc.to_string()).unwrap();
+    let out = sweep(dir.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("3 finished before") && log.contains("resuming"),
+        "{log}"
+    );
+    assert_eq!(json(dir.path(), &[]).len(), 4);
+
+    // A key on the command line replaces the file's.
+    let one = sweep(dir.path(), &["s.yaml", "optim.lr=0.05", "--dry-run"]);
+    assert!(stdout(&one).starts_with("1 trials in group"), "{}", stdout(&one));
+    assert!(stdout(&one).contains("optim.lr=0.05"));
+
+    // A sweep that cannot be read is an input error.
+    let bad = sweep(dir.path(), &["s.yaml", "seed=range(3)"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("range(3)"), "{}", stderr(&bad));
+}
+
+#[test]
+fn sigint_stops_every_trial_and_the_next_sweep_resumes_them() {
+    let dir = scratch();
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        SWEEP
+            .replace("epochs: 2", "epochs: 400")
+            .replace("n_train: 200", "n_train: 2000"),
+    )
+    .unwrap();
+    let mut child = Command::new(common::bin())
+        .args(["sweep", "s.yaml", "--jobs", "2"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once both trials are training, Ctrl-C the sweep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let training = || {
+        std::fs::read_dir(dir.path().join("experiments"))
+            .map(|runs| {
+                runs.filter_map(Result::ok)
+                    .filter(|r| r.path().join("latest.json").exists())
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while training() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the trials never got going");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let rows = json(dir.path(), &[]);
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row["status"], "stopped", "{row}");
+    }
+    let plan = stdout(&sweep(dir.path(), &["s.yaml", "--dry-run"]));
+    assert_eq!(plan.matches("(resumes)").count(), 2, "{plan}");
+}

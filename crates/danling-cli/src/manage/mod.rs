@@ -5,6 +5,7 @@ mod filter;
 mod report;
 mod runs;
 mod scan;
+mod sweep;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -168,4 +169,121 @@ pub fn report(args: &Args) -> Result<(), Failure> {
     danling::fs::write_atomic(&output, html.as_bytes()).map_err(input)?;
     tracing::info!("wrote {} ({} runs)", output.display(), runs.len());
     crate::print(&format!("{}\n", output.display()))
+}
+
+/// `danling sweep`.
+pub fn sweep(args: &Args) -> Result<(), Failure> {
+    let mut specs: Vec<String> = args
+        .matches
+        .get_many::<String>(flags::AXES)
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    // `danling sweep optim.lr=0.1,0.01` without a file: the first spec was taken for the file.
+    let mut config = args.config.clone();
+    if let Some(path) = &config
+        && !path.exists()
+        && path.to_string_lossy().contains('=')
+    {
+        specs.insert(0, path.to_string_lossy().into_owned());
+        config = None;
+    }
+    let cli = specs
+        .iter()
+        .map(|spec| sweep::parse_axis(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(input)?;
+    let base: danling::Config<crate::task::TaskSections> =
+        danling::Config::load(config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))?;
+    let file = match &base.sweep {
+        Some(sweep) => sweep::file_axes(sweep).map_err(input)?,
+        None => Vec::new(),
+    };
+    let axes = sweep::merge(file, cli);
+    if axes.is_empty() {
+        return Err(input(
+            "nothing to sweep: give KEY=V1,V2... or a `sweep:` mapping in the config file",
+        ));
+    }
+    let group = match &base.group {
+        Some(group) => group.clone(),
+        None => sweep::default_group(&base.to_value(), &axes),
+    };
+    let trials =
+        sweep::plan(config.as_deref(), &args.overrides, sweep::product(&axes), &group).map_err(input)?;
+    let jobs = args
+        .matches
+        .get_one::<usize>(flags::JOBS)
+        .copied()
+        .unwrap_or(1)
+        .max(1);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = (cores / jobs).max(1);
+    if args.matches.get_flag(flags::DRY_RUN) {
+        let mut out = format!("{} trials in group {group}:\n", trials.len());
+        for (i, trial) in trials.iter().enumerate() {
+            out += &format!(
+                "  [{}/{}] {}  ({}) {}\n",
+                i + 1,
+                trials.len(),
+                trial.label,
+                trial.state.as_str(),
+                trial.dir.display()
+            );
+        }
+        return crate::print(&out);
+    }
+    danling::signals::install()
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    let _log = danling::log::init_logging(danling::log::Console::Stderr, None)
+        .map_err(|e| Failure::Other(e.into()))?;
+    let skipped = trials
+        .iter()
+        .filter(|t| t.state == sweep::TrialState::Finished)
+        .count();
+    tracing::info!(
+        "sweep of {} trials in group {group} ({skipped} finished before): {jobs} at once, {threads} thread(s) each ({cores} cores)",
+        trials.len()
+    );
+    let base_args: Vec<String> = args
+        .overrides
+        .iter()
+        .map(|o| format!("--{}={}", o.path.join("."), o.value))
+        .collect();
+    let outcome = sweep::run(&trials, config.as_deref(), &base_args, jobs, threads);
+    // The group's runs, and the best of them.
+    let root = base.project_root.clone();
+    if let Ok(all) = scan(&root) {
+        let query = Query {
+            filter: Filter::parse(&format!("group = '{group}'")).ok(),
+            ..Query::default()
+        };
+        let selected = runs::select(&all, &query);
+        let listing = runs::listing(&selected, &[], None);
+        let best = runs::select(
+            &all,
+            &Query {
+                group_by: Some("group".into()),
+                ..query
+            },
+        );
+        let grouped = runs::listing(&best, &[], Some("group"));
+        crate::print(&format!(
+            "{}\n{}",
+            listing.render(Format::Table, terminal_width()),
+            grouped.render(Format::Table, terminal_width())
+        ))?;
+    }
+    if let Some(signal) = danling::signals::requested().filter(|_| outcome.stopped) {
+        return Err(Failure::Stopped(signal.exit_code()));
+    }
+    if outcome.failed > 0 {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "{} of {} trials failed; their run.log says why",
+            outcome.failed,
+            trials.len()
+        )));
+    }
+    Ok(())
 }

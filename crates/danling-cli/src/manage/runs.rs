@@ -277,6 +277,9 @@ pub fn listing(selected: &[(&Run, usize)], extra: &[String], group_by: Option<&s
             object.insert("group".into(), field(run, key).unwrap_or(Value::Null));
             object.insert("runs".into(), json!(count));
         }
+        if group_by.is_none() {
+            object.insert("group".into(), json!(run.group));
+        }
         object.insert("name".into(), json!(run.name));
         object.insert("id".into(), json!(run.id));
         object.insert("dir".into(), json!(run.dir.display().to_string()));
@@ -391,9 +394,15 @@ impl Listing {
             let total = |w: &[usize], shown: &[usize]| {
                 shown.iter().map(|&i| w[i]).sum::<usize>() + 2 * shown.len().saturating_sub(1)
             };
-            // The widest columns shrink (to 8 characters at most), then the last ones go.
+            // The widest columns shrink (to 8 characters at most), the run's name last; then the
+            // last columns go.
+            let name = self.headers.iter().position(|h| h == "name");
             while total(&widths, &shown) > width {
-                let Some(&widest) = shown.iter().max_by_key(|&&i| widths[i]) else {
+                let others = shown.iter().filter(|&&i| Some(i) != name && widths[i] > 8);
+                let Some(&widest) = others
+                    .max_by_key(|&&i| widths[i])
+                    .or_else(|| shown.iter().max_by_key(|&&i| widths[i]))
+                else {
                     break;
                 };
                 if widths[widest] > 8 {

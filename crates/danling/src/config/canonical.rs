@@ -11,6 +11,7 @@ pub const IGNORED_KEYS: &[&str] = &[
     "id",
     "name",
     "group",
+    "sweep",
     "dir",
     "project_root",
     "checkpoint_dir",

@@ -33,6 +33,10 @@ pub struct Config<S = NoSections> {
     /// A label that groups runs for `danling runs --group-by group` (a sweep sets it). Not hashed.
     #[serde(deserialize_with = "lenient_opt_string")]
     pub group: Option<String>,
+    /// The sweep `danling sweep` runs from this file: `{key: [value, ...]}`, a value list per dotted
+    /// key (or a string in the command line's syntax, `"0.1,0.01"`, `"range(1,4)"`). Not hashed;
+    /// `danling train` ignores it.
+    pub sweep: Option<indexmap::IndexMap<String, serde_json::Value>>,
     /// Overrides the derived `{experiment_id[..8]}-{run_id[..8]}-{uuid[..8]}`.
     #[serde(deserialize_with = "lenient_opt_string")]
     pub id: Option<String>,
@@ -119,6 +123,7 @@ impl<S: Default> Default for Config<S> {
             experiment_name: "DanLing".into(),
             run_name: "Run".into(),
             group: None,
+            sweep: None,
             name: None,
             id: None,
             experiment_id: None,

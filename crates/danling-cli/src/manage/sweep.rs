@@ -1,0 +1,492 @@
+//! `danling sweep`: the Cartesian product of some config keys' values, each trial an ordinary run
+//! trained by a child `danling train`, N at once. Re-running a sweep skips the finished trials and
+//! resumes the others.
+//!
+//! Values follow Hydra's syntax: `KEY=a,b` is a choice of two, brackets make one list value
+//! (`model.hidden=[64],[128,64]`), and `range(start,stop[,step])` counts from start up to (not
+//! including) stop. A file's `sweep:` mapping gives the same, a list or such a string per key; a key
+//! swept on the command line replaces the file's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use danling::{Config, Identity, Override};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::scan::{Status, read_run};
+use crate::task::TaskSections;
+
+/// One swept key and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<Value>,
+}
+
+/// Splits `text` at the commas outside brackets, braces, parentheses and quotes.
+fn top_level_split(text: &str) -> Vec<String> {
+    let (mut parts, mut current, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None);
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '[' | '{' | '(') => depth += 1,
+            (None, ']' | '}' | ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+}
+
+/// `range(start,stop[,step])` as its numbers.
+fn range(inner: &str, key: &str) -> Result<Vec<Value>, String> {
+    let bad = || format!("sweep `{key}`: range({inner}) needs numbers: range(start, stop[, step])");
+    let numbers: Vec<f64> = inner
+        .split(',')
+        .map(|n| n.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let (start, stop, step) = match numbers.as_slice() {
+        [start, stop] => (*start, *stop, 1.0),
+        [start, stop, step] => (*start, *stop, *step),
+        _ => return Err(bad()),
+    };
+    if step == 0.0 || !step.is_finite() || (stop - start) / step > 10_000.0 {
+        return Err(format!(
+            "sweep `{key}`: range({inner}) has a step of 0 or more than 10000 values"
+        ));
+    }
+    let integers = numbers.iter().all(|n| n.fract() == 0.0);
+    let mut values = Vec::new();
+    let mut k = 0.0;
+    loop {
+        let x = start + k * step;
+        if (step > 0.0 && x >= stop - step.abs() * 1e-9) || (step < 0.0 && x <= stop + step.abs() * 1e-9) {
+            break;
+        }
+        values.push(if integers {
+            Value::from(x as i64)
+        } else {
+            serde_json::json!(x)
+        });
+        k += 1.0;
+    }
+    if values.is_empty() {
+        return Err(format!("sweep `{key}`: range({inner}) is empty"));
+    }
+    Ok(values)
+}
+
+/// The values of `key` written as `text` (`a,b`, `[1],[2,3]`, `range(0,3)`).
+pub fn parse_values(key: &str, text: &str) -> Result<Vec<Value>, String> {
+    let mut values = Vec::new();
+    for part in top_level_split(text) {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("sweep `{key}={text}`: an empty value"));
+        }
+        if let Some(inner) = part.strip_prefix("range(").and_then(|p| p.strip_suffix(')')) {
+            values.extend(range(inner, key)?);
+            continue;
+        }
+        let parsed = Override::parse(key, part).map_err(|e| format!("sweep `{key}={text}`: {e}"))?;
+        values.push(parsed.value);
+    }
+    Ok(values)
+}
+
+/// An axis from the command line: `KEY=V1,V2...`.
+pub fn parse_axis(arg: &str) -> Result<Axis, String> {
+    let (key, text) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}` is not a sweep: write KEY=V1,V2 (optim.lr=0.1,0.01)"))?;
+    let key = key.trim().trim_start_matches("--").to_owned();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(format!("`{arg}`: the key is not a dotted config key"));
+    }
+    Ok(Axis {
+        values: parse_values(&key, text)?,
+        key,
+    })
+}
+
+/// The axes of a file's `sweep:` mapping.
+pub fn file_axes(sweep: &indexmap::IndexMap<String, Value>) -> Result<Vec<Axis>, String> {
+    sweep
+        .iter()
+        .map(|(key, spec)| {
+            let values = match spec {
+                Value::Array(values) => values.clone(),
+                Value::String(text) => parse_values(key, text)?,
+                other => vec![other.clone()],
+            };
+            if values.is_empty() {
+                return Err(format!("sweep `{key}` has no values"));
+            }
+            Ok(Axis {
+                key: key.clone(),
+                values,
+            })
+        })
+        .collect()
+}
+
+/// The file's axes with the command line's: a key on both takes the command line's values, in the
+/// file's place.
+pub fn merge(file: Vec<Axis>, cli: Vec<Axis>) -> Vec<Axis> {
+    let mut axes = file;
+    for axis in cli {
+        match axes.iter_mut().find(|a| a.key == axis.key) {
+            Some(existing) => *existing = axis,
+            None => axes.push(axis),
+        }
+    }
+    axes
+}
+
+/// Every combination, the last axis varying fastest.
+pub fn product(axes: &[Axis]) -> Vec<Vec<(String, Value)>> {
+    let mut trials: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for axis in axes {
+        trials = trials
+            .into_iter()
+            .flat_map(|trial| {
+                axis.values.iter().map(move |value| {
+                    let mut next = trial.clone();
+                    next.push((axis.key.clone(), value.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    trials
+}
+
+/// A value as a run name and the log write it: strings bare, the rest as compact JSON.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The run-name suffix of a trial: `lr=0.01_hidden=[128,64]`, safe in one path component.
+fn suffix(trial: &[(String, Value)]) -> String {
+    trial
+        .iter()
+        .map(|(key, value)| format!("{}={}", key.rsplit('.').next().unwrap_or(key), shown(value)))
+        .collect::<Vec<_>>()
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The default group of a sweep: from the base config (without the swept keys) and the sweep.
+pub fn default_group(base: &Value, axes: &[Axis]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(danling::config::canonical_config(base));
+    for axis in axes {
+        hasher.update(axis.key.as_bytes());
+        hasher.update(Value::Array(axis.values.clone()).to_string());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("sweep-{hex}")
+}
+
+/// One trial: its overrides and where its run goes.
+#[derive(Debug)]
+pub struct Trial {
+    pub label: String,
+    pub overrides: Vec<(String, Value)>,
+    pub dir: PathBuf,
+    pub state: TrialState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialState {
+    New,
+    Finished,
+    Resume,
+}
+
+impl TrialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::New => "new",
+            TrialState::Finished => "finished: skipped",
+            TrialState::Resume => "resumes",
+        }
+    }
+}
+
+/// The trials of a sweep over `config` (with the base `overrides`), each resolved to its run dir.
+pub fn plan(
+    config: Option<&Path>,
+    overrides: &[Override],
+    trials: Vec<Vec<(String, Value)>>,
+    group: &str,
+) -> Result<Vec<Trial>, String> {
+    let base: Config<TaskSections> = Config::load(config, overrides).map_err(|e| e.to_string())?;
+    trials
+        .into_iter()
+        .map(|trial| {
+            let mut all: Vec<Override> = overrides.to_vec();
+            let mut extra: Vec<(String, Value)> = trial.clone();
+            let run_name = format!("{}-{}", base.run_name, suffix(&trial));
+            extra.push(("run_name".into(), Value::String(run_name)));
+            extra.push(("group".into(), Value::String(group.to_owned())));
+            for (key, value) in &extra {
+                all.push(Override {
+                    path: key.split('.').map(str::to_owned).collect(),
+                    value: value.clone(),
+                });
+            }
+            let config: Config<TaskSections> = Config::load(config, &all).map_err(|e| e.to_string())?;
+            let identity = Identity::new(&config).map_err(|e| e.to_string())?;
+            let run = read_run(&identity.dir);
+            let state = if !identity.dir.join(danling::workspace::files::RUNNER).exists() {
+                TrialState::New
+            } else if run.status == Status::Finished {
+                TrialState::Finished
+            } else {
+                TrialState::Resume
+            };
+            Ok(Trial {
+                label: trial
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", shown(v)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                overrides: extra,
+                dir: identity.dir,
+                state,
+            })
+        })
+        .collect()
+}
+
+/// How running the trials went.
+pub struct Outcome {
+    pub finished: usize,
+    pub failed: usize,
+    pub stopped: bool,
+}
+
+/// Runs the trials that are not finished, `jobs` at once, each with `threads` threads; a stop signal
+/// is passed on to every running trial, and no more start.
+pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize, threads: usize) -> Outcome {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("danling"));
+    let total = trials.len();
+    let mut pending: Vec<(usize, &Trial)> = trials
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.state != TrialState::Finished)
+        .collect();
+    pending.reverse();
+    let mut running: Vec<(usize, &Trial, Child, Instant)> = Vec::new();
+    let mut outcome = Outcome {
+        finished: trials.iter().filter(|t| t.state == TrialState::Finished).count(),
+        failed: 0,
+        stopped: false,
+    };
+    let mut forwarded = false;
+    loop {
+        if let Some(signal) = danling::signals::requested() {
+            outcome.stopped = true;
+            if !forwarded {
+                forwarded = true;
+                let name = match signal {
+                    danling::signals::Stop::Interrupt => "-INT",
+                    danling::signals::Stop::Terminate => "-TERM",
+                };
+                for (_, _, child, _) in &running {
+                    let _ = Command::new("kill")
+                        .args([name, &child.id().to_string()])
+                        .status();
+                }
+                tracing::info!("stopping {} running trial(s); no more start", running.len());
+            }
+        }
+        while !outcome.stopped && running.len() < jobs {
+            let Some((i, trial)) = pending.pop() else { break };
+            let mut command = Command::new(&exe);
+            command.arg("train");
+            if let Some(config) = config {
+                command.arg(config);
+            }
+            command.args(base);
+            for (key, value) in &trial.overrides {
+                command.arg(format!("--{key}={}", value));
+            }
+            if trial.state == TrialState::Resume {
+                command.arg("--resume=true");
+            }
+            command
+                .arg("--progress=false")
+                .env("RAYON_NUM_THREADS", threads.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            match command.spawn() {
+                Ok(child) => {
+                    tracing::info!(
+                        "[{}/{total}] {}: {}",
+                        i + 1,
+                        trial.label,
+                        if trial.state == TrialState::Resume {
+                            "resuming"
+                        } else {
+                            "started"
+                        }
+                    );
+                    running.push((i, trial, child, Instant::now()));
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "[{}/{total}] {}: cannot start danling train: {error}",
+                        i + 1,
+                        trial.label
+                    );
+                    outcome.failed += 1;
+                }
+            }
+        }
+        if running.is_empty() && (pending.is_empty() || outcome.stopped) {
+            return outcome;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut k = 0;
+        while k < running.len() {
+            let done = running[k].2.try_wait().ok().flatten();
+            let Some(status) = done else {
+                k += 1;
+                continue;
+            };
+            let (i, trial, child, start) = running.swap_remove(k);
+            let stderr = child
+                .wait_with_output()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+            let seconds = start.elapsed().as_secs_f64();
+            match status.code() {
+                Some(0) => {
+                    outcome.finished += 1;
+                    tracing::info!(
+                        "[{}/{total}] {}: finished in {seconds:.1} s, {}",
+                        i + 1,
+                        trial.label,
+                        trial.dir.display()
+                    );
+                }
+                Some(130 | 143) => {
+                    tracing::warn!(
+                        "[{}/{total}] {}: stopped; the next `danling sweep` resumes it",
+                        i + 1,
+                        trial.label
+                    );
+                }
+                code => {
+                    outcome.failed += 1;
+                    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                    tracing::error!(
+                        "[{}/{total}] {}: failed (exit {}): {last}",
+                        i + 1,
+                        trial.label,
+                        code.map_or("by a signal".to_owned(), |c| c.to_string())
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn hydra_syntax_gives_choices_lists_and_ranges() {
+        assert_eq!(
+            parse_axis("optim.lr=0.1,0.01").unwrap().values,
+            [json!(0.1), json!(0.01)]
+        );
+        assert_eq!(
+            parse_axis("model.hidden=[64],[128,64]").unwrap().values,
+            [json!([64]), json!([128, 64])]
+        );
+        assert_eq!(
+            parse_axis("seed=range(1,4)").unwrap().values,
+            [json!(1), json!(2), json!(3)]
+        );
+        assert_eq!(
+            parse_axis("x=range(0,1,0.5),7").unwrap().values,
+            [json!(0.0), json!(0.5), json!(7)]
+        );
+        assert_eq!(
+            parse_axis("model.activation=relu,'a,b'").unwrap().values,
+            [json!("relu"), json!("a,b")]
+        );
+        assert!(parse_axis("optim.lr").unwrap_err().contains("KEY=V1,V2"));
+        assert!(parse_axis("seed=range(1)").unwrap_err().contains("range(1)"));
+        assert!(parse_axis("seed=1,,2").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn the_product_varies_the_last_axis_fastest_and_the_command_line_replaces_the_file() {
+        let file = vec![
+            Axis {
+                key: "a".into(),
+                values: vec![json!(1), json!(2)],
+            },
+            Axis {
+                key: "b".into(),
+                values: vec![json!("x")],
+            },
+        ];
+        let cli = vec![
+            Axis {
+                key: "b".into(),
+                values: vec![json!("y"), json!("z")],
+            },
+            Axis {
+                key: "c".into(),
+                values: vec![json!(true)],
+            },
+        ];
+        let axes = merge(file, cli);
+        assert_eq!(
+            axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        let trials = product(&axes);
+        assert_eq!(trials.len(), 4);
+        assert_eq!(
+            trials[1],
+            vec![
+                ("a".into(), json!(1)),
+                ("b".into(), json!("z")),
+                ("c".into(), json!(true))
+            ]
+        );
+        assert_eq!(suffix(&trials[0]), "a=1_b=y_c=true");
+    }
+}
