@@ -358,6 +358,17 @@ fn the_report_is_one_self_contained_page_with_everything_escaped() {
     let dir = scratch();
     let dirs = project(dir.path());
     make_hostile(&dirs[0]);
+    // And a damaged run beside them: its row says so, and the page is written all the same.
+    let damaged = dir.path().join("experiments/DanLing-Run-torn");
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(damaged.join("runner.yaml"), "config: {epochs: 2\nidentity: [").unwrap();
+    let html = report(dir.path(), &["experiments", "--output", "report.html"]);
+    assert!(
+        html.contains("status-damaged") && html.contains("damaged: runner.yaml is not YAML"),
+        "the damaged run"
+    );
+    assert_eq!(html.matches("<tr id=\"run-").count(), 4);
+    std::fs::remove_dir_all(&damaged).unwrap();
     let html = report(dir.path(), &["experiments", "--output", "report.html"]);
 
     // One row per run, a chart per split and metric, the configs, the best per group.

@@ -7,7 +7,7 @@ use super::RunnerError;
 use crate::config::{Config, Sections};
 use crate::fs::PendingFiles;
 use crate::identity::Identity;
-use crate::log::tensorboard::EventWriter;
+use crate::log::tensorboard::{EventWriter, HParam, SessionStatus};
 use crate::log::{Console, LogGuard, init_logging, log_header};
 use crate::results::{Record, Results, Scoring};
 use crate::workspace::{RunDir, RunState, RunStatus, StartMode, WorkspaceError, files};
@@ -96,7 +96,12 @@ impl Session {
         if let Some(dir) = &dir {
             dir.write_runner(&config.to_value(), &identity, role.world_size)?;
             if config.tensorboard {
-                tensorboard = Some(EventWriter::create(&dir.file(files::TENSORBOARD))?);
+                let mut writer = EventWriter::create(&dir.file(files::TENSORBOARD))?;
+                writer.add_session_start(
+                    &hparams(&config.to_value()),
+                    config.group.as_deref().unwrap_or(""),
+                )?;
+                tensorboard = Some(writer);
             }
             // The first attempt's start and the time trained so far carry over from an earlier one.
             let earlier: Option<RunStatus> = std::fs::read(dir.file(files::STATUS))
@@ -132,7 +137,33 @@ impl Session {
     }
 
     /// Records in `status.json` how this attempt ended (on the main process): `state` and `reason`.
-    pub fn finish(&mut self, state: RunState, reason: Option<String>) -> Result<(), WorkspaceError> {
+    pub fn finish(&mut self, state: RunState, reason: Option<String>) -> Result<(), RunnerError> {
+        if let Some(writer) = &mut self.tensorboard {
+            // The best result's values, for the HParams table beside the final ones, then the end.
+            if let Some((index, record)) = self.results.best(&self.scoring) {
+                let step = i64::try_from(index).unwrap_or(i64::MAX);
+                let tags: Vec<(String, f64)> = record
+                    .iter()
+                    .flat_map(|(split, metrics)| {
+                        metrics
+                            .iter()
+                            .map(move |(m, v)| (format!("best/{split}/{m}"), *v))
+                    })
+                    .collect();
+                writer.add_scalars(step, tags.iter().map(|(t, v)| (t.as_str(), *v)))?;
+            }
+            let status = match state {
+                RunState::Finished => SessionStatus::Success,
+                RunState::Failed => SessionStatus::Failure,
+                RunState::Running | RunState::Stopped => SessionStatus::Unknown,
+            };
+            let step = self
+                .results
+                .latest()
+                .map_or(0, |(index, _)| i64::try_from(index).unwrap_or(i64::MAX));
+            writer.add_session_end(status, step)?;
+            writer.sync()?;
+        }
         let (Some(dir), Some(status)) = (&self.dir, &mut self.status) else {
             return Ok(());
         };
@@ -140,7 +171,7 @@ impl Session {
         status.reason = reason;
         status.ended = Some(crate::workspace::timestamp());
         status.seconds += self.attempt.elapsed().as_secs_f64();
-        dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default())
+        Ok(dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default())?)
     }
 
     /// The run's identity.
@@ -235,4 +266,38 @@ impl StartMode {
             StartMode::Fresh
         }
     }
+}
+
+/// The config's values by dotted key, for TensorBoard's HParams dashboard: numbers, text and flags
+/// as they are, lists and the rest as their JSON; nulls left out.
+fn hparams(config: &serde_json::Value) -> std::collections::BTreeMap<String, HParam> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut std::collections::BTreeMap<String, HParam>) {
+        use serde_json::Value;
+        let key = |k: &str| {
+            if prefix.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| walk(&key(k), v, out)),
+            Value::Null => {}
+            Value::Bool(flag) => {
+                out.insert(prefix.to_owned(), HParam::Bool(*flag));
+            }
+            Value::Number(n) => {
+                out.insert(prefix.to_owned(), HParam::Number(n.as_f64().unwrap_or(f64::NAN)));
+            }
+            Value::String(text) => {
+                out.insert(prefix.to_owned(), HParam::Text(text.clone()));
+            }
+            other => {
+                out.insert(prefix.to_owned(), HParam::Text(other.to_string()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", config, &mut out);
+    out
 }

@@ -14,7 +14,10 @@ use crate::fs::IoError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod hparams;
 mod read;
+
+pub use hparams::{HParam, SessionStatus};
 
 pub use read::read_events;
 
@@ -108,6 +111,25 @@ impl EventWriter {
         self.write_event(&encode_event(since_epoch().as_secs_f64(), step, None, &values))
     }
 
+    /// Appends the HParams dashboard's `session_start_info`: the run's hyperparameters (config
+    /// values by dotted key) and its group.
+    pub fn add_session_start(
+        &mut self,
+        hparams: &std::collections::BTreeMap<String, HParam>,
+        group: &str,
+    ) -> Result<(), TensorBoardError> {
+        let now = since_epoch().as_secs_f64();
+        let summary = hparams::session_start(hparams, group, now);
+        self.write_event(&encode_summary_event(now, 0, &summary))
+    }
+
+    /// Appends the HParams dashboard's `session_end_info`: how the run ended.
+    pub fn add_session_end(&mut self, status: SessionStatus, step: i64) -> Result<(), TensorBoardError> {
+        let now = since_epoch().as_secs_f64();
+        let summary = hparams::session_end(status, now);
+        self.write_event(&encode_summary_event(now, step, &summary))
+    }
+
     /// Appends one event holding a single scalar; see [`EventWriter::add_scalars`].
     pub fn add_scalar(&mut self, tag: &str, value: f64, step: i64) -> Result<(), TensorBoardError> {
         self.add_scalars(step, [(tag, value)])
@@ -161,7 +183,7 @@ fn hostname() -> String {
         .replace(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)), "_")
 }
 
-fn encode_varint(buf: &mut Vec<u8>, mut value: u64) {
+pub(super) fn encode_varint(buf: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         buf.push((value as u8) | 0x80);
         value >>= 7;
@@ -169,14 +191,25 @@ fn encode_varint(buf: &mut Vec<u8>, mut value: u64) {
     buf.push(value as u8);
 }
 
-fn encode_key(buf: &mut Vec<u8>, field: u64, wire: u64) {
+pub(super) fn encode_key(buf: &mut Vec<u8>, field: u64, wire: u64) {
     encode_varint(buf, (field << 3) | wire);
 }
 
-fn encode_bytes(buf: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+pub(super) fn encode_bytes(buf: &mut Vec<u8>, field: u64, bytes: &[u8]) {
     encode_key(buf, field, WIRE_LEN);
     encode_varint(buf, bytes.len() as u64);
     buf.extend_from_slice(bytes);
+}
+
+/// Encodes an `Event` holding an encoded `Summary`.
+fn encode_summary_event(wall_time: f64, step: i64, summary: &[u8]) -> Vec<u8> {
+    let mut event = Vec::new();
+    encode_key(&mut event, 1, WIRE_FIXED64);
+    event.extend_from_slice(&wall_time.to_le_bytes());
+    encode_key(&mut event, 2, WIRE_VARINT);
+    encode_varint(&mut event, step as u64);
+    encode_bytes(&mut event, 5, summary);
+    event
 }
 
 /// Encodes an `Event`; `wall_time` and `step` are always written, even when zero.
