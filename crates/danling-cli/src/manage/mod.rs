@@ -2,10 +2,13 @@
 
 mod compare;
 mod filter;
+mod render;
 mod report;
 mod runs;
 mod scan;
+mod svg;
 mod sweep;
+mod trials;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -211,7 +214,7 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
         None => sweep::default_group(&base.to_value(), &axes),
     };
     let trials =
-        sweep::plan(config.as_deref(), &args.overrides, sweep::product(&axes), &group).map_err(input)?;
+        trials::plan(config.as_deref(), &args.overrides, sweep::product(&axes), &group).map_err(input)?;
     let jobs = args
         .matches
         .get_one::<usize>(flags::JOBS)
@@ -240,7 +243,7 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
         .map_err(|e| Failure::Other(e.into()))?;
     let skipped = trials
         .iter()
-        .filter(|t| t.state == sweep::TrialState::Finished)
+        .filter(|t| t.state == trials::TrialState::Finished)
         .count();
     tracing::info!(
         "sweep of {} trials in group {group} ({skipped} finished before): {jobs} at once, {threads} thread(s) each ({cores} cores)",
@@ -251,7 +254,7 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
         .iter()
         .map(|o| format!("--{}={}", o.path.join("."), o.value))
         .collect();
-    let outcome = sweep::run(&trials, config.as_deref(), &base_args, jobs, threads);
+    let outcome = trials::run(&trials, config.as_deref(), &base_args, jobs, threads);
     // The group's runs, and the best of them.
     let root = base.project_root.clone();
     if let Ok(all) = scan(&root) {

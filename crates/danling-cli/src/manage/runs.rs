@@ -3,7 +3,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use danling::results::ScoreMode;
 use serde_json::{Map, Value, json};
@@ -338,106 +337,5 @@ fn cell(value: &Value) -> String {
     match value {
         Value::Number(n) if n.is_f64() => metric(n.as_f64().unwrap_or(f64::NAN)),
         other => text(other),
-    }
-}
-
-impl Listing {
-    /// Renders the listing in `format`; a table fits in `width` columns when given.
-    pub fn render(&self, format: Format, width: Option<usize>) -> String {
-        match format {
-            Format::Json => serde_json::to_string_pretty(&self.objects).unwrap_or_default() + "\n",
-            Format::Csv => {
-                let mut out = String::new();
-                for line in std::iter::once(&self.headers).chain(&self.rows) {
-                    let cells: Vec<String> = line.iter().map(|c| csv_cell(c)).collect();
-                    let _ = writeln!(out, "{}", cells.join(","));
-                }
-                out
-            }
-            Format::Markdown => {
-                let escape = |c: &String| c.replace('|', "\\|").replace('\n', " ");
-                let mut out = format!(
-                    "| {} |\n|{}\n",
-                    self.headers.iter().map(escape).collect::<Vec<_>>().join(" | "),
-                    "---|".repeat(self.headers.len())
-                );
-                for row in &self.rows {
-                    let _ = writeln!(
-                        out,
-                        "| {} |",
-                        row.iter().map(escape).collect::<Vec<_>>().join(" | ")
-                    );
-                }
-                out
-            }
-            Format::Table => self.table(width),
-        }
-    }
-
-    fn table(&self, width: Option<usize>) -> String {
-        let columns = self.headers.len();
-        let clean = |c: &str| c.replace(['\n', '\r', '\t'], " ");
-        let mut widths: Vec<usize> = (0..columns)
-            .map(|i| {
-                std::iter::once(&self.headers[i])
-                    .chain(self.rows.iter().map(|r| &r[i]))
-                    .map(|c| clean(c).chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        // Empty columns go; then the widest shrink until the row fits.
-        let mut shown: Vec<usize> = (0..columns)
-            .filter(|&i| self.rows.iter().any(|r| !r[i].is_empty()) || self.rows.is_empty())
-            .collect();
-        if let Some(width) = width {
-            let total = |w: &[usize], shown: &[usize]| {
-                shown.iter().map(|&i| w[i]).sum::<usize>() + 2 * shown.len().saturating_sub(1)
-            };
-            // The widest columns shrink (to 8 characters at most), the run's name last; then the
-            // last columns go.
-            let name = self.headers.iter().position(|h| h == "name");
-            while total(&widths, &shown) > width {
-                let others = shown.iter().filter(|&&i| Some(i) != name && widths[i] > 8);
-                let Some(&widest) = others
-                    .max_by_key(|&&i| widths[i])
-                    .or_else(|| shown.iter().max_by_key(|&&i| widths[i]))
-                else {
-                    break;
-                };
-                if widths[widest] > 8 {
-                    widths[widest] -= 1;
-                } else if shown.len() > 1 {
-                    shown.pop();
-                } else {
-                    widths[widest] = width.max(1);
-                    break;
-                }
-            }
-        }
-        let fit = |text: &str, width: usize| {
-            let text = clean(text);
-            let n = text.chars().count();
-            if n <= width {
-                format!("{text}{}", " ".repeat(width - n))
-            } else {
-                let cut: String = text.chars().take(width.saturating_sub(1)).collect();
-                format!("{cut}…")
-            }
-        };
-        let mut out = String::new();
-        for line in std::iter::once(&self.headers).chain(&self.rows) {
-            let cells: Vec<String> = shown.iter().map(|&i| fit(&line[i], widths[i])).collect();
-            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        }
-        out
-    }
-}
-
-fn csv_cell(cell: &str) -> String {
-    if cell.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell.to_owned()
     }
 }

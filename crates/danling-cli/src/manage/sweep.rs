@@ -1,22 +1,15 @@
 //! `danling sweep`: the Cartesian product of some config keys' values, each trial an ordinary run
-//! trained by a child `danling train`, N at once. Re-running a sweep skips the finished trials and
-//! resumes the others.
+//! trained by a child `danling train`, N at once (`trials.rs`). Re-running a sweep skips the finished
+//! trials and resumes the others.
 //!
 //! Values follow Hydra's syntax: `KEY=a,b` is a choice of two, brackets make one list value
 //! (`model.hidden=[64],[128,64]`), and `range(start,stop[,step])` counts from start up to (not
 //! including) stop. A file's `sweep:` mapping gives the same, a list or such a string per key; a key
 //! swept on the command line replaces the file's.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use danling::{Config, Identity, Override};
+use danling::Override;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-use super::scan::{Status, read_run};
-use crate::task::TaskSections;
 
 /// One swept key and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +165,7 @@ pub fn product(axes: &[Axis]) -> Vec<Vec<(String, Value)>> {
 }
 
 /// A value as a run name and the log write it: strings bare, the rest as compact JSON.
-fn shown(value: &Value) -> String {
+pub fn shown(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -180,7 +173,7 @@ fn shown(value: &Value) -> String {
 }
 
 /// The run-name suffix of a trial: `lr=0.01_hidden=[128,64]`, safe in one path component.
-fn suffix(trial: &[(String, Value)]) -> String {
+pub fn suffix(trial: &[(String, Value)]) -> String {
     trial
         .iter()
         .map(|(key, value)| format!("{}={}", key.rsplit('.').next().unwrap_or(key), shown(value)))
@@ -208,213 +201,6 @@ pub fn default_group(base: &Value, axes: &[Axis]) -> String {
     let digest = hasher.finalize();
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("sweep-{hex}")
-}
-
-/// One trial: its overrides and where its run goes.
-#[derive(Debug)]
-pub struct Trial {
-    pub label: String,
-    pub overrides: Vec<(String, Value)>,
-    pub dir: PathBuf,
-    pub state: TrialState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrialState {
-    New,
-    Finished,
-    Resume,
-}
-
-impl TrialState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrialState::New => "new",
-            TrialState::Finished => "finished: skipped",
-            TrialState::Resume => "resumes",
-        }
-    }
-}
-
-/// The trials of a sweep over `config` (with the base `overrides`), each resolved to its run dir.
-pub fn plan(
-    config: Option<&Path>,
-    overrides: &[Override],
-    trials: Vec<Vec<(String, Value)>>,
-    group: &str,
-) -> Result<Vec<Trial>, String> {
-    let base: Config<TaskSections> = Config::load(config, overrides).map_err(|e| e.to_string())?;
-    trials
-        .into_iter()
-        .map(|trial| {
-            let mut all: Vec<Override> = overrides.to_vec();
-            let mut extra: Vec<(String, Value)> = trial.clone();
-            let run_name = format!("{}-{}", base.run_name, suffix(&trial));
-            extra.push(("run_name".into(), Value::String(run_name)));
-            extra.push(("group".into(), Value::String(group.to_owned())));
-            for (key, value) in &extra {
-                all.push(Override {
-                    path: key.split('.').map(str::to_owned).collect(),
-                    value: value.clone(),
-                });
-            }
-            let config: Config<TaskSections> = Config::load(config, &all).map_err(|e| e.to_string())?;
-            let identity = Identity::new(&config).map_err(|e| e.to_string())?;
-            let run = read_run(&identity.dir);
-            let state = if !identity.dir.join(danling::workspace::files::RUNNER).exists() {
-                TrialState::New
-            } else if run.status == Status::Finished {
-                TrialState::Finished
-            } else {
-                TrialState::Resume
-            };
-            Ok(Trial {
-                label: trial
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", shown(v)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                overrides: extra,
-                dir: identity.dir,
-                state,
-            })
-        })
-        .collect()
-}
-
-/// How running the trials went.
-pub struct Outcome {
-    pub finished: usize,
-    pub failed: usize,
-    pub stopped: bool,
-}
-
-/// Runs the trials that are not finished, `jobs` at once, each with `threads` threads; a stop signal
-/// is passed on to every running trial, and no more start.
-pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize, threads: usize) -> Outcome {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("danling"));
-    let total = trials.len();
-    let mut pending: Vec<(usize, &Trial)> = trials
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.state != TrialState::Finished)
-        .collect();
-    pending.reverse();
-    let mut running: Vec<(usize, &Trial, Child, Instant)> = Vec::new();
-    let mut outcome = Outcome {
-        finished: trials.iter().filter(|t| t.state == TrialState::Finished).count(),
-        failed: 0,
-        stopped: false,
-    };
-    let mut forwarded = false;
-    loop {
-        if let Some(signal) = danling::signals::requested() {
-            outcome.stopped = true;
-            if !forwarded {
-                forwarded = true;
-                let name = match signal {
-                    danling::signals::Stop::Interrupt => "-INT",
-                    danling::signals::Stop::Terminate => "-TERM",
-                };
-                for (_, _, child, _) in &running {
-                    let _ = Command::new("kill")
-                        .args([name, &child.id().to_string()])
-                        .status();
-                }
-                tracing::info!("stopping {} running trial(s); no more start", running.len());
-            }
-        }
-        while !outcome.stopped && running.len() < jobs {
-            let Some((i, trial)) = pending.pop() else { break };
-            let mut command = Command::new(&exe);
-            command.arg("train");
-            if let Some(config) = config {
-                command.arg(config);
-            }
-            command.args(base);
-            for (key, value) in &trial.overrides {
-                command.arg(format!("--{key}={}", value));
-            }
-            if trial.state == TrialState::Resume {
-                command.arg("--resume=true");
-            }
-            command
-                .arg("--progress=false")
-                .env("RAYON_NUM_THREADS", threads.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            match command.spawn() {
-                Ok(child) => {
-                    tracing::info!(
-                        "[{}/{total}] {}: {}",
-                        i + 1,
-                        trial.label,
-                        if trial.state == TrialState::Resume {
-                            "resuming"
-                        } else {
-                            "started"
-                        }
-                    );
-                    running.push((i, trial, child, Instant::now()));
-                }
-                Err(error) => {
-                    tracing::error!(
-                        "[{}/{total}] {}: cannot start danling train: {error}",
-                        i + 1,
-                        trial.label
-                    );
-                    outcome.failed += 1;
-                }
-            }
-        }
-        if running.is_empty() && (pending.is_empty() || outcome.stopped) {
-            return outcome;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        let mut k = 0;
-        while k < running.len() {
-            let done = running[k].2.try_wait().ok().flatten();
-            let Some(status) = done else {
-                k += 1;
-                continue;
-            };
-            let (i, trial, child, start) = running.swap_remove(k);
-            let stderr = child
-                .wait_with_output()
-                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_default();
-            let seconds = start.elapsed().as_secs_f64();
-            match status.code() {
-                Some(0) => {
-                    outcome.finished += 1;
-                    tracing::info!(
-                        "[{}/{total}] {}: finished in {seconds:.1} s, {}",
-                        i + 1,
-                        trial.label,
-                        trial.dir.display()
-                    );
-                }
-                Some(130 | 143) => {
-                    tracing::warn!(
-                        "[{}/{total}] {}: stopped; the next `danling sweep` resumes it",
-                        i + 1,
-                        trial.label
-                    );
-                }
-                code => {
-                    outcome.failed += 1;
-                    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                    tracing::error!(
-                        "[{}/{total}] {}: failed (exit {}): {last}",
-                        i + 1,
-                        trial.label,
-                        code.map_or("by a signal".to_owned(), |c| c.to_string())
-                    );
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! A small SVG writer for the report's line charts: axes with round ticks, a polyline per run, a log
+//! scale, and the one escaping function every text of the report goes through.
+
+use std::fmt::Write as _;
+
+/// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#17becf",
+];
+
+pub fn colour(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// About five round ticks from `lo` to `hi`.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).abs().max(1e-12);
+    let raw = span / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| span / s <= 6.0)
+        .unwrap_or(magnitude * 10.0);
+    let first = (lo / step).ceil() * step;
+    (0..)
+        .map(|k| first + k as f64 * step)
+        .take_while(|t| *t <= hi + step * 1e-9)
+        .take(12)
+        .collect()
+}
+
+fn tick_label(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{x:.0e}")
+    } else {
+        let s = format!("{x:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// One run's line: its position (for its colour), its name, and `(index, value)` points.
+pub type Series<'a> = (usize, &'a str, Vec<(f64, f64)>);
+
+/// One line chart: a polyline per run over the index, axes with ticks, log scale when `log`.
+pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 300.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 16.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 36.0;
+    let y_of = |v: f64| if log { v.log10() } else { v };
+    let points = series
+        .iter()
+        .flat_map(|(_, _, s)| s.iter())
+        .filter(|(_, v)| v.is_finite() && (!log || *v > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, v) in points {
+        let y = y_of(v);
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return String::new();
+    }
+    if x1 - x0 < 1e-12 {
+        (x0, x1) = (x0 - 1.0, x1 + 1.0);
+    }
+    if y1 - y0 < 1e-12 {
+        (y0, y1) = (y0 - 0.5, y1 + 0.5);
+    }
+    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
+    let py = |y: f64| TOP + (y1 - y) / (y1 - y0) * (H - TOP - BOTTOM);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" \
+         aria-label=\"{}\">",
+        escape(title)
+    );
+    let _ = write!(
+        svg,
+        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{}\" height=\"{}\" class=\"frame\"/>",
+        W - LEFT - RIGHT,
+        H - TOP - BOTTOM
+    );
+    for t in ticks(x0, x1)
+        .into_iter()
+        .filter(|t| t.fract() == 0.0 || x1 - x0 < 5.0)
+    {
+        let x = px(t);
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" class=\"tick\"/><text x=\"{x:.1}\" y=\"{:.1}\" \
+             class=\"xt\">{}</text>",
+            H - BOTTOM,
+            H - BOTTOM + 4.0,
+            H - BOTTOM + 16.0,
+            tick_label(t)
+        );
+    }
+    let y_ticks = if log {
+        (y0.floor() as i32..=y1.ceil() as i32)
+            .map(f64::from)
+            .filter(|t| *t >= y0 - 1e-9 && *t <= y1 + 1e-9)
+            .collect::<Vec<_>>()
+    } else {
+        ticks(y0, y1)
+    };
+    for t in y_ticks {
+        let y = py(t);
+        let label = if log {
+            tick_label(10f64.powf(t))
+        } else {
+            tick_label(t)
+        };
+        let _ = write!(
+            svg,
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" class=\"grid\"/><text x=\"{:.1}\" y=\"{:.1}\" \
+             class=\"yt\">{label}</text>",
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\">index</text>",
+        (LEFT + W - RIGHT) / 2.0,
+        H - 4.0
+    );
+    for (i, name, line) in series {
+        let points: Vec<String> = line
+            .iter()
+            .filter(|(_, v)| v.is_finite() && (!log || *v > 0.0))
+            .map(|&(x, v)| format!("{:.1},{:.1}", px(x), py(y_of(v))))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline>",
+            colour(*i),
+            points.join(" "),
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_every_special_character() {
+        assert_eq!(
+            escape("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 1.0), [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        let t = ticks(3.0, 97.0);
+        assert!(
+            t.first().unwrap() >= &3.0 && t.last().unwrap() <= &97.0 && t.len() >= 4,
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn a_chart_draws_a_line_per_run_with_axes() {
+        let series = vec![
+            (0, "a", vec![(1.0, 0.5), (2.0, 0.25)]),
+            (1, "<b>", vec![(1.0, 0.4), (2.0, 0.3)]),
+        ];
+        let svg = chart("val loss", &series, false);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
+        assert!(svg.matches("class=\"yt\"").count() >= 3);
+        let log = chart("lr", &[(0, "a", vec![(1.0, 1e-4), (2.0, 1e-2)])], true);
+        assert!(log.contains(">0.001<") || log.contains(">1e-3<"), "{log}");
+    }
+}
