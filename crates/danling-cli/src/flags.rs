@@ -269,6 +269,17 @@ pub const RUNS_ARG: &str = "runs";
 pub const PROJECT_ROOT: &str = "project-root";
 pub const METRIC: &str = "metric";
 
+/// `--project-root DIR`, where `compare` and `report` look run ids up.
+fn project_root() -> Arg {
+    Arg::new(PROJECT_ROOT)
+        .long("project-root")
+        .alias("project_root")
+        .value_name("DIR")
+        .value_parser(value_parser!(PathBuf))
+        .value_hint(ValueHint::DirPath)
+        .help("Where run ids are looked up (default: experiments)")
+}
+
 /// `danling compare`.
 fn compare() -> clap::Command {
     let args = [
@@ -277,13 +288,7 @@ fn compare() -> clap::Command {
             .num_args(2..)
             .required(true)
             .help("Two or more runs: run directories, or ids (or id prefixes) under the project root"),
-        Arg::new(PROJECT_ROOT)
-            .long("project-root")
-            .alias("project_root")
-            .value_name("DIR")
-            .value_parser(value_parser!(PathBuf))
-            .value_hint(ValueHint::DirPath)
-            .help("Where ids are looked up (default: experiments)"),
+        project_root(),
         Arg::new(METRIC)
             .long("metric")
             .value_name("SPLIT.METRIC")
@@ -341,13 +346,7 @@ fn report() -> clap::Command {
             .value_hint(ValueHint::FilePath)
             .default_value("report.html")
             .help("Where to write the report (atomically)"),
-        Arg::new(PROJECT_ROOT)
-            .long("project-root")
-            .alias("project_root")
-            .value_name("DIR")
-            .value_parser(value_parser!(PathBuf))
-            .value_hint(ValueHint::DirPath)
-            .help("Where run ids are looked up (default: experiments)"),
+        project_root(),
     ];
     with_help(
         clap::Command::new("report")

@@ -331,6 +331,20 @@ fn intact(run: &Path) {
     }
 }
 
+/// The uninterrupted 2-rank run of `config`, in `{dir}/straight`: the reference of a stopped one.
+fn straight_run(dir: &Path, config: &str) -> PathBuf {
+    let out = train_on(2, dir, &["train", config, "--project_root", "straight"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    run_dir(&dir.join("straight"))
+}
+
+/// Resumes `root`'s run on 2 ranks and checks that it ends exactly as `straight` did.
+fn resumes_exactly(dir: &Path, config: &str, root: &str, straight: &Path) {
+    let resumed = resumed(dir, config, root, 2);
+    assert_eq!(model_tensors(&latest(&resumed)), model_tensors(&latest(straight)));
+    assert_eq!(stable_results(&resumed), stable_results(straight));
+}
+
 fn resumed(dir: &Path, config: &str, root: &str, ranks: usize) -> PathBuf {
     let out = train_on(
         ranks,
@@ -347,9 +361,7 @@ fn sigterm_to_a_rank_stops_every_rank_at_one_step_and_the_resume_is_exact() {
     let dir = scratch();
     let config = write(dir.path(), "long.yaml", LONG);
     let config = config.to_str().unwrap();
-    let straight = train_on(2, dir.path(), &["train", config, "--project_root", "straight"]);
-    assert!(straight.status.success(), "{}", stderr(&straight));
-    let straight = run_dir(&dir.path().join("straight"));
+    let straight = straight_run(dir.path(), config);
 
     let (out, _) = interrupted(dir.path(), config, "stopped", |job| {
         signal(rank_pid(job.id(), 1), "-TERM")
@@ -359,12 +371,7 @@ fn sigterm_to_a_rank_stops_every_rank_at_one_step_and_the_resume_is_exact() {
     assert_eq!(log.matches("stopped by Terminate").count(), 1, "{log}");
     let run = run_dir(&dir.path().join("stopped"));
     intact(&run);
-    let resumed = resumed(dir.path(), config, "stopped", 2);
-    assert_eq!(
-        model_tensors(&latest(&resumed)),
-        model_tensors(&latest(&straight))
-    );
-    assert_eq!(stable_results(&resumed), stable_results(&straight));
+    resumes_exactly(dir.path(), config, "stopped", &straight);
 }
 
 #[test]
@@ -373,9 +380,7 @@ fn kill_9_of_one_rank_ends_the_job_and_the_resume_is_exact() {
     let dir = scratch();
     let config = write(dir.path(), "long.yaml", LONG);
     let config = config.to_str().unwrap();
-    let straight = train_on(2, dir.path(), &["train", config, "--project_root", "straight"]);
-    assert!(straight.status.success(), "{}", stderr(&straight));
-    let straight = run_dir(&dir.path().join("straight"));
+    let straight = straight_run(dir.path(), config);
 
     let (out, took) = interrupted(dir.path(), config, "killed", |job| {
         signal(rank_pid(job.id(), 1), "-KILL")
@@ -384,12 +389,7 @@ fn kill_9_of_one_rank_ends_the_job_and_the_resume_is_exact() {
     assert!(took < Duration::from_secs(30), "the job took {took:?} to end");
     let run = run_dir(&dir.path().join("killed"));
     intact(&run);
-    let resumed = resumed(dir.path(), config, "killed", 2);
-    assert_eq!(
-        model_tensors(&latest(&resumed)),
-        model_tensors(&latest(&straight))
-    );
-    assert_eq!(stable_results(&resumed), stable_results(&straight));
+    resumes_exactly(dir.path(), config, "killed", &straight);
 }
 
 #[test]
@@ -398,9 +398,7 @@ fn a_two_rank_checkpoint_goes_on_with_one_process_on_the_same_global_batch_only(
     let dir = scratch();
     let config = write(dir.path(), "long.yaml", LONG);
     let config = config.to_str().unwrap();
-    let straight = train_on(2, dir.path(), &["train", config, "--project_root", "straight"]);
-    assert!(straight.status.success(), "{}", stderr(&straight));
-    let straight = run_dir(&dir.path().join("straight"));
+    let straight = straight_run(dir.path(), config);
     let (out, _) = interrupted(dir.path(), config, "stopped", |job| {
         signal(rank_pid(job.id(), 1), "-TERM")
     });

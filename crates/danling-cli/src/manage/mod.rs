@@ -28,6 +28,14 @@ fn input(message: impl std::fmt::Display) -> Failure {
     Failure::Input(anyhow::anyhow!("{message}"))
 }
 
+/// The directory `id` names, or the default project root.
+fn path_or_default(args: &Args, id: &str) -> PathBuf {
+    args.matches
+        .get_one::<PathBuf>(id)
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+}
+
 /// The comma-separated values of a repeatable flag, in order.
 fn list(args: &Args, id: &str) -> Vec<String> {
     args.matches
@@ -56,11 +64,7 @@ fn terminal_width() -> Option<usize> {
 
 /// `danling runs`.
 pub fn runs(args: &Args) -> Result<(), Failure> {
-    let root = args
-        .matches
-        .get_one::<PathBuf>(flags::ROOT)
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let root = path_or_default(args, flags::ROOT);
     if !root.is_dir() {
         return Err(input(format!(
             "project root {} is not a directory",
@@ -109,11 +113,7 @@ pub fn runs(args: &Args) -> Result<(), Failure> {
 
 /// `danling compare`.
 pub fn compare(args: &Args) -> Result<(), Failure> {
-    let root = args
-        .matches
-        .get_one::<PathBuf>(flags::PROJECT_ROOT)
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let root = path_or_default(args, flags::PROJECT_ROOT);
     let specs: Vec<&String> = args
         .matches
         .get_many::<String>(flags::RUNS_ARG)
@@ -132,11 +132,7 @@ pub fn compare(args: &Args) -> Result<(), Failure> {
 
 /// `danling report`.
 pub fn report(args: &Args) -> Result<(), Failure> {
-    let root = args
-        .matches
-        .get_one::<PathBuf>(flags::PROJECT_ROOT)
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let root = path_or_default(args, flags::PROJECT_ROOT);
     let sources: Vec<&String> = args
         .matches
         .get_many::<String>(flags::SOURCES)
