@@ -7,6 +7,7 @@ mod flags;
 mod manage;
 mod messages;
 mod task;
+mod texts;
 
 use std::io::Write;
 use std::process::ExitCode;
