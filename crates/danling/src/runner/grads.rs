@@ -116,10 +116,26 @@ pub fn gradients_to_vec<M: Module>(model: &M, grads: &GradientsParams) -> Vec<f3
     }
     let mut visitor = Flatten {
         grads,
-        out: Vec::new(),
+        // One allocation of the whole length: growing by doubling copied the buffer again and again.
+        out: Vec::with_capacity(trainable_len(model)),
     };
     model.visit(&mut visitor);
     visitor.out
+}
+
+/// The number of elements of `model`'s trainable float parameters.
+fn trainable_len<M: Module>(model: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0 += param.lazy_shape().iter().product::<usize>();
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
 }
 
 /// The gradients of `model`'s trainable parameters from `values`, laid out as [`gradients_to_vec`]
