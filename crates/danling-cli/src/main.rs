@@ -38,6 +38,7 @@ impl From<UsageError> for Failure {
 }
 
 fn main() -> ExitCode {
+    danling::env::quiet_display_probing();
     danling::alloc::keep_freed_memory();
     std::panic::set_hook(Box::new(|info| {
         eprintln!(

@@ -26,6 +26,65 @@ pub struct State {
     pub skipped: u64,
     /// The epoch in progress, when the checkpoint was written inside one.
     pub progress: Option<EpochProgress>,
+    /// The dynamic loss scale of an f16 run.
+    pub scaler: Option<LossScaler>,
+}
+
+/// Dynamic loss scaling for f16 training, as PyTorch's `GradScaler` does it: the loss is multiplied
+/// by `scale` before backward, so that small gradients do not flush to zero in f16, and the
+/// gradients are divided by it after. A step whose gradients overflowed is skipped and the scale
+/// halved; after `GROWTH_INTERVAL` steps in a row without overflow it doubles.
+///
+/// The scale starts (and stops growing) at 2^15, not PyTorch's 2^16: here the backward pass is f16
+/// from the loss on, and the scale itself must be an f16 number (the largest is 65504).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaler {
+    /// The current scale.
+    pub scale: f64,
+    /// Steps without overflow since the scale last changed (PyTorch's `_growth_tracker`).
+    pub growth_tracker: u64,
+    /// Steps skipped because the scaled gradients overflowed, over the whole run.
+    pub overflows: u64,
+}
+
+impl LossScaler {
+    /// The first scale, and the largest.
+    pub const MAX_SCALE: f64 = 32768.0;
+    /// Steps without overflow before the scale doubles.
+    pub const GROWTH_INTERVAL: u64 = 2000;
+    /// The smallest scale: below it, an overflow is not the scale's doing.
+    pub const MIN_SCALE: f64 = 1.0 / 65536.0;
+
+    /// A scaler at its first scale.
+    pub fn new() -> Self {
+        Self {
+            scale: Self::MAX_SCALE,
+            growth_tracker: 0,
+            overflows: 0,
+        }
+    }
+
+    /// Updates the scale after a step: halved on overflow, doubled after `GROWTH_INTERVAL` steps
+    /// without one.
+    pub fn update(&mut self, overflowed: bool) {
+        if overflowed {
+            self.overflows += 1;
+            self.growth_tracker = 0;
+            self.scale = (self.scale * 0.5).max(Self::MIN_SCALE);
+        } else {
+            self.growth_tracker += 1;
+            if self.growth_tracker == Self::GROWTH_INTERVAL {
+                self.growth_tracker = 0;
+                self.scale = (self.scale * 2.0).min(Self::MAX_SCALE);
+            }
+        }
+    }
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// How the run that wrote a checkpoint was laid out across processes: runtime facts, not hashed,
@@ -37,6 +96,10 @@ pub struct Runtime {
     pub world_size: usize,
     /// The samples per batch on each process.
     pub batch_size: usize,
+    /// The device that trained the run (absent in checkpoints before 0.2): where `auto` chose one,
+    /// the one it chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<crate::config::Device>,
 }
 
 /// What an epoch in progress has accumulated, so that resuming it gives the same results.
@@ -88,6 +151,7 @@ impl State {
             skipped: self.skipped,
             early_stop_counter,
             progress: self.progress.as_ref(),
+            scaler: self.scaler.as_ref(),
         }
     }
 }
@@ -102,6 +166,8 @@ struct Document<'a> {
     skipped: u64,
     early_stop_counter: u64,
     progress: Option<&'a EpochProgress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scaler: Option<&'a LossScaler>,
 }
 
 /// The `state` document as read: the derived fields are optional, and the counter is not kept.
@@ -115,6 +181,8 @@ struct Stored {
     skipped: u64,
     #[serde(default)]
     progress: Option<EpochProgress>,
+    #[serde(default)]
+    scaler: Option<LossScaler>,
 }
 
 impl From<Stored> for State {
@@ -129,6 +197,7 @@ impl From<Stored> for State {
             iter: stored.iter,
             skipped: stored.skipped,
             progress,
+            scaler: stored.scaler,
         }
     }
 }
@@ -152,7 +221,48 @@ mod tests {
                 skipped_before: 1,
                 ranks: Vec::new(),
             }),
+            scaler: Some(LossScaler {
+                scale: 4096.0,
+                growth_tracker: 7,
+                overflows: 3,
+            }),
         }
+    }
+
+    #[test]
+    fn the_loss_scale_halves_on_overflow_and_doubles_after_the_growth_interval() {
+        let mut scaler = LossScaler::new();
+        assert_eq!(scaler.scale, 32768.0, "the largest power of two f16 holds");
+        scaler.update(true);
+        assert_eq!(
+            (scaler.scale, scaler.growth_tracker, scaler.overflows),
+            (16384.0, 0, 1)
+        );
+        for _ in 0..LossScaler::GROWTH_INTERVAL - 1 {
+            scaler.update(false);
+        }
+        assert_eq!(scaler.scale, 16384.0);
+        scaler.update(false);
+        assert_eq!((scaler.scale, scaler.growth_tracker), (32768.0, 0));
+        for _ in 0..LossScaler::GROWTH_INTERVAL {
+            scaler.update(false);
+        }
+        assert_eq!(scaler.scale, 32768.0, "never above f16's largest power of two");
+        for _ in 0..100 {
+            scaler.update(true);
+        }
+        assert_eq!(scaler.scale, LossScaler::MIN_SCALE);
+    }
+
+    #[test]
+    fn a_state_without_a_scaler_writes_none() {
+        let state = State {
+            scaler: None,
+            ..in_progress()
+        };
+        let value = serde_json::to_value(state.document(0)).unwrap();
+        assert!(value.get("scaler").is_none());
+        assert_eq!(serde_json::from_value::<State>(value).unwrap().scaler, None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ const QUIET: Role = Role {
     is_main: true,
     console: Console::Off,
     world_size: 1,
+    device: None,
 };
 
 fn config(root: &Path, pairs: &[(&str, &str)]) -> Config {
@@ -210,6 +211,7 @@ fn log_false_writes_no_run_log_and_a_non_main_process_writes_nothing() {
             is_main: false,
             console: Console::Off,
             world_size: 2,
+            device: None,
         },
     )
     .unwrap();

@@ -262,7 +262,10 @@ impl PathMapper for Loader<'_> {
         match self.read(&name, transpose, &shape) {
             Ok(data) => {
                 self.used.insert(name);
-                let tensor = Tensor::from_data(data, &param.lazy_device());
+                // In the parameter's own dtype, not the device's default (half precision in a
+                // mixed-precision run, whose master weights stay f32).
+                let dtype = param.val().dtype();
+                let tensor = Tensor::from_data(data, (&param.lazy_device(), dtype));
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }

@@ -8,6 +8,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Where a run executes. Every backend but `flex` needs its cargo feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
+    /// The best device this build has and this machine holds (the default): the first of
+    /// [`AUTO_ORDER`] that is compiled in and present, a GPU before the CPU. A software Vulkan
+    /// driver (lavapipe) counts as no GPU: on it, flex is faster.
+    Auto,
     /// burn's pure-Rust CPU backend (the default).
     Flex,
     /// burn's LLVM CPU backend.
@@ -25,11 +29,23 @@ pub enum Device {
 }
 
 /// The spellings [`Device`] accepts, for error messages.
-pub const DEVICE_SPELLINGS: &str = "flex, cpu, cuda:N, rocm:N, vulkan, metal, wgpu";
+pub const DEVICE_SPELLINGS: &str = "auto, flex, cpu, cuda:N, rocm:N, vulkan, metal, wgpu";
+
+/// The order in which `device: auto` tries the devices: the first one compiled in and present wins.
+/// `cpu` (burn's LLVM backend) is never picked on its own: flex, always built, is the CPU device.
+pub const AUTO_ORDER: [Device; 6] = [
+    Device::Cuda(0),
+    Device::Rocm(0),
+    Device::Metal,
+    Device::Vulkan,
+    Device::Wgpu,
+    Device::Flex,
+];
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Device::Auto => f.write_str("auto"),
             Device::Flex => f.write_str("flex"),
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
@@ -44,7 +60,7 @@ impl fmt::Display for Device {
 impl FromStr for Device {
     type Err = String;
 
-    /// Parses `flex`, `cpu`, `cuda`, `cuda:N`, `rocm`, `rocm:N`, `vulkan`, `metal` or `wgpu`.
+    /// Parses `auto`, `flex`, `cpu`, `cuda`, `cuda:N`, `rocm`, `rocm:N`, `vulkan`, `metal` or `wgpu`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (kind, index) = match s.split_once(':') {
             Some((kind, index)) => {
@@ -56,6 +72,7 @@ impl FromStr for Device {
             None => (s, None),
         };
         match (kind, index) {
+            ("auto", None) => Ok(Device::Auto),
             ("flex", None) => Ok(Device::Flex),
             ("cpu", None) => Ok(Device::Cpu),
             ("cuda", i) => Ok(Device::Cuda(i.unwrap_or(0))),

@@ -77,10 +77,10 @@ pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
     }
 }
 
-/// `runner.yaml` holds `{config, identity}` and the run's runtime facts (`world_size`); reading it
-/// back means reading its `config`.
+/// `runner.yaml` holds `{config, identity}` and the run's runtime facts (`world_size`, `device`);
+/// reading it back means reading its `config`.
 fn unwrap_runner_document(mut map: Map<String, Value>) -> Value {
-    const RUNTIME: [&str; 1] = ["world_size"];
+    const RUNTIME: [&str; 2] = ["world_size", "device"];
     let others = map
         .keys()
         .filter(|k| !["config", "identity"].contains(&k.as_str()));

@@ -12,7 +12,7 @@ mod schema;
 mod validate;
 
 pub use canonical::{IGNORED_KEYS, canonical_config, canonical_json};
-pub use device::{DEVICE_SPELLINGS, Device};
+pub use device::{AUTO_ORDER, DEVICE_SPELLINGS, Device};
 pub use error::ConfigError;
 pub use load::{Override, apply_overrides, read_file};
 pub use schema::{

@@ -154,7 +154,7 @@ impl<S: Default> Default for Config<S> {
             max_grad_value: None,
             nonfinite: NonFinite::Skip,
             precision: Precision::F32,
-            device: Device::Flex,
+            device: Device::Auto,
             optim: OptimConfig::default(),
             sched: SchedConfig::default(),
             sections: S::default(),

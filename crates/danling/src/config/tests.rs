@@ -38,7 +38,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(config.checkpoint_dir_name, "checkpoints");
     assert_eq!(config.score_name, "loss");
     assert_eq!(config.budget(), Budget::Epochs(DEFAULT_EPOCHS));
-    assert_eq!(config.device, Device::Flex);
+    assert_eq!(config.device, Device::Auto);
     assert_eq!(config.precision, Precision::F32);
     assert_eq!(config.accum_steps, 1);
     assert!(config.log && config.progress && !config.tensorboard && !config.resume);

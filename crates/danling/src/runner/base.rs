@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
-use super::{Launched, Platform, RunnerError, State, Task};
+use super::{Launched, Platform, RunnerError, State, Task, mixed};
 use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Config, NoSections, Sections};
 use crate::identity::Identity;
@@ -149,7 +149,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         config.validate()?;
         let identity = broadcast_identity(&platform, identity);
         platform.seed(config.seed);
-        let model = platform.prepare(model);
+        let model = platform.prepare(mixed::master(model));
         let optimizer = build_optimizer(&config.optim);
         Ok(Self {
             config,
@@ -267,8 +267,18 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             true => load_model(self.model().valid(), path)?,
             false => self.model().valid(),
         };
-        self.model = Some(self.platform.prepare(model));
+        self.model = Some(self.platform.prepare(mixed::master(model)));
         Ok(())
+    }
+
+    /// A validation snapshot of the model (no autodiff, dropout off), in the precision the batches
+    /// are built in.
+    pub(super) fn eval_model(&self) -> T::Model {
+        let model = self.model().valid();
+        match mixed::half(self.config.precision) {
+            Some(dtype) => mixed::cast(model, dtype),
+            None => model,
+        }
     }
 
     /// Global batches in a split (each rank takes its shard of each).

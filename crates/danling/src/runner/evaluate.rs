@@ -2,8 +2,6 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
-
 use super::adapt::host_f64;
 use super::base::Predictions;
 use super::report::{progress_bar, split_result};
@@ -36,7 +34,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// The outputs of `infer_step` for every sample of a split, in order.
     pub fn infer(&mut self, name: &str) -> Result<Predictions, RunnerError> {
         let i = self.split_index(name)?;
-        let model = self.model().valid();
+        let model = self.eval_model();
         let device = self.platform.device().clone();
         let mut predictions = Predictions::default();
         for rows in self.order(i, false).chunks(self.batch_size) {
@@ -78,7 +76,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 
     /// Loss and metrics of one split with a validation snapshot of the model.
     pub(super) fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
-        let model = self.model().valid();
+        let model = self.eval_model();
         let device = self.platform.device().clone();
         let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
         let mut loss = AverageMeter::default();

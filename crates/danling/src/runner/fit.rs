@@ -10,7 +10,7 @@ use super::base::{LATEST, Trained};
 use super::report::epoch_line;
 use super::session::{Role, Session};
 use super::{Platform, ReduceOp, Runner, RunnerError, Task};
-use crate::config::{Budget, Sections};
+use crate::config::{Budget, Precision, Sections};
 use crate::log::Console;
 use crate::optim::LrScheduler;
 use crate::results::Record;
@@ -77,6 +77,12 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         } else if let Some(path) = &pretrained {
             self.load_weights(path)?;
         }
+        // An f16 run scales its loss; a checkpoint of another precision carries no scaler, or one
+        // this run has no use for.
+        self.state.scaler = match self.config.precision {
+            Precision::F16 => Some(self.state.scaler.unwrap_or_default()),
+            Precision::F32 | Precision::Bf16 => None,
+        };
         let role = Role {
             is_main: self.platform.is_main(),
             // The other ranks print only their warnings and errors, named by rank.
@@ -85,6 +91,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 rank => Console::Rank(rank),
             },
             world_size: self.platform.world_size(),
+            device: Some(self.platform.kind()),
         };
         let mode = StartMode::from_config(&self.config, self.overwrite);
         let continued = resume_from.as_deref().map(|path| (path, self.state.step));
@@ -155,12 +162,17 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             self.save_full(session, &scheduler, progress, LATEST)?;
         }
         info!(
-            "run {} in {}: {} optimizer steps ({} per epoch), device {}",
+            "run {} in {}: {} optimizer steps ({} per epoch), device {}{}",
             self.identity.id,
             session.dir().map(|d| d.display().to_string()).unwrap_or_default(),
             total_steps,
             steps_per_epoch,
-            self.platform.kind()
+            self.platform.description(),
+            match self.config.precision {
+                Precision::F32 => String::new(),
+                Precision::F16 => ", precision f16 (f32 master weights, dynamic loss scaling)".to_owned(),
+                Precision::Bf16 => ", precision bf16 (f32 master weights)".to_owned(),
+            }
         );
 
         // A run that early stopping ended stays ended when resumed.

@@ -3,7 +3,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 /// The L2 norm over every gradient of `model`, as a one-element tensor on the device.
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
@@ -50,6 +50,11 @@ fn total<M: Module>(model: &M, grads: &GradientsParams, squared: bool) -> Option
 /// Multiplies every gradient of `model` by `factor` (a one-element tensor), on the device.
 pub fn scale<M: Module>(model: &M, grads: &mut GradientsParams, factor: &Tensor<1>) {
     map(model, grads, |grad, rank| grad.mul(factor.clone().reshape(rank)));
+}
+
+/// Multiplies every gradient of `model` by the number `factor` (the loss scaler's unscaling).
+pub fn scale_by<M: Module>(model: &M, grads: &mut GradientsParams, factor: f64) {
+    map(model, grads, |grad, _| grad.mul_scalar(factor));
 }
 
 /// Clamps every gradient element of `model` to `[-value, value]`.
@@ -166,7 +171,7 @@ pub fn gradients_from_slice<M: Module>(
             self.at += len;
             let data = TensorData::new(part.to_vec(), shape.to_vec());
             self.grads
-                .register::<D>(param.id, Tensor::from_data(data, self.device));
+                .register::<D>(param.id, Tensor::from_data(data, (self.device, DType::F32)));
         }
     }
     let mut visitor = Unflatten {
@@ -213,7 +218,10 @@ pub fn parameters_from_slice<M: Module>(model: M, values: &[f32]) -> Option<M> {
                 return param;
             };
             self.at += len;
-            let tensor = Tensor::from_data(TensorData::new(part.to_vec(), shape), &param.lazy_device());
+            let tensor = Tensor::from_data(
+                TensorData::new(part.to_vec(), shape),
+                (&param.lazy_device(), DType::F32),
+            );
             let id = param.id;
             param.transform_for_load(tensor, id)
         }

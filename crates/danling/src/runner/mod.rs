@@ -7,6 +7,7 @@ mod error;
 mod evaluate;
 mod fit;
 mod grads;
+mod mixed;
 mod persist;
 mod platform;
 mod report;
@@ -16,7 +17,7 @@ mod step;
 mod task;
 mod train;
 
-pub use crate::state::{EpochProgress, State};
+pub use crate::state::{EpochProgress, LossScaler, State};
 pub use base::{Predictions, Runner, Trained, shuffled_order};
 pub use error::RunnerError;
 pub use grads::{
@@ -25,6 +26,8 @@ pub use grads::{
 };
 #[cfg(feature = "mpi")]
 pub use platform::Mpi;
-pub use platform::{Launched, Local, Platform, PlatformError, ReduceOp, end_world, process_rank};
+pub use platform::{
+    Adapter, Found, Launched, Local, Platform, PlatformError, ReduceOp, end_world, process_rank,
+};
 pub use session::{Recorded, Role, Session};
 pub use task::{StepOutput, Targets, Task};

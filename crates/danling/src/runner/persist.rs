@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use super::base::LATEST;
-use super::retention;
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
+use super::{mixed, retention};
 use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_checkpoint, read_checkpoint};
 use crate::config::Sections;
 use crate::fs::{IoError, PendingFiles, link_atomic};
@@ -93,7 +93,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let (model, optimizer, checkpoint) =
             load_checkpoint(local, self.model().valid(), build_optimizer(&self.config.optim))?;
         drop(received);
-        self.model = Some(self.platform.prepare(model));
+        self.model = Some(self.platform.prepare(mixed::master(model)));
         self.optimizer = optimizer;
         self.state = checkpoint.state;
         let note = self.adapt_layout(checkpoint.runtime, &checkpoint.config)?;
@@ -215,6 +215,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             runtime: Some(Runtime {
                 world_size: self.platform.world_size(),
                 batch_size: self.batch_size,
+                device: Some(self.platform.kind()),
             }),
         };
         Ok(Prepared::new(path, self.model(), &self.optimizer, &checkpoint)?)

@@ -21,6 +21,8 @@ pub struct Role {
     pub console: Console,
     /// The processes that train the run (recorded in `runner.yaml`).
     pub world_size: usize,
+    /// The device that trains it (recorded in `runner.yaml`).
+    pub device: Option<crate::config::Device>,
 }
 
 impl Default for Role {
@@ -29,6 +31,7 @@ impl Default for Role {
             is_main: true,
             console: Console::Stdout,
             world_size: 1,
+            device: None,
         }
     }
 }
@@ -94,7 +97,7 @@ impl Session {
         let mut tensorboard = None;
         let mut status = None;
         if let Some(dir) = &dir {
-            dir.write_runner(&config.to_value(), &identity, role.world_size)?;
+            dir.write_runner(&config.to_value(), &identity, role.world_size, role.device)?;
             if config.tensorboard {
                 let mut writer = EventWriter::create(&dir.file(files::TENSORBOARD))?;
                 writer.add_session_start(

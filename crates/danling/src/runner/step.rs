@@ -3,11 +3,11 @@
 //! check, the optimizer and the scheduler. And the collective decisions the loops take between steps.
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::Tensor;
-use tracing::warn;
+use burn::tensor::{DType, FloatDType, Tensor};
+use tracing::{debug, warn};
 
 use super::train::Pending;
-use super::{Platform, ReduceOp, Runner, RunnerError, StepOutput, Task, grads};
+use super::{Platform, ReduceOp, Runner, RunnerError, StepOutput, Task, grads, mixed};
 use crate::config::{NonFinite, Sections};
 use crate::metrics::{AverageMeter, Metrics};
 use crate::optim::LrScheduler;
@@ -33,6 +33,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         pending: &mut Pending,
     ) -> Result<usize, RunnerError> {
         let device = self.platform.train_device();
+        let half = mixed::half(self.config.precision);
+        let loss_scale = self.state.scaler.map(|scaler| scaler.scale);
         let group_rows: usize = group.iter().map(|rows| rows.len()).sum();
         let mut accumulator = GradientsAccumulator::new();
         let mut group_loss: Option<Tensor<1>> = None;
@@ -45,18 +47,27 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 continue; // a last global batch with fewer rows than ranks
             }
             let batch = self.collate(split, rows, &device)?;
-            let out: StepOutput = self.task.train_step(self.model(), &batch);
+            // Mixed precision: a half-precision copy, cast inside the graph from the f32 master.
+            let working = half.map(|dtype| mixed::cast(self.model().clone(), dtype));
+            let out: StepOutput = self
+                .task
+                .train_step(working.as_ref().unwrap_or(self.model()), &batch);
             let batch_loss = out.loss.clone().detach();
+            let loss_f32 = batch_loss.clone().cast(FloatDType::F32);
             group_loss = Some(match group_loss {
-                Some(sum) => sum + batch_loss.clone(),
-                None => batch_loss.clone(),
+                Some(sum) => sum + loss_f32,
+                None => loss_f32,
             });
-            let gradients = if rows.len() == group_rows {
-                out.loss.backward()
-            } else {
-                out.loss
-                    .mul_scalar(rows.len() as f64 / group_rows as f64)
-                    .backward()
+            let share = rows.len() as f64 / group_rows as f64;
+            let gradients = match loss_scale {
+                // In f32, so that the scaled loss does not overflow before its backward pass.
+                Some(scale) => out
+                    .loss
+                    .cast(FloatDType::F32)
+                    .mul_scalar(share * scale)
+                    .backward(),
+                None if rows.len() == group_rows => out.loss.backward(),
+                None => out.loss.mul_scalar(share).backward(),
             };
             accumulator.accumulate(self.model(), GradientsParams::from_grads(gradients, self.model()));
             pending.push(
@@ -84,10 +95,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// step everywhere.
     fn optimizer_step(
         &mut self,
-        mut gradients: GradientsParams,
+        gradients: GradientsParams,
         group_loss: Option<Tensor<1>>,
         scheduler: &mut LrScheduler,
     ) -> Result<(), RunnerError> {
+        if let Some(scaler) = self.state.scaler {
+            return self.scaled_optimizer_step(gradients, group_loss, scheduler, scaler);
+        }
         let norm = match self.config.max_grad_norm {
             Some(_) => grads::global_norm(self.model(), &gradients),
             None => None,
@@ -104,22 +118,92 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let mut flag = [f64::from(u8::from(!finite))];
         self.platform.all_reduce(&mut flag, ReduceOp::Max);
         if flag[0] > 0.0 {
-            return match self.config.nonfinite {
-                NonFinite::Stop => Err(RunnerError::NonFinite {
-                    step: self.state.step + 1,
-                    epoch: self.state.epoch + 1,
-                }),
-                NonFinite::Skip => {
-                    self.state.skipped += 1;
-                    warn!(
-                        "skipped a non-finite update at step {} ({} skipped so far)",
-                        self.state.step + 1,
-                        self.state.skipped
-                    );
-                    Ok(())
-                }
-            };
+            return self.nonfinite();
         }
+        self.update(gradients, norm, scheduler);
+        Ok(())
+    }
+
+    /// The optimizer step of an f16 run with loss scaling: the gradients are unscaled first; a
+    /// non-finite loss is the `nonfinite` policy's, as without scaling, while gradients that
+    /// overflowed only in f16 skip the update and halve the scale, as PyTorch's `GradScaler` does.
+    fn scaled_optimizer_step(
+        &mut self,
+        mut gradients: GradientsParams,
+        group_loss: Option<Tensor<1>>,
+        scheduler: &mut LrScheduler,
+        mut scaler: crate::state::LossScaler,
+    ) -> Result<(), RunnerError> {
+        grads::scale_by(self.model(), &mut gradients, 1.0 / scaler.scale);
+        let norm = match self.config.max_grad_norm {
+            Some(_) => grads::global_norm(self.model(), &gradients),
+            None => None,
+        };
+        let check = match &norm {
+            Some(norm) => Some(norm.clone()),
+            None => grads::sum(self.model(), &gradients),
+        };
+        // One read back: the loss sum and the gradients' reduction (zero where there is none).
+        let device = self.platform.train_device();
+        let zero = || Tensor::<1>::zeros([1], (&device, DType::F32));
+        let values = Tensor::cat(
+            vec![group_loss.unwrap_or_else(zero), check.unwrap_or_else(zero)],
+            0,
+        )
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+        let loss_finite = values.first().is_some_and(|v| v.is_finite());
+        let grads_finite = values.iter().all(|v| v.is_finite());
+        let mut flags = [
+            f64::from(u8::from(!loss_finite)),
+            f64::from(u8::from(!grads_finite)),
+        ];
+        self.platform.all_reduce(&mut flags, ReduceOp::Max);
+        if flags[0] > 0.0 {
+            return self.nonfinite();
+        }
+        scaler.update(flags[1] > 0.0);
+        self.state.scaler = Some(scaler);
+        if flags[1] > 0.0 {
+            debug!(
+                "f16 gradients overflowed at step {}: update skipped, loss scale now {}",
+                self.state.step + 1,
+                scaler.scale
+            );
+            return Ok(());
+        }
+        self.update(gradients, norm, scheduler);
+        Ok(())
+    }
+
+    /// What the `nonfinite` policy does with a non-finite update: stop, or skip it and count it.
+    fn nonfinite(&mut self) -> Result<(), RunnerError> {
+        match self.config.nonfinite {
+            NonFinite::Stop => Err(RunnerError::NonFinite {
+                step: self.state.step + 1,
+                epoch: self.state.epoch + 1,
+            }),
+            NonFinite::Skip => {
+                self.state.skipped += 1;
+                warn!(
+                    "skipped a non-finite update at step {} ({} skipped so far)",
+                    self.state.step + 1,
+                    self.state.skipped
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Clipping, the optimizer and the scheduler, on gradients known to be finite.
+    fn update(
+        &mut self,
+        mut gradients: GradientsParams,
+        norm: Option<Tensor<1>>,
+        scheduler: &mut LrScheduler,
+    ) {
         if let (Some(max_norm), Some(norm)) = (self.config.max_grad_norm, &norm) {
             grads::clip_norm(self.model(), &mut gradients, norm, max_norm);
         }
@@ -132,7 +216,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         }
         scheduler.step();
         self.state.step += 1;
-        Ok(())
     }
 
     /// The stop signal any rank received, agreed by all (SIGTERM over SIGINT when both came).

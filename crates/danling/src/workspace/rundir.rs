@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::WorkspaceError;
+use crate::config::Device;
 use crate::fs::{PendingFiles, RunLock, sync_dir, write_atomic};
 use crate::identity::Identity;
 use crate::results::{Results, Scoring};
@@ -99,20 +100,23 @@ impl RunDir {
         self.dir.join(name)
     }
 
-    /// Writes `runner.yaml`: the full resolved config tree, the identity, and the number of
-    /// processes that train the run.
+    /// Writes `runner.yaml`: the full resolved config tree, the identity, the number of processes
+    /// that train the run and the device they train on.
     pub fn write_runner(
         &self,
         config: &Value,
         identity: &Identity,
         world_size: usize,
+        device: Option<Device>,
     ) -> Result<(), WorkspaceError> {
         let path = self.file(files::RUNNER);
-        let text = render_runner(config, identity, Some(world_size)).map_err(|message| {
-            WorkspaceError::Serialize {
-                path: path.clone(),
-                message,
-            }
+        let runtime = Runtime {
+            world_size: Some(world_size),
+            device,
+        };
+        let text = render_runner(config, identity, runtime).map_err(|message| WorkspaceError::Serialize {
+            path: path.clone(),
+            message,
         })?;
         Ok(write_atomic(&path, text.as_bytes())?)
     }
@@ -199,20 +203,29 @@ impl RunDir {
 struct RunnerDocument<'a> {
     config: &'a Value,
     identity: &'a Identity,
+    #[serde(flatten)]
+    runtime: Runtime,
+}
+
+/// The runtime facts `runner.yaml` records beside the config (a training process knows them).
+#[derive(Serialize, Default)]
+struct Runtime {
     #[serde(skip_serializing_if = "Option::is_none")]
     world_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<Device>,
 }
 
 /// Renders the `runner.yaml` document as YAML.
 pub fn runner_yaml(config: &Value, identity: &Identity) -> Result<String, String> {
-    render_runner(config, identity, None)
+    render_runner(config, identity, Runtime::default())
 }
 
-fn render_runner(config: &Value, identity: &Identity, world_size: Option<usize>) -> Result<String, String> {
+fn render_runner(config: &Value, identity: &Identity, runtime: Runtime) -> Result<String, String> {
     let document = RunnerDocument {
         config,
         identity,
-        world_size,
+        runtime,
     };
     serde_saphyr::to_string(&document).map_err(|e| e.to_string())
 }
@@ -222,7 +235,7 @@ pub fn runner_tree(config: &Value, identity: &Identity) -> Value {
     let document = RunnerDocument {
         config,
         identity,
-        world_size: None,
+        runtime: Runtime::default(),
     };
     serde_json::to_value(document).unwrap_or(Value::Null)
 }

@@ -63,6 +63,14 @@ impl Platform for Launched {
         inside!(self, p => p.kind())
     }
 
+    fn description(&self) -> String {
+        inside!(self, p => p.description())
+    }
+
+    fn precision(&self) -> Precision {
+        inside!(self, p => p.precision())
+    }
+
     fn prepare<M: Module>(&self, model: M) -> M {
         inside!(self, p => p.prepare(model))
     }

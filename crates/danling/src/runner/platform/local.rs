@@ -1,8 +1,9 @@
 //! The one-process platform, and the devices a build can run on.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, DeviceError, FloatDType};
 
 use super::Platform;
+use super::device::{Found, find};
 use crate::config::{self, Precision};
 
 /// Why the platform could not be set up.
@@ -30,17 +31,48 @@ pub enum PlatformError {
         /// The launcher's variable that was found.
         variable: &'static str,
     },
+    /// A wgpu-based device was asked for, and the machine has no graphics adapter for it.
+    #[error("device `{device}`: no graphics adapter found: {hint}; or train on the CPU with `device: flex`")]
+    NoAdapter {
+        /// The requested device.
+        device: String,
+        /// What to install.
+        hint: &'static str,
+    },
+    /// `device: vulkan` on a software rasteriser, whose driver crashes on burn's SPIR-V.
+    #[error(
+        "device `vulkan`: the only Vulkan adapter is the software driver {adapter}, which crashes \
+         compiling burn's SPIR-V kernels (docs/vulkan-on-lavapipe.md); use `device: wgpu` (the same \
+         driver through WGSL) or `device: flex`"
+    )]
+    SoftwareVulkan {
+        /// The adapter's name.
+        adapter: String,
+    },
     /// MPI was initialised in this process before.
     #[error("MPI is already initialised in this process: make one MPI platform per process")]
     MpiInitialized,
-    /// The precision is not supported on this backend.
+    /// Mixed precision on a CPU device.
     #[error(
-        "precision `{precision}` is not supported: burn has no mixed precision, and flex computes half \
-         precision matmuls in f32 (slower than f32); use `precision: f32`"
+        "precision `{precision}` is not supported on device `{device}`: burn's CPU backends compute \
+         half-precision matmuls in f32, measured slower than f32 training; use `precision: f32`, or \
+         mixed precision on a GPU device"
     )]
     Precision {
         /// The requested precision.
         precision: &'static str,
+        /// The device.
+        device: String,
+    },
+    /// The device cannot compute in the requested precision.
+    #[error("precision `{precision}` is not supported on device `{device}`: {reason}; use `precision: f32`")]
+    PrecisionUnsupported {
+        /// The requested precision.
+        precision: &'static str,
+        /// The device, with its adapter.
+        device: String,
+        /// What the backend said.
+        reason: String,
     },
 }
 
@@ -48,17 +80,18 @@ pub enum PlatformError {
 /// identity.
 #[derive(Debug, Clone)]
 pub struct Local {
-    device: Device,
-    kind: config::Device,
+    found: Found,
+    precision: Precision,
 }
 
 impl Local {
     /// Sets up the device named by the config.
     pub fn new(kind: config::Device, precision_: Precision) -> Result<Self, PlatformError> {
-        precision(precision_)?;
+        let mut found = find(kind)?;
+        precision(precision_, &mut found)?;
         Ok(Self {
-            device: device(kind)?,
-            kind,
+            found,
+            precision: precision_,
         })
     }
 }
@@ -73,81 +106,49 @@ impl Platform for Local {
     }
 
     fn device(&self) -> &Device {
-        &self.device
+        &self.found.device
     }
 
     fn kind(&self) -> config::Device {
-        self.kind
+        self.found.kind
+    }
+
+    fn description(&self) -> String {
+        self.found.to_string()
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
     }
 }
 
-/// The backends compiled into this build, for error messages.
-fn built() -> String {
-    let backends = [
-        ("flex", true),
-        ("cpu", cfg!(feature = "cpu")),
-        ("cuda", cfg!(feature = "cuda")),
-        ("rocm", cfg!(feature = "rocm")),
-        ("wgpu", cfg!(feature = "wgpu")),
-        ("vulkan", cfg!(feature = "vulkan")),
-        ("metal", cfg!(feature = "metal")),
-    ];
-    backends
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn not_built(kind: config::Device, feature: &'static str) -> PlatformError {
-    PlatformError::BackendNotBuilt {
-        device: kind.to_string(),
-        feature,
-        built: built(),
+/// Sets the device up for `precision`: f32 as it is; a half precision as the device's default float
+/// type, so that batches and new tensors are built in it (the runner keeps the master weights f32).
+/// Refused on the CPU devices, and where the backend cannot compute in it.
+pub(super) fn precision(precision: Precision, found: &mut Found) -> Result<(), PlatformError> {
+    let (name, dtype) = match precision {
+        Precision::F32 => return Ok(()),
+        Precision::Bf16 => ("bf16", FloatDType::BF16),
+        Precision::F16 => ("f16", FloatDType::F16),
+    };
+    if matches!(found.kind, config::Device::Flex | config::Device::Cpu) {
+        return Err(PlatformError::Precision {
+            precision: name,
+            device: found.to_string(),
+        });
     }
-}
-
-/// Refuses the precisions no backend computes.
-pub(super) fn precision(precision: Precision) -> Result<(), PlatformError> {
-    match precision {
-        Precision::F32 => Ok(()),
-        Precision::Bf16 => Err(PlatformError::Precision { precision: "bf16" }),
-        Precision::F16 => Err(PlatformError::Precision { precision: "f16" }),
-    }
-}
-
-/// The burn device the config names, when this build has its backend.
-pub(super) fn device(kind: config::Device) -> Result<Device, PlatformError> {
-    use config::Device as D;
-    match kind {
-        D::Flex => Ok(Device::flex()),
-        #[cfg(feature = "cpu")]
-        D::Cpu => Ok(Device::cpu()),
-        #[cfg(feature = "cuda")]
-        D::Cuda(i) => Ok(Device::cuda(i)),
-        #[cfg(feature = "rocm")]
-        D::Rocm(i) => Ok(Device::rocm(i)),
-        #[cfg(feature = "wgpu")]
-        D::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-        #[cfg(feature = "vulkan")]
-        D::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
-        #[cfg(feature = "metal")]
-        D::Metal => Ok(Device::metal(burn::tensor::DeviceKind::DefaultDevice)),
-        #[allow(unreachable_patterns)]
-        other => Err(not_built(other, feature_of(other))),
-    }
-}
-
-fn feature_of(kind: config::Device) -> &'static str {
-    use config::Device as D;
-    match kind {
-        D::Flex => "flex",
-        D::Cpu => "cpu",
-        D::Cuda(_) => "cuda",
-        D::Rocm(_) => "rocm",
-        D::Vulkan => "vulkan",
-        D::Metal => "metal",
-        D::Wgpu => "wgpu",
-    }
+    found.apart_from_default();
+    found
+        .device
+        .configure(dtype)
+        .map_err(|error| PlatformError::PrecisionUnsupported {
+            precision: name,
+            device: found.to_string(),
+            reason: match error {
+                DeviceError::UnsupportedDType { .. } => {
+                    format!("the backend has no {name} kernels for this adapter")
+                }
+                other => other.to_string(),
+            },
+        })
 }

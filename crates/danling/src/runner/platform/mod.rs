@@ -7,6 +7,7 @@
 //! travel between processes. Every collective is called by every rank in the same order, with the
 //! same shapes, so an implementation can map each call onto one collective of its engine.
 
+mod device;
 mod launch;
 mod local;
 #[cfg(feature = "mpi")]
@@ -16,6 +17,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 
+pub use device::{Adapter, Found};
 pub use launch::Launched;
 pub use local::{Local, PlatformError};
 #[cfg(feature = "mpi")]
@@ -87,8 +89,18 @@ pub trait Platform {
     /// The plain (non-autodiff) device, for evaluation and inference.
     fn device(&self) -> &Device;
 
-    /// The configured device kind (for the log).
+    /// The device this process trains on (never `auto`: the device `auto` chose).
     fn kind(&self) -> config::Device;
+
+    /// The device for the log: its kind, the adapter behind it, and why `auto` chose it.
+    fn description(&self) -> String {
+        self.kind().to_string()
+    }
+
+    /// The compute precision the device was set up for (f32 unless mixed precision).
+    fn precision(&self) -> config::Precision {
+        config::Precision::F32
+    }
 
     /// The device with autodiff, for training.
     fn train_device(&self) -> Device {

@@ -18,7 +18,8 @@ use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 
-use super::local::{PlatformError, device, precision};
+use super::device::{Found, find};
+use super::local::{PlatformError, precision};
 use super::{Platform, ReduceOp};
 use crate::config::{self, Precision};
 use crate::runner::grads::{
@@ -38,8 +39,8 @@ pub struct Mpi {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
-    device: Device,
-    kind: config::Device,
+    found: Found,
+    precision: Precision,
     /// The one receive buffer of the gradients' all-reduce (rsmpi has no `MPI_IN_PLACE`).
     received: RefCell<Vec<f32>>,
     /// The time spent reducing gradients, from the host copy out to the copy back.
@@ -51,7 +52,7 @@ impl std::fmt::Debug for Mpi {
         f.debug_struct("Mpi")
             .field("rank", &self.rank)
             .field("size", &self.size)
-            .field("kind", &self.kind)
+            .field("device", &self.found.kind)
             .finish()
     }
 }
@@ -60,8 +61,8 @@ impl Mpi {
     /// Joins the MPI world this process was started in (a world of one without a launcher) on the
     /// device the config names.
     pub fn new(kind: config::Device, precision_: Precision) -> Result<Self, PlatformError> {
-        precision(precision_)?;
-        let device = device(kind)?;
+        let mut found = find(kind)?;
+        precision(precision_, &mut found)?;
         let (universe, _threading) =
             mpi::initialize_with_threading(Threading::Funneled).ok_or(PlatformError::MpiInitialized)?;
         let world = universe.world();
@@ -74,8 +75,8 @@ impl Mpi {
             world,
             rank,
             size,
-            device,
-            kind,
+            found,
+            precision: precision_,
             received: RefCell::new(Vec::new()),
             reducing: Cell::new(Duration::ZERO),
         })
@@ -115,11 +116,19 @@ impl Platform for Mpi {
     }
 
     fn device(&self) -> &Device {
-        &self.device
+        &self.found.device
     }
 
     fn kind(&self) -> config::Device {
-        self.kind
+        self.found.kind
+    }
+
+    fn description(&self) -> String {
+        self.found.to_string()
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
     }
 
     fn prepare<M: Module>(&self, model: M) -> M {
@@ -143,7 +152,7 @@ impl Platform for Mpi {
         received.resize(mine.len(), 0.0);
         self.world
             .all_reduce_into(&mine[..], &mut received[..], SystemOperation::sum());
-        let reduced = gradients_from_slice(model, &received, &self.device).unwrap_or(gradients);
+        let reduced = gradients_from_slice(model, &received, &self.found.device).unwrap_or(gradients);
         self.reducing.set(self.reducing.get() + start.elapsed());
         reduced
     }
