@@ -102,14 +102,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if let Some(scaler) = self.state.scaler {
             return self.scaled_optimizer_step(gradients, group_loss, scheduler, scaler);
         }
-        let norm = match self.config.max_grad_norm {
-            Some(_) => grads::global_norm(self.model(), &gradients),
-            None => None,
-        };
-        let check = match &norm {
-            Some(norm) => Some(norm.clone()),
-            None => grads::sum(self.model(), &gradients),
-        };
+        let (norm, check) = self.gradient_check(&gradients);
         let check = match (check, group_loss) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -124,6 +117,20 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         Ok(())
     }
 
+    /// The global norm when clipping by norm, and the reduction of every gradient that is finite
+    /// exactly when they all are: that norm, else their plain sum.
+    fn gradient_check(&self, gradients: &GradientsParams) -> (Option<Tensor<1>>, Option<Tensor<1>>) {
+        let norm = match self.config.max_grad_norm {
+            Some(_) => grads::global_norm(self.model(), gradients),
+            None => None,
+        };
+        let check = match &norm {
+            Some(norm) => Some(norm.clone()),
+            None => grads::sum(self.model(), gradients),
+        };
+        (norm, check)
+    }
+
     /// The optimizer step of an f16 run with loss scaling: the gradients are unscaled first; a
     /// non-finite loss is the `nonfinite` policy's, as without scaling, while gradients that
     /// overflowed only in f16 skip the update and halve the scale, as PyTorch's `GradScaler` does.
@@ -135,14 +142,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         mut scaler: crate::state::LossScaler,
     ) -> Result<(), RunnerError> {
         grads::scale_by(self.model(), &mut gradients, 1.0 / scaler.scale);
-        let norm = match self.config.max_grad_norm {
-            Some(_) => grads::global_norm(self.model(), &gradients),
-            None => None,
-        };
-        let check = match &norm {
-            Some(norm) => Some(norm.clone()),
-            None => grads::sum(self.model(), &gradients),
-        };
+        let (norm, check) = self.gradient_check(&gradients);
         // One read back: the loss sum and the gradients' reduction (zero where there is none).
         let device = self.platform.train_device();
         let zero = || Tensor::<1>::zeros([1], (&device, DType::F32));
