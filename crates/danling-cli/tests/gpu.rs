@@ -579,3 +579,63 @@ fn mixed_precision_on_flex_is_refused_saying_why() {
         );
     }
 }
+
+#[test]
+fn f16_overflows_halve_the_loss_scale_skip_the_update_and_resume_exactly() {
+    // Diabetes' targets reach 346: the f16 gradients of its squared error overflow at the first scale
+    // (2^15), and the scaler halves it until they fit. Overflowed updates are not steps.
+    let args = |root: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--data.name",
+            "diabetes",
+            "--device",
+            "wgpu",
+            "--precision",
+            "f16",
+            "--epochs",
+            "6",
+            "--progress",
+            "false",
+            "--save_steps",
+            "4",
+            "--log_interval",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["--project_root".to_owned(), root.to_string_lossy().into_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |root: &Path, extra: &[&str]| {
+        let args = args(root, extra);
+        train(
+            root.parent().unwrap(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let dir = scratch();
+    let straight = run(&dir.path().join("straight"), &[]);
+    let state = checkpoint_state(&straight.join("checkpoints/latest.safetensors"));
+    let scaler = &state["scaler"];
+    println!("diabetes f16: {scaler}, skipped {}", state["skipped"]);
+    let overflows = scaler["overflows"].as_u64().unwrap();
+    assert!(overflows >= 3, "{scaler}");
+    assert_eq!(
+        scaler["scale"].as_f64().unwrap(),
+        32768.0 / f64::from(1u32 << overflows),
+        "{scaler}"
+    );
+    assert_eq!(
+        state["skipped"], 0,
+        "overflows are the scaler's, not non-finite updates"
+    );
+    assert!(metric(&json(&straight.join("latest.json")), "train", "loss").is_finite());
+    // From a checkpoint early in the run and from a later one: the scaler comes back as it was.
+    for step in ["step-4", "step-20"] {
+        let from = straight.join(format!("checkpoints/{step}.safetensors"));
+        let resumed = run(&dir.path().join(step), &["--checkpoint", from.to_str().unwrap()]);
+        assert_eq!(outcome(&resumed), outcome(&straight), "resumed from {step}");
+    }
+}

@@ -18,7 +18,14 @@ fn vulkan_on_lavapipe_is_refused_with_one_line_and_exit_2() {
     let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.yaml");
     let output = danling(
         dir.path(),
-        &["train", digits.to_str().unwrap(), "--device", "vulkan", "--progress", "false"],
+        &[
+            "train",
+            digits.to_str().unwrap(),
+            "--device",
+            "vulkan",
+            "--progress",
+            "false",
+        ],
     );
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{err}");

@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use crate::metrics::MetricKind;
 
@@ -21,11 +21,12 @@ pub struct StepOutput {
 
 impl StepOutput {
     /// Softmax cross-entropy of `logits` `[n, classes]` against class `labels` `[n]`, with both kept
-    /// for the metrics: the usual output of a classifier.
+    /// for the metrics: the usual output of a classifier. The loss is computed in f32 whatever the
+    /// logits' precision, as PyTorch's autocast does for losses (a no-op in f32 training).
     pub fn classification(logits: Tensor<2>, labels: Tensor<1, Int>) -> Self {
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())
-            .forward(logits.clone(), labels.clone());
+            .forward(logits.clone().cast(FloatDType::F32), labels.clone());
         Self {
             loss,
             outputs: Some(logits),
@@ -34,9 +35,14 @@ impl StepOutput {
     }
 
     /// Mean squared error of `preds` against `targets` (both `[n, outputs]`), with both kept for the
-    /// metrics: the usual output of a regressor.
+    /// metrics: the usual output of a regressor. The loss is computed in f32 whatever the inputs'
+    /// precision (squared errors overflow f16 beyond 256), a no-op in f32 training.
     pub fn regression(preds: Tensor<2>, targets: Tensor<2>) -> Self {
-        let loss = MseLoss::new().forward(preds.clone(), targets.clone(), Reduction::Mean);
+        let loss = MseLoss::new().forward(
+            preds.clone().cast(FloatDType::F32),
+            targets.clone().cast(FloatDType::F32),
+            Reduction::Mean,
+        );
         Self {
             loss,
             outputs: Some(preds),
