@@ -201,16 +201,33 @@ fn named(kind: config::Device) -> Result<Found, PlatformError> {
         #[cfg(feature = "rocm")]
         D::Rocm(i) => Ok(found(Device::rocm(i))),
         #[cfg(feature = "wgpu")]
-        D::Wgpu => probe::adapter_for(kind).map(|adapter| Found {
-            adapter: Some(adapter),
-            ..found(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
-        }),
+        D::Wgpu => {
+            let adapter = probe::adapter_for(kind)?;
+            // With the `vulkan` feature, burn compiles the kernels of every device on Vulkan to
+            // SPIR-V, `wgpu`'s included.
+            if cfg!(feature = "vulkan") && adapter.software && adapter.api == "Vulkan" {
+                return Err(PlatformError::SoftwareVulkan {
+                    device: "wgpu",
+                    adapter: adapter.name,
+                    instead: "this build has the cargo feature `vulkan`, with which burn compiles \
+                              `wgpu`'s kernels to SPIR-V too: build without it to train on this \
+                              driver through WGSL, or use `device: flex`",
+                });
+            }
+            Ok(Found {
+                adapter: Some(adapter),
+                ..found(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            })
+        }
         #[cfg(feature = "vulkan")]
         D::Vulkan => {
             let adapter = probe::adapter_for(kind)?;
             if adapter.software {
                 return Err(PlatformError::SoftwareVulkan {
+                    device: "vulkan",
                     adapter: adapter.name,
+                    instead: "use `device: wgpu` (the same driver through WGSL, in a build without \
+                              the `vulkan` feature) or `device: flex`",
                 });
             }
             Ok(Found {

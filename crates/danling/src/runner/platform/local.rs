@@ -39,15 +39,19 @@ pub enum PlatformError {
         /// What to install.
         hint: &'static str,
     },
-    /// `device: vulkan` on a software rasteriser, whose driver crashes on burn's SPIR-V.
+    /// A device whose kernels burn compiles to SPIR-V, on a software Vulkan driver that crashes on
+    /// them.
     #[error(
-        "device `vulkan`: the only Vulkan adapter is the software driver {adapter}, which crashes \
-         compiling burn's SPIR-V kernels (docs/vulkan-on-lavapipe.md); use `device: wgpu` (the same \
-         driver through WGSL) or `device: flex`"
+        "device `{device}`: the only Vulkan adapter is the software driver {adapter}, which crashes \
+         compiling burn's SPIR-V kernels (docs/vulkan-on-lavapipe.md); {instead}"
     )]
     SoftwareVulkan {
+        /// The requested device.
+        device: &'static str,
         /// The adapter's name.
         adapter: String,
+        /// What to use instead.
+        instead: &'static str,
     },
     /// MPI was initialised in this process before.
     #[error("MPI is already initialised in this process: make one MPI platform per process")]
