@@ -163,16 +163,17 @@ fn present(kind: config::Device) -> Presence {
         D::Cuda(_) | D::Rocm(_) => {
             #[cfg(any(feature = "cuda", feature = "rocm"))]
             {
-                let devices = match kind {
+                let devices = quietly(move || match kind {
                     #[cfg(feature = "cuda")]
                     D::Cuda(_) => Device::enumerate(burn::tensor::DeviceType::Cuda),
                     #[cfg(feature = "rocm")]
                     D::Rocm(_) => Device::enumerate(burn::tensor::DeviceType::Rocm),
                     _ => Vec::new(),
-                };
-                match devices.is_empty() {
-                    true => Presence::Absent("no device".to_owned()),
-                    false => Presence::Gpu(None),
+                });
+                match devices {
+                    Some(devices) if !devices.is_empty() => Presence::Gpu(None),
+                    Some(_) => Presence::Absent("no device".to_owned()),
+                    None => Presence::Absent("no driver".to_owned()),
                 }
             }
             #[cfg(not(any(feature = "cuda", feature = "rocm")))]
@@ -180,6 +181,18 @@ fn present(kind: config::Device) -> Presence {
         }
         D::Auto | D::Flex | D::Cpu => Presence::Absent("not a GPU".to_owned()),
     }
+}
+
+/// `f()`, or `None` where it panics, without the panic's message: a driver library that is not
+/// installed makes the CUDA and ROCm runtimes panic when asked for their devices, and to `auto`
+/// that only means "no such GPU". Called while the process sets up, before its threads start.
+#[cfg(any(feature = "cuda", feature = "rocm"))]
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(f).ok();
+    std::panic::set_hook(hook);
+    out
 }
 
 /// The device the config names, when this build has its backend and, for the wgpu-based ones, the
