@@ -138,6 +138,16 @@ fn compiled(kind: config::Device) -> bool {
 }
 
 /// What `auto` found of a compiled-in device.
+#[cfg_attr(
+    not(any(
+        feature = "wgpu",
+        feature = "vulkan",
+        feature = "metal",
+        feature = "cuda",
+        feature = "rocm"
+    )),
+    allow(dead_code)
+)]
 enum Presence {
     Gpu(Option<Adapter>),
     Absent(String),
