@@ -633,6 +633,12 @@ fn f16_overflows_halve_the_loss_scale_skip_the_update_and_resume_exactly() {
         "overflows are the scaler's, not non-finite updates"
     );
     assert!(metric(&json(&straight.join("latest.json")), "train", "loss").is_finite());
+    // A step budget counts the overflowed updates, as it counts non-finite skips.
+    let budget = run(&dir.path().join("budget"), &["--epochs", "null", "--steps", "20"]);
+    let state = checkpoint_state(&budget.join("checkpoints/latest.safetensors"));
+    let overflowed = state["scaler"]["overflows"].as_u64().unwrap();
+    assert!(overflowed > 0);
+    assert_eq!(state["step"].as_u64().unwrap() + overflowed, 20, "{state}");
     // From a checkpoint early in the run and from a later one: the scaler comes back as it was.
     for step in ["step-4", "step-20"] {
         let from = straight.join(format!("checkpoints/{step}.safetensors"));

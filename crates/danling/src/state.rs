@@ -135,6 +135,12 @@ pub struct RankProgress {
 }
 
 impl State {
+    /// Optimizer steps attempted: taken, skipped as non-finite, or skipped because the f16
+    /// gradients overflowed. What a step budget counts.
+    pub fn attempts(&self) -> u64 {
+        self.step + self.skipped + self.scaler.map_or(0, |scaler| scaler.overflows)
+    }
+
     /// The batches of the split in progress already trained on (0 between epochs).
     pub fn cursor(&self) -> u64 {
         self.progress.as_ref().map_or(0, |p| p.cursor)

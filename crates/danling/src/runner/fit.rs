@@ -240,9 +240,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 )
             }
         };
+        let scaling = match self.state.scaler {
+            Some(scaler) => format!(
+                "; f16 loss scale {} after {} overflowed updates",
+                scaler.scale, scaler.overflows
+            ),
+            None => String::new(),
+        };
         info!(
             "trained {trained_samples} samples in {seconds:.3} s ({:.0} samples/s, evaluation and \
-             checkpoints included{reducing})",
+             checkpoints included{reducing}{scaling})",
             trained_samples as f64 / seconds
         );
         let results = session.results().clone();
@@ -259,7 +266,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     fn budget_spent(&self, budget: Budget) -> bool {
         match budget {
             Budget::Epochs(epochs) => self.state.epoch >= epochs,
-            Budget::Steps(steps) => self.state.step + self.state.skipped >= steps,
+            Budget::Steps(steps) => self.state.attempts() >= steps,
         }
     }
 }

@@ -68,7 +68,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let start = Instant::now();
 
         for group in batches.chunks(accum).skip(resumed_groups) {
-            if limit.is_some_and(|steps| self.state.step + self.state.skipped >= steps) {
+            if limit.is_some_and(|steps| self.state.attempts() >= steps) {
                 break;
             }
             let cursor_before = cursor;
