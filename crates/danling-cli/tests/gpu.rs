@@ -85,10 +85,15 @@ fn weight_difference(a: &Path, b: &Path) -> f64 {
 
 /// The `runtime` metadata of a checkpoint.
 fn checkpoint_runtime(path: &Path) -> Value {
+    checkpoint_metadata(path, "runtime")
+}
+
+/// The JSON document a checkpoint's metadata holds under `key` (`runtime`, `state`, …).
+fn checkpoint_metadata(path: &Path, key: &str) -> Value {
     let bytes = std::fs::read(path).unwrap();
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let metadata = metadata.metadata().clone().unwrap();
-    serde_json::from_str(&metadata["runtime"]).unwrap()
+    serde_json::from_str(&metadata[key]).unwrap()
 }
 
 /// A split's metric in a results document.
@@ -480,10 +485,7 @@ fn auto_takes_flex_over_a_software_adapter_and_says_why() {
 
 /// The `state` document of a checkpoint.
 fn checkpoint_state(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let metadata = metadata.metadata().clone().unwrap();
-    serde_json::from_str(&metadata["state"]).unwrap()
+    checkpoint_metadata(path, "state")
 }
 
 #[test]
