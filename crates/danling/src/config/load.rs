@@ -165,12 +165,20 @@ impl<S: Sections> Config<S> {
     }
 
     /// The full resolved config as one mapping: core keys in their documented order, then the sections.
+    ///
+    /// The sections go through JSON text rather than straight to a [`Value`]: serde_json writes an
+    /// `f32` as its shortest round-trip text (`0.35`), which parses back to the `f64` closest to it,
+    /// where the direct way widens the `f32` to `0.3499999940395355`. So `runner.yaml` and the
+    /// canonical config show the number the user wrote.
     pub fn to_value(&self) -> Value {
         let mut map = match serde_json::to_value(self) {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        if let Ok(Value::Object(sections)) = serde_json::to_value(&self.sections) {
+        let sections = serde_json::to_string(&self.sections)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        if let Some(Value::Object(sections)) = sections {
             map.extend(sections);
         }
         Value::Object(map)
@@ -256,4 +264,58 @@ fn closest(key: &str, candidates: &[&str]) -> Option<String> {
         .filter(|(score, _)| *score >= 0.75)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::canonical_config;
+    use crate::identity::{GitState, Identity};
+    use crate::workspace::runner_yaml;
+
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Floats {
+        model: FloatModel,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct FloatModel {
+        dropout: f32,
+        scales: Vec<f32>,
+    }
+
+    impl Default for FloatModel {
+        fn default() -> Self {
+            Self {
+                dropout: 0.35,
+                scales: vec![0.1, 1e-7],
+            }
+        }
+    }
+
+    impl Sections for Floats {}
+
+    #[test]
+    fn a_sections_f32_is_its_shortest_text_in_runner_yaml_and_the_canonical_config() {
+        let config: Config<Floats> = Config::load(None, &[]).unwrap();
+        let value = config.to_value();
+        assert_eq!(value["model"], json!({"dropout": 0.35, "scales": [0.1, 1e-7]}));
+        let canonical = canonical_config(&value);
+        assert!(
+            canonical.contains(r#""model":{"dropout":0.35,"scales":[0.1,1e-7]}"#),
+            "{canonical}"
+        );
+        let identity = Identity::from_git(&config, &GitState::default());
+        let yaml = runner_yaml(&value, &identity).unwrap();
+        assert!(yaml.contains("dropout: 0.35\n"), "{yaml}");
+        assert!(!yaml.contains("0.3499999"), "{yaml}");
+        // And it reads back to the same f32.
+        let again: Config<Floats> = Config::from_value(value).unwrap();
+        assert_eq!(again.sections, config.sections);
+    }
 }
