@@ -324,6 +324,35 @@ fn compare_shows_what_differs_and_plots_a_metric() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("names 3 runs"), "{}", stderr(&out));
+
+    // Outside git every id starts `xxxxxxxx-`: a prefix of the run part names a run too.
+    let run_part = |d: &Path| id(d).split_once('-').unwrap().1.to_owned();
+    let (first, second) = (run_part(&dirs[0]), run_part(&dirs[1]));
+    assert!(id(&dirs[0]).starts_with("xxxxxxxx-"), "{}", id(&dirs[0]));
+    let out = Command::new(common::bin())
+        .args(["compare", &first[..8], &second[..6]])
+        .current_dir(dir.path())
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let ids = text.lines().find(|l| l.starts_with("id ")).unwrap();
+    assert!(
+        ids.contains(&id(&dirs[0])) && ids.contains(&id(&dirs[1])),
+        "{text}"
+    );
+    // What every id shares names them all: one line that says so and lists them, exit 2.
+    let out = Command::new(common::bin())
+        .args(["compare", "xxxxxxxx", &first[..8]])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("`xxxxxxxx` names 3 runs"), "{err}");
+    assert!(dirs.iter().all(|d| err.contains(&id(d))), "{err}");
 }
 
 /// Makes `dirs[0]` hostile: its name, a config value and a metric name carry markup.

@@ -8,40 +8,59 @@ use super::filter::text;
 use super::runs::{changed_keys, metric};
 use super::scan::{Run, read_run, scan};
 
-/// Finds the run that `spec` names: a run directory, or an id (or id prefix, or directory name
-/// prefix) under `root`.
+/// Finds the run that `spec` names: a run directory, or under `root` a prefix of a run's id, of the
+/// id's run part (what follows its first `-`: outside git every id starts `xxxxxxxx-`), or of its
+/// directory's name.
 pub fn resolve(spec: &str, root: &Path) -> Result<Run, String> {
     let path = PathBuf::from(spec);
     if path.join(danling::workspace::files::RUNNER).is_file() {
         return Ok(read_run(&path));
     }
     let runs = scan(root).map_err(|e| format!("`{spec}` is not a run directory, and {e}"))?;
-    let matching: Vec<Run> = runs
-        .into_iter()
-        .filter(|run| {
-            let dir_name = run
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (!run.id.is_empty() && run.id.starts_with(spec)) || dir_name.starts_with(spec)
-        })
-        .collect();
+    let mut matching: Vec<Run> = runs.into_iter().filter(|run| names(run, spec)).collect();
     match matching.len() {
-        1 => Ok(matching.into_iter().next().unwrap_or_else(|| unreachable!())),
+        1 => Ok(matching.remove(0)),
         0 => Err(format!(
             "no run `{spec}`: not a run directory, nor an id under {}",
             root.display()
         )),
-        n => Err(format!(
-            "`{spec}` names {n} runs under {}: {}; give more of the id",
-            root.display(),
-            matching
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        n => {
+            const SHOWN: usize = 5;
+            let mut listed: Vec<String> = matching.iter().take(SHOWN).map(label).collect();
+            if n > SHOWN {
+                listed.push(format!("and {} more", n - SHOWN));
+            }
+            Err(format!(
+                "`{spec}` names {n} runs under {}: {}; give more of the id",
+                root.display(),
+                listed.join(", ")
+            ))
+        }
+    }
+}
+
+/// Whether `spec` names `run`: a prefix of its id, of its id's run part, or of its directory's name.
+fn names(run: &Run, spec: &str) -> bool {
+    let dir_name = run
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run_part = run.id.split_once('-').map_or("", |(_, rest)| rest);
+    (!run.id.is_empty() && run.id.starts_with(spec))
+        || (!run_part.is_empty() && run_part.starts_with(spec))
+        || dir_name.starts_with(spec)
+}
+
+/// A run as an ambiguity error names it: its id, or its directory's name when it has none.
+fn label(run: &Run) -> String {
+    if run.id.is_empty() {
+        run.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        run.id.clone()
     }
 }
 

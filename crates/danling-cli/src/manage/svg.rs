@@ -46,6 +46,33 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
         .collect()
 }
 
+/// About five ticks from `lo` to `hi` at whole numbers only, for the x axis: an index is an epoch or
+/// a step, so a tick between two of them (epoch 1.5) names nothing. The step is 1, 2 or 5 times a
+/// power of ten, and at least 1.
+fn index_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).abs();
+    if !span.is_finite() {
+        return Vec::new();
+    }
+    let mut magnitude = 1.0_f64;
+    let step = loop {
+        if let Some(step) = [1.0, 2.0, 5.0]
+            .iter()
+            .map(|m| m * magnitude)
+            .find(|s| span / s <= 6.0)
+        {
+            break step;
+        }
+        magnitude *= 10.0;
+    };
+    let first = (lo / step).ceil() * step;
+    (0..)
+        .map(|k| first + k as f64 * step)
+        .take_while(|t| *t <= hi + 1e-9)
+        .take(12)
+        .collect()
+}
+
 fn tick_label(x: f64) -> String {
     let a = x.abs();
     if a == 0.0 {
@@ -101,10 +128,7 @@ pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
         W - LEFT - RIGHT,
         H - TOP - BOTTOM
     );
-    for t in ticks(x0, x1)
-        .into_iter()
-        .filter(|t| t.fract() == 0.0 || x1 - x0 < 5.0)
-    {
+    for t in index_ticks(x0, x1) {
         let x = px(t);
         let _ = write!(
             svg,
@@ -187,6 +211,48 @@ mod tests {
             t.first().unwrap() >= &3.0 && t.last().unwrap() <= &97.0 && t.len() >= 4,
             "{t:?}"
         );
+    }
+
+    #[test]
+    fn index_ticks_are_whole_numbers() {
+        assert_eq!(index_ticks(1.0, 3.0), [1.0, 2.0, 3.0]);
+        assert_eq!(index_ticks(0.0, 2.0), [0.0, 1.0, 2.0]);
+        assert_eq!(index_ticks(1.0, 10.0), [2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(index_ticks(1.0, 100.0), [20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(index_ticks(7.0, 1e6).len(), 5);
+        for (lo, hi) in [(1.0, 2.0), (1.0, 4.0), (3.0, 17.0), (0.0, 1234.0), (5.0, 5.0)] {
+            let t = index_ticks(lo, hi);
+            assert!(t.iter().all(|x| x.fract() == 0.0), "{lo}..{hi}: {t:?}");
+            assert!(t.iter().all(|x| (lo..=hi).contains(x)), "{lo}..{hi}: {t:?}");
+            assert!(!t.is_empty() && t.len() <= 7, "{lo}..{hi}: {t:?}");
+        }
+    }
+
+    /// The x axis's tick labels of a chart.
+    fn x_labels(svg: &str) -> Vec<String> {
+        svg.split("class=\"xt\">")
+            .skip(1)
+            .map(|rest| rest[..rest.find('<').unwrap()].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_chart_of_three_epochs_has_ticks_at_epochs_only() {
+        let svg = chart(
+            "val loss",
+            &[(0, "a", vec![(1.0, 0.5), (2.0, 0.4), (3.0, 0.3)])],
+            false,
+        );
+        assert_eq!(x_labels(&svg), ["1", "2", "3"], "{svg}");
+        // One epoch alone: whole numbers around it.
+        let svg = chart("val loss", &[(0, "a", vec![(1.0, 0.5)])], false);
+        assert_eq!(x_labels(&svg), ["0", "1", "2"], "{svg}");
+        // Steps: whole and round.
+        let steps: Vec<(f64, f64)> = (1..=37)
+            .map(|s| (f64::from(s) * 7.0, 1.0 / f64::from(s)))
+            .collect();
+        let labels = x_labels(&chart("train loss", &[(0, "a", steps)], false));
+        assert_eq!(labels, ["50", "100", "150", "200", "250"], "{labels:?}");
     }
 
     #[test]
