@@ -213,7 +213,14 @@ fn damaged_and_killed_runs_are_listed_with_the_reason() {
         "{garbage}"
     );
     let killed = by_dir(&dirs[2]);
-    assert_eq!(killed["status"], "failed", "{killed}");
+    assert_eq!(killed["status"], "killed", "{killed}");
+    assert!(
+        killed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without writing its status"),
+        "{killed}"
+    );
 
     // While a live process holds the lock, the run is running.
     let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
@@ -233,6 +240,119 @@ fn damaged_and_killed_runs_are_listed_with_the_reason() {
     let out = runs(dir.path(), &["nowhere"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nowhere"), "{}", stderr(&out));
+}
+
+/// The newest modification time of the files in `dir` and its subdirectories, as seconds since
+/// the epoch.
+fn newest_write(dir: &Path) -> f64 {
+    let mut newest = 0.0_f64;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let at = if meta.is_dir() {
+            newest_write(&entry.path())
+        } else {
+            meta.modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+        };
+        newest = newest.max(at);
+    }
+    newest
+}
+
+#[test]
+fn a_training_killed_with_sigkill_is_listed_as_killed_with_the_time_it_trained() {
+    use std::time::{Duration, Instant};
+    let dir = scratch();
+    let spawned = Instant::now();
+    let mut child = Command::new(common::bin())
+        .args([
+            "train",
+            "--data.name",
+            "synthetic",
+            "--data.n_train",
+            "2560",
+            "--epochs",
+            "200",
+            "--model.hidden",
+            "[256, 256]",
+            "--log_interval",
+            "2",
+            "--save_steps",
+            "5",
+            "--progress",
+            "false",
+        ])
+        .current_dir(dir.path())
+        .env_remove("DANLING_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once an epoch is recorded, and a little more, kill it where it stands.
+    let run = loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the training ended by itself"
+        );
+        assert!(spawned.elapsed() < Duration::from_secs(120), "no epoch in 120 s");
+        if let Some(run) = common::run_dir(dir.path())
+            && run.join("results.json").exists()
+        {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lived = spawned.elapsed().as_secs_f64();
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(
+        status["status"], "running",
+        "the process never wrote how it ended"
+    );
+    assert!(run.join("run.lock").exists(), "the lock file is left behind");
+
+    let rows = json(dir.path(), &[]);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["status"], "killed", "{row}");
+    let reason = row["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("PID {}", child.id())) && reason.contains("last write"),
+        "{reason}"
+    );
+    // Its time: from the attempt's start (when it wrote status.json, within the second that
+    // records) to the last file it wrote.
+    let attempt = chrono::DateTime::parse_from_rfc3339(status["attempt_started"].as_str().unwrap()).unwrap();
+    let written = std::fs::metadata(run.join("status.json"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(written - attempt.timestamp() as f64 >= 0.0 && written - (attempt.timestamp() as f64) < 1.0);
+    let expected = newest_write(&run) - written;
+    let seconds = row["seconds"].as_f64().unwrap();
+    assert!((seconds - expected).abs() < 0.01, "{seconds} against {expected}");
+    // It trained at least 300 ms past its first epoch, and no longer than it lived.
+    assert!(seconds > 0.3 && seconds < lived, "{seconds} s of {lived} s");
+
+    // The table, a filter and the report say it too.
+    let out = runs(dir.path(), &["--filter", "status = killed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(" killed "), "{}", stdout(&out));
+    let html = report(dir.path(), &[]);
+    assert!(
+        html.contains("class=\"status-killed\""),
+        "no killed status in the report"
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#
 h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:14px;margin:8px 0}\
 table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;\
 white-space:nowrap}th{cursor:pointer;background:#f4f4f4;user-select:none}th.asc::after{content:' \\25B2'}\
-th.desc::after{content:' \\25BC'}tr.hidden{display:none}.status-damaged,.status-failed{color:#b00}\
+th.desc::after{content:' \\25BC'}tr.hidden{display:none}.status-damaged,.status-failed,.status-killed{color:#b00}\
 .status-running{color:#06c}.charts{display:flex;flex-wrap:wrap;gap:16px}.chart{border:1px solid #eee;padding:8px;margin:0}\
 .frame{fill:none;stroke:#999}.grid{stroke:#eee}.tick{stroke:#999}.xt{font-size:11px;text-anchor:middle;fill:#555}\
 .yt{font-size:11px;text-anchor:end;fill:#555}.axis{font-size:11px;text-anchor:middle;fill:#555}\
@@ -290,7 +290,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
             None => String::new(),
         };
         let reason = match (&run.status, &run.reason) {
-            (Status::Damaged | Status::Failed, Some(reason)) => {
+            (Status::Damaged | Status::Failed | Status::Killed, Some(reason)) => {
                 format!(" — {}: {}", run.status.as_str(), escape(reason))
             }
             _ => String::new(),

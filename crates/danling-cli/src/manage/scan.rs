@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use danling::Results;
 use danling::fs::lock_holder;
 use danling::results::{Record, ScoreMode, Scoring};
-use danling::workspace::{RunState, RunStatus, files};
+use danling::workspace::{RunState, RunStatus, Standing, files, last_write};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -18,6 +18,8 @@ pub enum Status {
     Finished,
     Stopped,
     Failed,
+    /// Its process was killed before it could say how it ended.
+    Killed,
     Damaged,
 }
 
@@ -28,6 +30,7 @@ impl Status {
             Status::Finished => "finished",
             Status::Stopped => "stopped",
             Status::Failed => "failed",
+            Status::Killed => "killed",
             Status::Damaged => "damaged",
         }
     }
@@ -217,39 +220,54 @@ fn fill(run: &mut Run) -> Result<(), String> {
     };
     let live = lock_holder(&dir).is_some();
     let reached = run.progress.is_some_and(|(done, budget, _)| done >= budget);
-    (run.status, run.reason) = match &status {
-        _ if live => (Status::Running, None),
-        Some(status) => match status.status {
-            RunState::Running => (
+    let Some(status) = status else {
+        (run.status, run.reason) = if live {
+            (Status::Running, None)
+        } else if reached {
+            (Status::Finished, Some("budget".to_owned()))
+        } else {
+            (
                 Status::Failed,
-                Some("its process ended without saying how (killed?)".to_owned()),
-            ),
-            RunState::Finished => (Status::Finished, status.reason.clone()),
-            RunState::Stopped => (Status::Stopped, status.reason.clone()),
-            RunState::Failed => (Status::Failed, status.reason.clone()),
-        },
-        None if reached => (Status::Finished, Some("budget".to_owned())),
-        None => (
-            Status::Failed,
-            Some("no status.json: ended before this version recorded it".to_owned()),
+                Some("no status.json: ended before this version recorded it".to_owned()),
+            )
+        };
+        return Ok(());
+    };
+    // The newest write only matters (and is only looked for) when the process was killed.
+    let last = (!live && status.status == RunState::Running)
+        .then(|| {
+            // A checkpoint dir of its own, outside the run dir (one inside is looked at anyway).
+            let path = |key: &str| identity.get(key).and_then(Value::as_str).map(PathBuf::from);
+            let checkpoint_dir = match (path("checkpoint_dir"), path("dir")) {
+                (Some(c), Some(d)) if c.starts_with(&d) => None,
+                (c, _) => c,
+            };
+            last_write(&dir, checkpoint_dir.as_deref())
+        })
+        .flatten();
+    let written = std::fs::metadata(dir.join(files::STATUS))
+        .and_then(|meta| meta.modified())
+        .ok()
+        .map(chrono::DateTime::<chrono::Utc>::from);
+    let seen = status.observe(live, written, last, chrono::Utc::now());
+    (run.status, run.reason) = match seen.standing {
+        Standing::Running => (Status::Running, None),
+        Standing::Finished => (Status::Finished, status.reason.clone()),
+        Standing::Stopped => (Status::Stopped, status.reason.clone()),
+        Standing::Failed => (Status::Failed, status.reason.clone()),
+        Standing::Killed => (
+            Status::Killed,
+            Some(match &seen.ended {
+                Some(ended) => format!(
+                    "PID {} ended without writing its status; last write {ended}",
+                    status.pid
+                ),
+                None => format!("PID {} ended without writing its status", status.pid),
+            }),
         ),
     };
-    if let Some(status) = &status {
-        run.started = Some(status.started.clone());
-        let running = match (
-            live,
-            chrono::DateTime::parse_from_rfc3339(&status.attempt_started),
-        ) {
-            (true, Ok(at)) => {
-                (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
-                    .num_milliseconds()
-                    .max(0) as f64
-                    / 1e3
-            }
-            _ => 0.0,
-        };
-        run.seconds = Some(status.seconds + running);
-    }
+    run.started = Some(status.started.clone());
+    run.seconds = Some(seen.seconds);
     Ok(())
 }
 

@@ -6,4 +6,4 @@ mod status;
 
 pub use error::WorkspaceError;
 pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};
-pub use status::{RunState, RunStatus};
+pub use status::{Observed, RunState, RunStatus, Standing, last_write};
