@@ -103,10 +103,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Override::parse("optim.lr", "0.01")?,
         Override::parse("sched.type", "cosine")?,
         Override::parse("score_name", "accuracy")?,
+        Override::parse("data.batch_size", "32")?,
     ];
     let config: Config = Config::load(None, &overrides)?;
     let mut runner = Runner::new(config, SpiralTask { l2: 1e-4 }, SpiralNet::new(&Device::flex()))?
-        .batch_size(32)
         .train_split("train", InMemDataset::new(spirals(400, 0.0)))
         .eval_split("val", InMemDataset::new(spirals(100, 0.013)));
     let trained = runner.train()?;

@@ -84,12 +84,12 @@ fn through_runner(train: &[Row], metrics: bool) -> anyhow::Result<Run> {
         .iter()
         .map(|(k, v)| Override::parse(k, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let config: Config = Config::load(None, &overrides)?;
+    let mut config: Config = Config::load(None, &overrides)?;
+    config.data.batch_size = BATCH as u64;
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "")?;
     let device = Device::flex();
     let mut runner =
         Runner::with_identity(config, identity, Classify { metrics }, Mlp::new(&WIDTHS, &device))?
-            .batch_size(BATCH)
             .console(Console::Off)
             .train_split("train", InMemDataset::new(train.to_vec()));
     let start = Instant::now();

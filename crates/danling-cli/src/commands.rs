@@ -33,7 +33,6 @@ fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTa
     // Seed the device before initialising the weights, so that the seed decides the initial model.
     platform.seed(config.seed);
     let model = Mlp::new(&config.sections.model, inputs, outputs, platform.device());
-    let (batch_size, shuffle) = (data.batch_size, data.shuffle);
     // Rank 0's identity is every rank's (the runner broadcasts it): git may be on its machine only.
     let identity = match platform.is_main() {
         true => Identity::new(&config),
@@ -42,8 +41,6 @@ fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTa
     .map_err(|e| runner_failure(e.into()))?;
     let mut runner = Runner::with_platform(config, identity, platform, task, model)
         .map_err(runner_failure)?
-        .batch_size(batch_size)
-        .shuffle(shuffle)
         .console(console)
         .train_split("train", TabularSet(splits.train));
     for (name, split) in splits.eval {

@@ -28,6 +28,8 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// Activation after each hidden layer.
     pub activation: Activation,
+    /// Normalisation after each hidden linear layer, before its activation.
+    pub norm: Norm,
 }
 
 impl Default for ModelConfig {
@@ -37,6 +39,7 @@ impl Default for ModelConfig {
             hidden: vec![128],
             dropout: 0.0,
             activation: Activation::Relu,
+            norm: Norm::None,
         }
     }
 }
@@ -47,6 +50,18 @@ impl Default for ModelConfig {
 pub enum ModelKind {
     /// A multi-layer perceptron.
     Mlp,
+}
+
+/// Normalisation layers of the MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// None.
+    None,
+    /// BatchNorm over the features, with running statistics (BatchNorm1d).
+    Batch,
+    /// LayerNorm over the features.
+    Layer,
 }
 
 /// Activations.
@@ -65,7 +80,8 @@ pub enum Activation {
     Sigmoid,
 }
 
-/// The `data` section.
+/// The `data` section: the data set. (`data.batch_size` and `data.shuffle` are the runner's keys,
+/// [`danling::config::DataConfig`].)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
@@ -73,12 +89,8 @@ pub struct DataConfig {
     pub name: DataName,
     /// The file (or directory) for `csv` and `mnist`.
     pub path: Option<PathBuf>,
-    /// Samples per batch.
-    pub batch_size: usize,
     /// Fraction of a single-file data set held out for validation.
     pub val_fraction: f64,
-    /// Shuffle the train split every epoch.
-    pub shuffle: bool,
     /// `synthetic`: train samples.
     pub n_train: usize,
     /// `synthetic`: validation samples.
@@ -110,9 +122,7 @@ impl Default for DataConfig {
         Self {
             name: DataName::Digits,
             path: None,
-            batch_size: 32,
             val_fraction: 0.2,
-            shuffle: true,
             n_train: 1024,
             n_val: 256,
             features: 16,
@@ -159,7 +169,6 @@ impl Sections for TaskSections {
             ));
         }
         for (key, value, least) in [
-            ("data.batch_size", data.batch_size, 1),
             ("data.n_train", data.n_train, 1),
             ("data.n_val", data.n_val, 1),
             ("data.features", data.features, 1),

@@ -353,6 +353,71 @@ fn a_training_killed_with_sigkill_is_listed_as_killed_with_the_time_it_trained()
         html.contains("class=\"status-killed\""),
         "no killed status in the report"
     );
+
+    // Resumed, and stopped by SIGTERM: the run's time is both attempts', the killed one's included.
+    let resumed_at = Instant::now();
+    let mut resumed = Command::new(common::bin())
+        .args([
+            "train",
+            "--data.name",
+            "synthetic",
+            "--data.n_train",
+            "2560",
+            "--epochs",
+            "200",
+            "--model.hidden",
+            "[256, 256]",
+            "--log_interval",
+            "2",
+            "--save_steps",
+            "5",
+            "--progress",
+            "false",
+            "--resume",
+            "true",
+        ])
+        .current_dir(dir.path())
+        .env_remove("DANLING_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = resumed.id();
+    loop {
+        assert!(
+            resumed.try_wait().unwrap().is_none(),
+            "the resumed training ended by itself"
+        );
+        assert!(
+            resumed_at.elapsed() < Duration::from_secs(120),
+            "the resume never started"
+        );
+        let now: Value = std::fs::read_to_string(run.join("status.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
+        if now["pid"] == pid {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let term = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = resumed.wait().unwrap();
+    let second = resumed_at.elapsed().as_secs_f64();
+    assert_eq!(exit.code(), Some(143));
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["status"], "stopped", "{status}");
+    let total = status["seconds"].as_f64().unwrap();
+    assert!(
+        total > seconds + 0.3 && total < seconds + second,
+        "{total} s after {seconds} s killed and a resumed attempt of at most {second} s"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Graceful stop on SIGINT and SIGTERM.
 //!
-//! [`install`] registers the handlers (the CLI does; a library user decides). After a first signal the
+//! [`install`] registers the handlers; `Runner::train` calls it unless the program opted out with
+//! `Runner::handle_signals(false)`. After a first signal the
 //! runner finishes the optimizer step in progress, writes `latest`, and returns
 //! [`RunnerError::Interrupted`](crate::RunnerError::Interrupted); the process should then exit with
 //! 130 (SIGINT) or 143 (SIGTERM). A second signal exits at once with that code.

@@ -210,15 +210,15 @@ fn config(root: &std::path::Path, accum: &str) -> Config {
 }
 
 fn train<P: Platform>(
-    config: Config,
+    mut config: Config,
     platform: P,
     model: Net,
     batch_size: usize,
 ) -> (Trained, Vec<Vec<f32>>) {
+    config.data.batch_size = batch_size as u64;
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
     let mut runner = Runner::with_platform(config, identity, platform, Classify, model)
         .unwrap()
-        .batch_size(batch_size)
         .console(Console::Off)
         .train_split("train", InMemDataset::new(data(37, 0)))
         .eval_split("val", InMemDataset::new(data(13, 100)));

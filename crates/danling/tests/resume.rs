@@ -215,7 +215,6 @@ fn from_checkpoint_continues_the_run_of_a_file() {
         .join("checkpoints/step-5.safetensors");
     let mut resumed = Runner::from_checkpoint(&step, Classify, Net::new(&Device::flex()))
         .unwrap()
-        .batch_size(5)
         .console(Console::Off)
         .train_split("train", InMemDataset::new(data(37, 0)))
         .eval_split("val", InMemDataset::new(data(12, 100)));

@@ -11,6 +11,7 @@ use danling::log::Console;
 use danling::optim::LrScheduler;
 use danling::runner::{Runner, StepOutput, Task, clip_norm, global_norm};
 use danling::{Config, Identity, Override};
+use serde_json::Value;
 
 /// y = 2a - b + 0.5c + 1, sampled on a fixed grid.
 fn samples(n: usize) -> Vec<([f32; 3], f32)> {
@@ -95,12 +96,12 @@ fn config(root: &std::path::Path, pairs: &[(&str, &str)]) -> Config {
     Config::load(None, &overrides).unwrap()
 }
 
-fn runner(config: Config, batch_size: usize, data: Vec<([f32; 3], f32)>) -> Runner<Regression> {
+fn runner(mut config: Config, batch_size: usize, data: Vec<([f32; 3], f32)>) -> Runner<Regression> {
+    config.data.batch_size = batch_size as u64;
+    config.data.shuffle = false;
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
     Runner::with_identity(config, identity, Regression, linear(&Device::flex()))
         .unwrap()
-        .batch_size(batch_size)
-        .shuffle(false)
         .console(Console::Off)
         .train_split("train", InMemDataset::new(data))
 }
@@ -284,11 +285,13 @@ fn a_finite_loss_with_non_finite_gradients_is_skipped_too() {
 fn the_same_seed_gives_the_same_run() {
     let root = tempfile::tempdir().unwrap();
     let run = |name: &str| {
-        let config = config(root.path(), &[("epochs", "2"), ("name", name)]);
+        let config = config(
+            root.path(),
+            &[("epochs", "2"), ("name", name), ("data.batch_size", "5")],
+        );
         let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
         let mut runner = Runner::with_identity(config, identity, Regression, linear(&Device::flex()))
             .unwrap()
-            .batch_size(5)
             .console(Console::Off)
             .train_split("train", InMemDataset::new(samples(23)));
         runner.train().unwrap();
@@ -325,4 +328,60 @@ fn the_run_dir_has_the_seeds_layout() {
     for key in ["loss", "time", "samples_per_s"] {
         assert!(latest["val"].contains_key(key), "val has {key}");
     }
+}
+
+/// Everything a program sets that changes what is trained is a config key: changed in code, it
+/// changes the id, and `runner.yaml`'s config records it. (The builder keeps only `console`,
+/// `overwrite` and `handle_signals`, which change no weight and no result.)
+#[test]
+fn every_training_setting_made_in_code_changes_the_id_and_is_recorded() {
+    let root = tempfile::tempdir().unwrap();
+    let base = config(root.path(), &[]);
+    let id = |config: &Config| {
+        let identity = Identity::with_experiment_id(config, "xxxxxxxxxxxxxxxx", "").unwrap();
+        Runner::with_identity(config.clone(), identity, Regression, linear(&Device::flex()))
+            .unwrap()
+            .identity()
+            .id
+            .clone()
+    };
+    let settings: [(&str, fn(&mut Config), Value); 2] = [
+        ("batch_size", |c| c.data.batch_size = 16, Value::from(16)),
+        ("shuffle", |c| c.data.shuffle = false, Value::from(false)),
+    ];
+    for (key, change, recorded) in settings {
+        let mut changed = base.clone();
+        change(&mut changed);
+        assert_ne!(id(&changed), id(&base), "data.{key} set in code changes the id");
+        assert_eq!(
+            changed.to_value()["data"][key],
+            recorded,
+            "data.{key} is recorded"
+        );
+        // And the same key from a file or an override gives the same id as in code.
+        let text = format!("data:\n  {key}: {recorded}\n");
+        let path = root.path().join(format!("{key}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let mut from_file: Config = Config::load(Some(&path), &[]).unwrap();
+        from_file.project_root = changed.project_root.clone();
+        from_file.progress = changed.progress;
+        from_file.optim = changed.optim.clone();
+        assert_eq!(id(&from_file), id(&changed), "data.{key} from a file");
+    }
+}
+
+/// A program without a `data` section of its own still gets a one-line error naming a typo in the
+/// runner's `data` keys, with the closest one.
+#[test]
+fn a_typo_in_the_runners_data_keys_is_named() {
+    let error = Config::<danling::NoSections>::load(None, &[Override::parse("data.batch_sze", "8").unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("data.batch_sze"), "{error}");
+    assert!(error.contains("data.batch_size"), "{error}");
+    let error =
+        Config::<danling::NoSections>::load(None, &[Override::parse("data.batch_size", "0").unwrap()])
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("data.batch_size"), "{error}");
 }

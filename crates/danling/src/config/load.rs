@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{ConfigError, DeError};
-use super::schema::{Config, NoSections, Sections};
+use super::schema::{Config, DataConfig, NoSections, Sections};
 
 /// One command-line override: a dotted key and a value parsed as YAML.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,12 +154,15 @@ impl<S: Sections> Config<S> {
             });
         };
         let core_keys = core_keys();
-        let (core, user): (Map<String, Value>, Map<String, Value>) =
-            map.into_iter().partition(|(key, _)| core_keys.contains(key));
+        let (mut core, mut user): (Map<String, Value>, Map<String, Value>) = map
+            .into_iter()
+            .partition(|(key, _)| key != DATA && core_keys.contains(key));
+        let left = split_data(&mut core, &mut user);
         let core_keys: Vec<&str> = core_keys.iter().map(String::as_str).collect();
 
         let mut config: Config<S> = deserialize(Value::Object(core), &[])?;
-        config.sections = deserialize(Value::Object(user), &core_keys)?;
+        config.sections =
+            deserialize(Value::Object(user), &core_keys).map_err(|e| data_suggestion(e, &left))?;
         config.resolve()?;
         Ok(config)
     }
@@ -178,10 +181,58 @@ impl<S: Sections> Config<S> {
         let sections = serde_json::to_string(&self.sections)
             .ok()
             .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-        if let Some(Value::Object(sections)) = sections {
+        if let Some(Value::Object(mut sections)) = sections {
+            // One `data` mapping: the runner's keys first, then the sections'.
+            if let (Some(Value::Object(theirs)), Some(Value::Object(ours))) =
+                (sections.remove(DATA), map.get_mut(DATA))
+            {
+                ours.extend(theirs);
+            }
             map.extend(sections);
         }
         Value::Object(map)
+    }
+}
+
+/// The mapping whose keys the runner ([`DataConfig::KEYS`]) and the user's sections share.
+const DATA: &str = "data";
+
+/// Moves the runner's keys of the `data` mapping from `user` into `core`; the rest stays for the
+/// sections, and so does a `data` that is not a mapping (their deserialiser names it). Returns the
+/// first key left to the sections.
+fn split_data(core: &mut Map<String, Value>, user: &mut Map<String, Value>) -> Option<String> {
+    let Some(Value::Object(data)) = user.get_mut(DATA) else {
+        return None;
+    };
+    let ours: Map<String, Value> = DataConfig::KEYS
+        .iter()
+        .filter_map(|&key| data.remove(key).map(|value| (key.to_owned(), value)))
+        .collect();
+    let left = data.keys().next().cloned();
+    if data.is_empty() {
+        user.remove(DATA);
+    }
+    core.insert(DATA.to_owned(), Value::Object(ours));
+    left
+}
+
+/// A typo in the `data` mapping, which the sections saw: the runner's keys are candidates too. A
+/// program without a `data` section of its own is told of the first key it did not know.
+fn data_suggestion(error: ConfigError, left: &Option<String>) -> ConfigError {
+    match error {
+        ConfigError::UnknownKey {
+            key,
+            closest: suggested,
+        } if key == DATA || (suggested.is_none() && key.starts_with("data.")) => {
+            let key = match (key == DATA, left) {
+                (true, Some(first)) => format!("{DATA}.{first}"),
+                _ => key,
+            };
+            let field = key.strip_prefix("data.").unwrap_or("");
+            let closest = closest(field, &DataConfig::KEYS).map(|c| format!("{DATA}.{c}"));
+            ConfigError::UnknownKey { key, closest }
+        }
+        other => other,
     }
 }
 

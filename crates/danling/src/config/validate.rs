@@ -27,6 +27,7 @@ impl<S: Sections> Config<S> {
         at_least_one("epochs", self.epochs)?;
         at_least_one("steps", self.steps)?;
         at_least_one("accum_steps", Some(self.accum_steps))?;
+        at_least_one("data.batch_size", Some(self.data.batch_size))?;
         at_least_one("log_interval", self.log_interval)?;
         at_least_one("save_steps", self.save_steps)?;
         at_least_one("patience", self.patience)?;

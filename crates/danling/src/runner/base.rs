@@ -14,7 +14,6 @@ use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Config, NoSections, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
-use crate::metrics::MetricMode;
 use crate::optim::build_optimizer;
 use crate::results::Results;
 use crate::rng::Rng;
@@ -84,11 +83,10 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) writer: Option<std::thread::JoinHandle<Result<(), RunnerError>>>,
     pub(super) state: State,
     pub(super) splits: Vec<Split<T::Item>>,
-    pub(super) batch_size: usize,
-    pub(super) shuffle: bool,
     pub(super) overwrite: bool,
     pub(super) console: Console,
-    pub(super) metric_mode: MetricMode,
+    /// Whether `train` installs the stop handlers (SIGINT, SIGTERM) itself.
+    pub(super) handle_signals: bool,
 }
 
 impl<T: Task, S: Sections, P: Platform> std::fmt::Debug for Runner<T, S, P> {
@@ -161,17 +159,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             writer: None,
             state: State::default(),
             splits: Vec::new(),
-            batch_size: 32,
-            shuffle: true,
             overwrite: false,
             console: Console::Stdout,
-            metric_mode: MetricMode::Exact,
+            handle_signals: true,
         })
-    }
-
-    /// Loads only the model weights of a checkpoint (any of danling's files), as `pretrained` does.
-    pub fn load_pretrained(&mut self, path: &Path) -> Result<(), RunnerError> {
-        self.load_weights(path)
     }
 
     /// Adds a split that is trained on, in the order added.
@@ -194,27 +185,20 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         self
     }
 
-    /// Samples per batch (32 by default).
-    pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.max(1);
-        self
-    }
-
-    /// Whether train splits are shuffled each epoch (true by default).
-    pub fn shuffle(mut self, shuffle: bool) -> Self {
-        self.shuffle = shuffle;
-        self
-    }
-
     /// Lets `train` start fresh in a run directory that holds checkpoints (moving them aside).
     pub fn overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;
         self
     }
 
-    /// How the metrics accumulate: exact, dataset-level values (the default) or batch averages.
-    pub fn metric_mode(mut self, mode: MetricMode) -> Self {
-        self.metric_mode = mode;
+    /// Whether `train` installs the graceful-stop handlers for SIGINT and SIGTERM (the default), so
+    /// that a signal finishes the step, writes `latest` and ends `train` with
+    /// [`RunnerError::Interrupted`]. A program that handles these signals itself passes `false`; it
+    /// can still ask a run to stop through [`crate::signals`].
+    ///
+    /// Only how a run may be stopped changes, never what it trains, so this is no config key.
+    pub fn handle_signals(mut self, handle: bool) -> Self {
+        self.handle_signals = handle;
         self
     }
 
@@ -279,6 +263,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             Some(dtype) => mixed::cast(model, dtype),
             None => model,
         }
+    }
+
+    /// Samples per batch on this rank (`data.batch_size`).
+    pub(super) fn batch_size(&self) -> usize {
+        usize::try_from(self.config.data.batch_size).unwrap_or(usize::MAX)
     }
 
     /// Global batches in a split (each rank takes its shard of each).

@@ -98,6 +98,9 @@ pub enum RunnerError {
     /// The thread that wrote checkpoints in the background panicked.
     #[error("the checkpoint writer thread failed: {0}")]
     Writer(String),
+    /// The stop handlers could not be installed (see [`Runner::handle_signals`](super::Runner::handle_signals)).
+    #[error("cannot install the SIGINT/SIGTERM handlers for a graceful stop: {0}")]
+    Signals(#[source] std::io::Error),
     /// A stop signal arrived; the latest checkpoint was written.
     #[error("stopped by {signal:?} at optimizer step {step}; the latest checkpoint holds the run")]
     Interrupted {

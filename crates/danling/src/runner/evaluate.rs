@@ -7,7 +7,7 @@ use super::base::Predictions;
 use super::report::{progress_bar, split_result};
 use super::{Platform, Runner, RunnerError, Targets, Task};
 use crate::config::Sections;
-use crate::metrics::{AverageMeter, Metrics};
+use crate::metrics::{AverageMeter, MetricMode, Metrics};
 use crate::results::{Record, SplitResult};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
@@ -37,7 +37,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let model = self.eval_model();
         let device = self.platform.device().clone();
         let mut predictions = Predictions::default();
-        for rows in self.order(i, false).chunks(self.batch_size) {
+        for rows in self.order(i, false).chunks(self.batch_size()) {
             let batch = self.collate(i, rows, &device)?;
             let out = self.task.infer_step(&model, &batch);
             if let Some(outputs) = out.outputs {
@@ -78,7 +78,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     pub(super) fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
         let model = self.eval_model();
         let device = self.platform.device().clone();
-        let mut metrics = Metrics::new(self.task.metrics(), self.metric_mode);
+        let mut metrics = Metrics::new(self.task.metrics(), MetricMode::Exact);
         let mut loss = AverageMeter::default();
         let mut done = 0usize;
         let order = self.order(split, false);

@@ -18,7 +18,15 @@ use crate::workspace::{RunState, StartMode};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Trains for the configured budget, evaluating after each epoch, writing results and checkpoints.
+    ///
+    /// Unless [`handle_signals(false)`](Runner::handle_signals) was set, SIGINT and SIGTERM stop the
+    /// run gracefully: the step in progress finishes, `latest` is written, `status.json` says
+    /// `stopped`, and `train` returns [`RunnerError::Interrupted`] (exit with its signal's
+    /// [`exit_code`](crate::signals::Stop::exit_code)). A second signal exits at once.
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
+        if self.handle_signals {
+            crate::signals::install().map_err(RunnerError::Signals)?;
+        }
         let mut session = None;
         let trained = self.train_loop(&mut session);
         // Every checkpoint is on disk when training returns, whichever way it ends, and no rank

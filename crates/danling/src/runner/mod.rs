@@ -3,6 +3,7 @@
 
 mod adapt;
 mod base;
+mod buffers;
 mod error;
 mod evaluate;
 mod fit;

@@ -161,10 +161,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if micro_before as u64 * accum_before != micro as u64 * accum {
             return Err(RunnerError::GlobalBatch {
                 before: (before.batch_size, before.world_size, accum_before),
-                now: (self.batch_size, self.platform.world_size(), accum),
+                now: (self.batch_size(), self.platform.world_size(), accum),
             });
         }
-        let layout = (self.batch_size, self.platform.world_size(), accum);
+        let layout = (self.batch_size(), self.platform.world_size(), accum);
         if (before.batch_size, before.world_size, accum_before) == layout {
             return Ok(None);
         }
@@ -180,7 +180,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             before.world_size,
             before.batch_size,
             self.platform.world_size(),
-            self.batch_size,
+            self.batch_size(),
             micro as u64 * accum,
         )))
     }
@@ -214,10 +214,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             scheduler: Some(scheduler.clone()),
             runtime: Some(Runtime {
                 world_size: self.platform.world_size(),
-                batch_size: self.batch_size,
+                batch_size: self.batch_size(),
                 device: Some(self.platform.kind()),
             }),
         };
+        // Published after every step already; again here, so that no path to a checkpoint can
+        // read a buffer one update old.
+        super::buffers::sync(self.model());
         Ok(Prepared::new(path, self.model(), &self.optimizer, &checkpoint)?)
     }
 

@@ -10,7 +10,7 @@ use crate::identity::Identity;
 use crate::log::tensorboard::{EventWriter, HParam, SessionStatus};
 use crate::log::{Console, LogGuard, init_logging, log_header};
 use crate::results::{Record, Results, Scoring};
-use crate::workspace::{RunDir, RunState, RunStatus, StartMode, WorkspaceError, files};
+use crate::workspace::{RunDir, RunState, RunStatus, StartMode, WorkspaceError, files, last_write};
 
 /// Where a process stands in a (possibly multi-process) run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,21 @@ pub struct Recorded {
     pub should_stop: bool,
 }
 
+/// The `status.json` of the run's previous attempt, if any, and the seconds the run had trained by
+/// its end: as recorded when it ended; up to its last write when it was killed (its status still
+/// says `running`, and no process holds the lock, which this attempt is about to take).
+fn earlier_attempt(identity: &Identity) -> Option<(RunStatus, f64)> {
+    let path = identity.dir.join(files::STATUS);
+    let earlier: RunStatus = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let written = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(chrono::DateTime::<chrono::Utc>::from);
+    let last = last_write(&identity.dir, Some(&identity.checkpoint_dir));
+    let trained = earlier.observe(false, written, last, chrono::Utc::now()).seconds;
+    Some((earlier, trained))
+}
+
 impl Session {
     /// Opens the run's files for this attempt.
     pub fn open<S: Sections>(
@@ -86,6 +101,10 @@ impl Session {
         role: Role,
         continued: Option<(&Path, u64)>,
     ) -> Result<Self, RunnerError> {
+        // How the previous attempt left the directory, read before this one writes to it: a
+        // `running` status then means it was killed without a word, and the time it trained runs to
+        // its last write.
+        let before = role.is_main.then(|| earlier_attempt(&identity));
         let dir = if role.is_main {
             Some(RunDir::open(&identity, mode)?)
         } else {
@@ -106,10 +125,9 @@ impl Session {
                 )?;
                 tensorboard = Some(writer);
             }
-            // The first attempt's start and the time trained so far carry over from an earlier one.
-            let earlier: Option<RunStatus> = std::fs::read(dir.file(files::STATUS))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            // The first attempt's start and the time trained so far carry over from an earlier one,
+            // a killed one's included.
+            let (earlier, trained) = before.flatten().unzip();
             let now = crate::workspace::timestamp();
             let running = RunStatus {
                 status: RunState::Running,
@@ -119,7 +137,7 @@ impl Session {
                     .map_or_else(|| now.clone(), |e| e.started.clone()),
                 attempt_started: now,
                 ended: None,
-                seconds: earlier.as_ref().map_or(0.0, |e| e.seconds),
+                seconds: trained.unwrap_or(0.0),
                 pid: std::process::id(),
                 world_size: role.world_size,
             };

@@ -16,7 +16,7 @@ use crate::signals::{self, Stop};
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Rows in one global batch: `batch_size` on each rank.
     pub(super) fn global_batch(&self) -> usize {
-        self.batch_size * self.platform.world_size().max(1)
+        self.batch_size() * self.platform.world_size().max(1)
     }
 
     /// One optimizer step over `group` (global batches of split `split`): this rank's shard of each
@@ -81,8 +81,21 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let gradients = self
             .platform
             .all_reduce_gradients(self.model(), accumulator.grads());
-        self.optimizer_step(gradients, group_loss, scheduler)?;
+        let stepped = self.optimizer_step(gradients, group_loss, scheduler);
+        // The forward passes updated the buffers (BatchNorm's running statistics) whether or not
+        // the update was taken: publish them, and give every rank rank 0's.
+        self.publish_buffers();
+        stepped?;
         Ok(trained)
+    }
+
+    /// Publishes the buffers' pending updates and gives every rank rank 0's (`runner/buffers.rs`):
+    /// between steps, the model holds exactly the state the next step uses.
+    fn publish_buffers(&mut self) {
+        if let Some(model) = self.model.take() {
+            super::buffers::sync(&model);
+            self.model = Some(self.platform.broadcast_buffers(model));
+        }
     }
 
     /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group, on

@@ -12,7 +12,7 @@ use super::report::{progress_bar, split_result, step_line};
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, Targets, Task};
 use crate::config::Sections;
-use crate::metrics::{AverageMeter, Metrics};
+use crate::metrics::{AverageMeter, MetricMode, Metrics};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
 use crate::state::RankProgress;
@@ -33,7 +33,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         session: &Session,
         finished: &Record,
     ) -> Result<(SplitResult, usize), RunnerError> {
-        let order = self.order(split, self.shuffle);
+        let order = self.order(split, self.config.data.shuffle);
         // Global batches: each rank trains its shard of every one.
         let batches: Vec<&[usize]> = order.chunks(self.global_batch()).collect();
         let label = format!("epoch {} {}", self.state.epoch + 1, self.splits[split].name);
@@ -52,7 +52,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 )
             }
             _ => (
-                Metrics::new(self.task.metrics(), self.metric_mode),
+                Metrics::new(self.task.metrics(), MetricMode::Exact),
                 AverageMeter::default(),
                 self.state.skipped,
                 0,
@@ -239,7 +239,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     fn fresh_progress(&self) -> RankProgress {
         RankProgress {
             loss: AverageMeter::default(),
-            metrics: Metrics::new(self.task.metrics(), self.metric_mode),
+            metrics: Metrics::new(self.task.metrics(), MetricMode::Exact),
         }
     }
 }

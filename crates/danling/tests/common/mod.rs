@@ -114,11 +114,11 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub fn runner(config: Config) -> Runner<Classify> {
+pub fn runner(mut config: Config) -> Runner<Classify> {
+    config.data.batch_size = 5;
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
     Runner::with_identity(config, identity, Classify, Net::new(&Device::flex()))
         .unwrap()
-        .batch_size(5)
         .console(Console::Off)
         .train_split("train", InMemDataset::new(data(37, 0)))
         .eval_split("val", InMemDataset::new(data(12, 100)))

@@ -115,11 +115,11 @@ fn checkpoints() -> &'static (Vec<u8>, Vec<u8>) {
             .iter()
             .map(|(k, v)| Override::parse(k, v).unwrap())
             .collect();
-        let config: Config = Config::load(None, &overrides).unwrap();
+        let mut config: Config = Config::load(None, &overrides).unwrap();
+        config.data.batch_size = 4;
         let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
         let mut runner = Runner::with_identity(config, identity, Classify, Net::new(&Device::flex()))
             .unwrap()
-            .batch_size(4)
             .console(Console::Off)
             .train_split("train", InMemDataset::new(data(10)))
             .eval_split("val", InMemDataset::new(data(5)));

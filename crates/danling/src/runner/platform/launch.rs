@@ -79,6 +79,10 @@ impl Platform for Launched {
         inside!(self, p => p.all_reduce_gradients(model, gradients))
     }
 
+    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
+        inside!(self, p => p.broadcast_buffers(model))
+    }
+
     fn all_reduce(&self, values: &mut [f64], op: ReduceOp) {
         inside!(self, p => p.all_reduce(values, op))
     }

@@ -147,6 +147,14 @@ pub trait Platform {
         gradients
     }
 
+    /// `model` with rank 0's buffers (BatchNorm's running statistics and other float tensors that
+    /// are not trained) on every rank, called after every optimizer step once their updates are
+    /// published (see `runner/buffers.rs`): every rank then holds the model rank 0 checkpoints.
+    /// The identity on one process.
+    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
+        model
+    }
+
     /// Combines `values` over ranks with `op`, in place: the losses and counts of a split, and the
     /// flags every rank must agree on (skip a non-finite update, stop on a signal).
     fn all_reduce(&self, _values: &mut [f64], _op: ReduceOp) {}
@@ -166,6 +174,68 @@ pub trait Platform {
     /// parallelism costs (zero on one process).
     fn gradient_reduce_time(&self) -> std::time::Duration {
         std::time::Duration::ZERO
+    }
+}
+
+/// A borrowed platform is the platform: several runners in one process, one after the other, can
+/// share it (an MPI world is joined once per process).
+impl<P: Platform> Platform for &P {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+    fn world_size(&self) -> usize {
+        (**self).world_size()
+    }
+    fn is_main(&self) -> bool {
+        (**self).is_main()
+    }
+    fn device(&self) -> &Device {
+        (**self).device()
+    }
+    fn kind(&self) -> config::Device {
+        (**self).kind()
+    }
+    fn description(&self) -> String {
+        (**self).description()
+    }
+    fn precision(&self) -> config::Precision {
+        (**self).precision()
+    }
+    fn train_device(&self) -> Device {
+        (**self).train_device()
+    }
+    fn seed(&self, seed: u64) {
+        (**self).seed(seed);
+    }
+    fn prepare<M: Module>(&self, model: M) -> M {
+        (**self).prepare(model)
+    }
+    fn shard<'a>(&self, rows: &'a [usize]) -> &'a [usize] {
+        (**self).shard(rows)
+    }
+    fn step_seed(&self, seed: u64, iter: u64) -> u64 {
+        (**self).step_seed(seed, iter)
+    }
+    fn all_reduce_gradients<M: Module>(&self, model: &M, gradients: GradientsParams) -> GradientsParams {
+        (**self).all_reduce_gradients(model, gradients)
+    }
+    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
+        (**self).broadcast_buffers(model)
+    }
+    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) {
+        (**self).all_reduce(values, op);
+    }
+    fn all_gather(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+        (**self).all_gather(bytes)
+    }
+    fn broadcast(&self, bytes: &mut Vec<u8>) {
+        (**self).broadcast(bytes);
+    }
+    fn barrier(&self) {
+        (**self).barrier();
+    }
+    fn gradient_reduce_time(&self) -> std::time::Duration {
+        (**self).gradient_reduce_time()
     }
 }
 

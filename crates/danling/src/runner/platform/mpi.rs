@@ -22,6 +22,7 @@ use super::device::{Found, find};
 use super::local::{PlatformError, precision};
 use super::{Platform, ReduceOp};
 use crate::config::{self, Precision};
+use crate::runner::buffers::{buffers_from_slice, buffers_to_vec};
 use crate::runner::grads::{
     gradients_from_slice, gradients_to_vec, parameters_from_slice, parameters_to_vec,
 };
@@ -155,6 +156,24 @@ impl Platform for Mpi {
         let reduced = gradients_from_slice(model, &received, &self.found.device).unwrap_or(gradients);
         self.reducing.set(self.reducing.get() + start.elapsed());
         reduced
+    }
+
+    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
+        if self.size <= 1 {
+            return model;
+        }
+        let mut values = buffers_to_vec(&model);
+        // Every rank has the same model, so every rank skips, or none does.
+        if values.is_empty() {
+            return model;
+        }
+        let root = self.world.process_at_rank(0);
+        // MPI counts in `int`s: more than 2^31 values go in pieces.
+        for piece in values.chunks_mut(1 << 28) {
+            root.broadcast_into(piece);
+        }
+        // The values came from this very model's layout, so the lengths agree.
+        buffers_from_slice(model.clone(), &values).unwrap_or(model)
     }
 
     fn gradient_reduce_time(&self) -> Duration {
