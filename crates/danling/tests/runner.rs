@@ -345,7 +345,8 @@ fn every_training_setting_made_in_code_changes_the_id_and_is_recorded() {
             .id
             .clone()
     };
-    let settings: [(&str, fn(&mut Config), Value); 2] = [
+    type Setting = (&'static str, fn(&mut Config), Value);
+    let settings: [Setting; 2] = [
         ("batch_size", |c| c.data.batch_size = 16, Value::from(16)),
         ("shuffle", |c| c.data.shuffle = false, Value::from(false)),
     ];
