@@ -978,3 +978,59 @@ fn a_launcher_without_the_mpi_feature_is_refused() {
         assert!(!dir.path().join("experiments").exists());
     }
 }
+
+/// `model.norm` puts BatchNorm1d (with its running statistics) or LayerNorm after each hidden
+/// layer, and the checkpoint holds them under PyTorch-like names; an unknown norm is one line.
+#[test]
+fn model_norm_adds_batch_or_layer_norm_after_each_hidden_layer() {
+    for (norm, tensors) in [
+        (
+            "batch",
+            [
+                "model.batch_norms.0.running_mean",
+                "model.batch_norms.1.running_var",
+            ],
+        ),
+        (
+            "layer",
+            ["model.layer_norms.0.weight", "model.layer_norms.1.bias"],
+        ),
+    ] {
+        let dir = scratch();
+        let out = danling(
+            dir.path(),
+            &[
+                "train",
+                "--epochs",
+                "3",
+                "--optim.lr",
+                "0.01",
+                "--model.hidden",
+                "[16, 8]",
+                "--model.norm",
+                norm,
+            ],
+        );
+        assert!(out.status.success(), "{norm}: {}", stderr(&out));
+        let run = common::run_dir(dir.path()).unwrap();
+        let names: Vec<String> = model_tensors(&run.join("checkpoints/latest.safetensors"))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        for tensor in tensors {
+            assert!(names.iter().any(|n| n == tensor), "{norm}: {tensor} in {names:?}");
+        }
+        let results: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap();
+        assert!(
+            results["val"]["accuracy"].as_f64().unwrap() > 0.8,
+            "{norm} learns: {results}"
+        );
+    }
+    let dir = scratch();
+    let out = danling(dir.path(), &["config", "--model.norm", "group"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("model.norm"), "{err}");
+}
