@@ -97,8 +97,8 @@ and a --key alone means true. `danling --help` has the details.";
 
 /// The description of `danling train`.
 pub(crate) const TRAIN: &str = "\
-Train the built-in task: an MLP (model.hidden, model.dropout, model.activation) on the data set
-named by data.name (digits, breast_cancer, diabetes, synthetic, csv, mnist). Writes the run
+Train the built-in task: an MLP (model.hidden, model.dropout, model.activation, model.norm) on the
+data set named by data.name (digits, breast_cancer, diabetes, synthetic, csv, mnist). Writes the run
 directory (runner.yaml, run.log, results.json, latest.json, best.json, checkpoints/) and prints
 its path on the last line of stdout.";
 
