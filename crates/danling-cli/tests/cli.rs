@@ -1012,7 +1012,7 @@ fn model_norm_adds_batch_or_layer_norm_after_each_hidden_layer() {
             ],
         );
         assert!(out.status.success(), "{norm}: {}", stderr(&out));
-        let run = common::run_dir(dir.path()).unwrap();
+        let run = run_dir(dir.path()).unwrap();
         let names: Vec<String> = model_tensors(&run.join("checkpoints/latest.safetensors"))
             .into_iter()
             .map(|(name, _)| name)

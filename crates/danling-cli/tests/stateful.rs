@@ -29,7 +29,7 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use danling::log::Console;
-use danling::metrics::MetricKind;
+use danling::metrics::{Metric, MetricBatch, MetricError, MetricKind, MetricSet, TargetSlice};
 use danling::runner::{Launched, Platform, Runner, StepOutput, Task, parameters_to_vec};
 use danling::{Config, Identity, Override};
 use serde_json::Value;
@@ -108,6 +108,55 @@ impl<M: Zoo> Task for Classify<M> {
 
     fn metrics(&self) -> MetricKind {
         MetricKind::Multiclass(CLASSES)
+    }
+
+    /// The built-in five and a metric of the program's own, whose state must resume and merge too.
+    fn metric_set(&self) -> MetricSet {
+        MetricSet::from(self.metrics()).with(Top2::default())
+    }
+}
+
+/// A user's metric: the fraction of samples whose class is among the two highest outputs.
+#[derive(Debug, Default)]
+struct Top2 {
+    hits: u64,
+    seen: u64,
+}
+
+impl Metric for Top2 {
+    fn names(&self) -> Vec<String> {
+        vec!["top2_accuracy".into()]
+    }
+
+    fn update(&mut self, batch: &MetricBatch<'_>) {
+        let TargetSlice::Labels(labels) = batch.targets else {
+            return;
+        };
+        for (row, &label) in batch.outputs.chunks(batch.width).zip(labels) {
+            let above = row.iter().filter(|&&v| v > row[label as usize]).count();
+            self.hits += u64::from(above < 2);
+            self.seen += 1;
+        }
+    }
+
+    fn compute(&self) -> Vec<f64> {
+        vec![self.hits as f64 / self.seen as f64]
+    }
+
+    fn state(&self) -> Value {
+        serde_json::json!({"hits": self.hits, "seen": self.seen})
+    }
+
+    fn merge(&mut self, state: &Value) -> Result<(), MetricError> {
+        #[derive(serde::Deserialize)]
+        struct State {
+            hits: u64,
+            seen: u64,
+        }
+        let state: State = serde_json::from_value(state.clone())?;
+        self.hits += state.hits;
+        self.seen += state.seen;
+        Ok(())
     }
 }
 
@@ -312,7 +361,7 @@ fn config(root: &Path, name: &str, accum: usize, checkpoint: Option<&Path>) -> C
         ("data.batch_size".to_owned(), BATCH.to_string()),
         ("optim.lr".to_owned(), "0.02".to_owned()),
         ("sched.type".to_owned(), "cosine".to_owned()),
-        ("score_name".to_owned(), "accuracy".to_owned()),
+        ("score_name".to_owned(), "top2_accuracy".to_owned()),
         ("device".to_owned(), "flex".to_owned()),
     ];
     if let Some(path) = checkpoint {
@@ -468,6 +517,32 @@ one_process! {
     a_frozen_layer_resumes_exactly_from_every_step: Frozen,
 }
 
+/// A program's own metric is a peer of the built-in ones: in every results file, and the score,
+/// whose mode (higher is better) comes from the metric.
+#[test]
+fn a_programs_metric_reaches_every_results_file_and_scores_the_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = tempfile::tempdir().unwrap();
+    let mut config = config(root.path(), "top2", 1, None);
+    config.epochs = Some(4);
+    config.optim.lr = 0.003;
+    let (outcome, dir) = train::<BatchNorm1d, _>(flex(), config);
+    let results = &outcome.results["results.json"]["results"];
+    let scores: Vec<f64> = (1..=4)
+        .map(|epoch| {
+            results[epoch.to_string()]["val"]["top2_accuracy"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
+    // Higher is better, ties to the later epoch.
+    let best = (0..4).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap() + 1;
+    assert_eq!(outcome.results["best.json"]["index"], best, "{scores:?}");
+    assert!(outcome.results["latest.json"]["train"]["top2_accuracy"].is_number());
+    assert!(dir.join("results.json").is_file());
+}
+
 /// The same on two MPI ranks: this test binary, started by `mpiexec -n 2`, runs
 /// [`two_ranks_child`] on each rank.
 #[cfg(feature = "mpi")]
@@ -523,5 +598,45 @@ fn two_ranks_child() {
     resumes_exactly::<Recurrent, _>("gru", &root, shared);
     resumes_exactly::<Attention, _>("attention", &root, shared);
     resumes_exactly::<Frozen, _>("frozen", &root, shared);
+    evaluation_merges_the_programs_metric_over_ranks(&root, &platform);
     danling::runner::end_world(0, true);
+}
+
+/// On two ranks each evaluates its shard; the program's metric, merged, equals one process's
+/// evaluation of the same weights over the whole split.
+#[cfg(feature = "mpi")]
+fn evaluation_merges_the_programs_metric_over_ranks(root: &Path, platform: &Launched) {
+    let config = config(root, "merge", 1, None);
+    let device = platform.device().clone();
+    device.seed(7);
+    let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
+    let task = || Classify::<BatchNorm1d>(PhantomData);
+    let mut two = Runner::with_platform(
+        config.clone(),
+        identity.clone(),
+        platform,
+        task(),
+        BatchNorm1d::new(&device),
+    )
+    .unwrap()
+    .console(Console::Off)
+    .train_split("train", InMemDataset::new(samples(TRAIN, 0)))
+    .eval_split("val", InMemDataset::new(samples(11, 100)));
+    two.train().unwrap();
+    let merged = two.evaluate(&["val"]).unwrap();
+    let local = danling::runner::Local::new(danling::Device::Flex, danling::Precision::F32).unwrap();
+    let mut one = Runner::with_platform(config, identity, local, task(), two.model().valid())
+        .unwrap()
+        .console(Console::Off)
+        .eval_split("val", InMemDataset::new(samples(11, 100)));
+    let whole = one.evaluate(&["val"]).unwrap();
+    let (two_ranks, one_process) = (&merged["val"], &whole["val"]);
+    assert_eq!(
+        two_ranks["top2_accuracy"], one_process["top2_accuracy"],
+        "{two_ranks:?} vs {one_process:?}"
+    );
+    assert_eq!(
+        two_ranks["accuracy"], one_process["accuracy"],
+        "{two_ranks:?} vs {one_process:?}"
+    );
 }

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{AverageMeter, Metrics};
+use crate::metrics::{AverageMeter, MetricStates};
 use crate::results::Record;
 
 /// Where a run stands. Saved in every checkpoint so that a run resumes from any point.
@@ -115,8 +115,8 @@ pub struct EpochProgress {
     pub record: Record,
     /// The loss so far on the split in progress.
     pub loss: AverageMeter,
-    /// The metrics so far on the split in progress.
-    pub metrics: Metrics,
+    /// The metrics so far on the split in progress: each metric's state.
+    pub metrics: MetricStates,
     /// Skipped updates before this split started.
     pub skipped_before: u64,
     /// The loss and metrics so far of the other ranks (1, 2, …) of a multi-process run, so that each
@@ -130,8 +130,8 @@ pub struct EpochProgress {
 pub struct RankProgress {
     /// The loss so far.
     pub loss: AverageMeter,
-    /// The metrics so far.
-    pub metrics: Metrics,
+    /// The metrics so far: each metric's state.
+    pub metrics: MetricStates,
 }
 
 impl State {
@@ -223,7 +223,7 @@ mod tests {
                 cursor: 9,
                 record: Record::new(),
                 loss: AverageMeter::default(),
-                metrics: crate::metrics::binary_metrics(),
+                metrics: crate::metrics::MetricSet::from(crate::metrics::binary_metrics()).snapshot(),
                 skipped_before: 1,
                 ranks: Vec::new(),
             }),

@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::functional as f;
+use super::metric::MetricBatch;
 
 /// Which metrics a task reports, with DanLing's names (DESIGN, "Metric names").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +195,35 @@ impl Metrics {
                     }
                 }
             }
+        }
+    }
+
+    /// Adds a batch as the runner hands it to every metric: outputs as the step gave them. Binary
+    /// metrics read two-column outputs as two logits (the positive class's probability is
+    /// `sigmoid(l1 - l0)`) and one column as it is; multi-label metrics read 0/1 target values as
+    /// labels.
+    pub fn update_batch(&mut self, batch: &MetricBatch<'_>) {
+        if self.kind == MetricKind::None {
+            return;
+        }
+        let two_logits;
+        let preds = match (self.kind, batch.width) {
+            (MetricKind::Binary, 2) => {
+                two_logits = batch
+                    .outputs
+                    .chunks_exact(2)
+                    .map(|row| 1.0 / (1.0 + (row[0] - row[1]).exp()))
+                    .collect::<Vec<f64>>();
+                &two_logits[..]
+            }
+            _ => batch.outputs,
+        };
+        match (self.kind, batch.targets) {
+            (MetricKind::Multilabel(_), TargetSlice::Values(values)) => {
+                let labels: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+                self.update(preds, TargetSlice::Labels(&labels));
+            }
+            (_, targets) => self.update(preds, targets),
         }
     }
 

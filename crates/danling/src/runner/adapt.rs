@@ -1,41 +1,54 @@
 //! Feeding metrics from burn tensors, as the runner does: the adapter between the runner's outputs and
 //! the metrics, which know nothing of burn (as burn-train's metric `Adaptor` sits with the learner).
+//! Each batch's outputs and targets are copied to the host once, for every metric of the set.
 
 use burn::tensor::{Tensor, TensorData};
 
 use super::Targets;
-use crate::metrics::{MetricKind, Metrics, TargetSlice};
+use crate::metrics::{MetricBatch, MetricSet, Metrics, TargetSlice};
 
-impl Metrics {
-    /// Adds a batch of model outputs `[n, k]` and targets. For binary metrics, two-column outputs are
-    /// two logits and the positive class's probability is `sigmoid(l1 - l0)`; one column is taken as is.
+/// A batch's outputs `[n, k]` and targets on the host, and the metrics fed from them.
+fn with_host_batch(outputs: &Tensor<2>, targets: &Targets, feed: impl FnOnce(&MetricBatch<'_>)) {
+    let width = outputs.dims()[1];
+    let outputs = host_f64(outputs.clone().into_data());
+    match targets {
+        Targets::Classes(labels) => {
+            let labels = host_i64(labels.clone().into_data());
+            feed(&MetricBatch {
+                outputs: &outputs,
+                width,
+                targets: TargetSlice::Labels(&labels),
+            });
+        }
+        Targets::Values(values) => {
+            let values = host_f64(values.clone().into_data());
+            feed(&MetricBatch {
+                outputs: &outputs,
+                width,
+                targets: TargetSlice::Values(&values),
+            });
+        }
+    }
+}
+
+impl MetricSet {
+    /// Adds a batch of model outputs `[n, k]` and targets to every metric (the host copy is made
+    /// once). Nothing is copied for a set without metrics.
     pub fn update_tensors(&mut self, outputs: &Tensor<2>, targets: &Targets) {
-        if self.kind() == MetricKind::None {
+        if self.is_empty() {
             return;
         }
-        let width = outputs.dims()[1];
-        let mut preds = host_f64(outputs.clone().into_data());
-        if self.kind() == MetricKind::Binary && width == 2 {
-            preds = preds
-                .chunks_exact(2)
-                .map(|row| 1.0 / (1.0 + (row[0] - row[1]).exp()))
-                .collect();
+        with_host_batch(outputs, targets, |batch| self.update(batch));
+    }
+}
+
+impl Metrics {
+    /// Adds a batch of model outputs `[n, k]` and targets ([`Metrics::update_batch`]).
+    pub fn update_tensors(&mut self, outputs: &Tensor<2>, targets: &Targets) {
+        if self.kind() == crate::metrics::MetricKind::None {
+            return;
         }
-        match targets {
-            Targets::Classes(labels) => {
-                let labels = host_i64(labels.clone().into_data());
-                self.update(&preds, TargetSlice::Labels(&labels));
-            }
-            Targets::Values(values) => {
-                let values = host_f64(values.clone().into_data());
-                if matches!(self.kind(), MetricKind::Multilabel(_)) {
-                    let labels: Vec<i64> = values.iter().map(|&v| v as i64).collect();
-                    self.update(&preds, TargetSlice::Labels(&labels));
-                } else {
-                    self.update(&preds, TargetSlice::Values(&values));
-                }
-            }
-        }
+        with_host_batch(outputs, targets, |batch| self.update_batch(batch));
     }
 }
 

@@ -98,6 +98,20 @@ pub enum RunnerError {
     /// The thread that wrote checkpoints in the background panicked.
     #[error("the checkpoint writer thread failed: {0}")]
     Writer(String),
+    /// A metric state (a rank's, or a checkpoint's) that the task's metrics cannot take.
+    #[error("the metric states of rank {rank} do not fit the task's metrics: {source}")]
+    Metrics {
+        /// The rank whose states they are (0 for a one-process checkpoint's).
+        rank: usize,
+        /// What does not fit.
+        #[source]
+        source: crate::metrics::MetricError,
+    },
+    /// A metric of the task has a name that another has, or that the runner's values take.
+    #[error(
+        "metric name `{0}` is given twice or is one of the runner's (loss, lr, time, samples_per_s, skipped)"
+    )]
+    MetricName(String),
     /// The stop handlers could not be installed (see [`Runner::handle_signals`](super::Runner::handle_signals)).
     #[error("cannot install the SIGINT/SIGTERM handlers for a graceful stop: {0}")]
     Signals(#[source] std::io::Error),

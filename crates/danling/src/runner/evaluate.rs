@@ -7,7 +7,7 @@ use super::base::Predictions;
 use super::report::{progress_bar, split_result};
 use super::{Platform, Runner, RunnerError, Targets, Task};
 use crate::config::Sections;
-use crate::metrics::{AverageMeter, MetricMode, Metrics};
+use crate::metrics::AverageMeter;
 use crate::results::{Record, SplitResult};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
@@ -78,7 +78,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     pub(super) fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
         let model = self.eval_model();
         let device = self.platform.device().clone();
-        let mut metrics = Metrics::new(self.task.metrics(), MetricMode::Exact);
+        let mut metrics = self.task.metric_set();
         let mut loss = AverageMeter::default();
         let mut done = 0usize;
         let order = self.order(split, false);
@@ -104,7 +104,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
         }
         bar.finish_and_clear();
-        let (loss, metrics) = self.merge_ranks(loss, metrics);
+        let (loss, metrics) = self.merge_ranks(loss, metrics)?;
         let result = split_result(&loss, &metrics, &[], done, start.elapsed().as_secs_f64());
         Ok(result)
     }

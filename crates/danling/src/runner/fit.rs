@@ -13,7 +13,7 @@ use super::{Platform, ReduceOp, Runner, RunnerError, Task};
 use crate::config::{Budget, Precision, Sections};
 use crate::log::Console;
 use crate::optim::LrScheduler;
-use crate::results::Record;
+use crate::results::{Record, ScoreMode};
 use crate::workspace::{RunState, StartMode};
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
@@ -66,6 +66,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if train.is_empty() {
             return Err(RunnerError::NoTrainSplit);
         }
+        if let Some(name) = self.task.metric_set().clash() {
+            return Err(RunnerError::MetricName(name));
+        }
         if let Some(split) = train
             .iter()
             .map(|&i| &self.splits[i])
@@ -110,6 +113,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             role,
             continued,
         )?);
+        // A metric says whether higher is better: the default `score_mode` of its name.
+        let higher = self.task.metric_set().higher_is_better(&self.config.score_name);
+        if let (None, Some(higher)) = (self.config.score_mode, higher) {
+            session.set_score_mode(if higher { ScoreMode::Max } else { ScoreMode::Min });
+        }
         for warning in resume_warnings {
             warn!("{warning}");
         }

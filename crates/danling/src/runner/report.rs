@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::metrics::{AverageMeter, Metrics};
+use crate::metrics::{AverageMeter, MetricSet};
 use crate::results::{Record, SplitResult};
 
 /// A progress bar over the batches of one split, drawn only when enabled and stderr is a terminal.
@@ -67,7 +67,7 @@ fn metrics_text(metrics: &SplitResult) -> String {
 /// `time` (seconds per batch) and `samples_per_s`.
 pub(crate) fn split_result(
     loss: &AverageMeter,
-    metrics: &Metrics,
+    metrics: &MetricSet,
     extra: &[(&str, f64)],
     batches: usize,
     seconds: f64,

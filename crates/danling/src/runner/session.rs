@@ -220,6 +220,12 @@ impl Session {
         &self.scoring
     }
 
+    /// Scores with `mode`: the direction the metric of `score_name` gives, when the config sets no
+    /// `score_mode`. Call it before the results are restored or recorded.
+    pub fn set_score_mode(&mut self, mode: crate::results::ScoreMode) {
+        self.scoring.mode = mode;
+    }
+
     /// Replaces the results history (on resume), and rewrites the results files from it.
     pub fn restore(&mut self, results: Results) -> Result<(), WorkspaceError> {
         self.results = results;

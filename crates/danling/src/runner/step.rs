@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 use super::train::Pending;
 use super::{Platform, ReduceOp, Runner, RunnerError, StepOutput, Task, grads, mixed};
 use crate::config::{NonFinite, Sections};
-use crate::metrics::{AverageMeter, Metrics};
+use crate::metrics::{AverageMeter, MetricSet, MetricStates};
 use crate::optim::LrScheduler;
 use crate::signals::{self, Stop};
 
@@ -253,9 +253,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 
     /// A split's loss and metrics over every rank's shard: the loss sums and counts added, the metric
     /// states gathered and merged in rank order, the same on every rank. The identity on one process.
-    pub(super) fn merge_ranks(&self, loss: AverageMeter, metrics: Metrics) -> (AverageMeter, Metrics) {
+    pub(super) fn merge_ranks(
+        &self,
+        loss: AverageMeter,
+        metrics: MetricSet,
+    ) -> Result<(AverageMeter, MetricSet), RunnerError> {
         if self.platform.world_size() <= 1 {
-            return (loss, metrics);
+            return Ok((loss, metrics));
         }
         let mut sums = [loss.sum, loss.count];
         self.platform.all_reduce(&mut sums, ReduceOp::Sum);
@@ -264,23 +268,18 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             sum: sums[0],
             count: sums[1],
         };
-        let state = serde_json::to_vec(&metrics).unwrap_or_default();
-        let mut merged: Option<Metrics> = None;
+        // JSON values always serialise.
+        let state = serde_json::to_vec(&metrics.snapshot()).unwrap_or_default();
+        let mut merged = self.task.metric_set();
         for (rank, bytes) in self.platform.all_gather(state).into_iter().enumerate() {
-            let theirs: Metrics = match serde_json::from_slice(&bytes) {
-                Ok(theirs) => theirs,
-                Err(error) => {
-                    warn!("the metrics of rank {rank} cannot be read, left out: {error}");
-                    continue;
-                }
-            };
-            match &mut merged {
-                Some(all) => {
-                    all.merge(&theirs);
-                }
-                None => merged = Some(theirs),
-            }
+            let theirs: MetricStates = serde_json::from_slice(&bytes).map_err(|e| RunnerError::Metrics {
+                rank,
+                source: e.into(),
+            })?;
+            merged
+                .merge(&theirs.0)
+                .map_err(|source| RunnerError::Metrics { rank, source })?;
         }
-        (merged_loss, merged.unwrap_or(metrics))
+        Ok((merged_loss, merged))
     }
 }

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Device, FloatDType, Int, Tensor};
 
-use crate::metrics::MetricKind;
+use crate::metrics::{MetricKind, MetricSet};
 
 /// What one forward pass produced: the loss to minimise, and what the metrics compare.
 #[derive(Debug, Clone)]
@@ -81,9 +81,18 @@ pub trait Task {
     /// The forward pass: loss and metric inputs.
     fn forward(&self, model: &Self::Model, batch: &Self::Batch) -> StepOutput;
 
-    /// The metrics computed for every split (none by default).
+    /// The task type's built-in metrics (none by default), which also says what the outputs are:
+    /// `infer_step` turns classification logits into probabilities.
     fn metrics(&self) -> MetricKind {
         MetricKind::None
+    }
+
+    /// Every metric computed on each split: by default the built-in preset of
+    /// [`metrics`](Self::metrics). Override it to add metrics of your own beside the preset
+    /// (`MetricSet::from(self.metrics()).with(MyMetric::default())`) or instead of it. Called for
+    /// every split of every epoch, so each starts fresh.
+    fn metric_set(&self) -> MetricSet {
+        MetricSet::from(self.metrics())
     }
 
     /// One training micro-batch; its loss is back-propagated by the runner.

@@ -12,7 +12,7 @@ use super::report::{progress_bar, split_result, step_line};
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, Targets, Task};
 use crate::config::Sections;
-use crate::metrics::{AverageMeter, MetricMode, Metrics};
+use crate::metrics::{AverageMeter, MetricSet, MetricStates};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
 use crate::state::RankProgress;
@@ -43,16 +43,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // `cursor`: the batches of this split trained so far.
         let (mut metrics, mut loss, skipped_before, mut cursor) = match self.state.progress.take() {
             Some(progress) if progress.split == split => {
-                let own = self.own_progress(progress.loss, progress.metrics, progress.ranks);
-                (
-                    own.metrics,
-                    own.loss,
-                    progress.skipped_before,
-                    progress.cursor as usize,
-                )
+                let (loss, metrics) = self.own_progress(progress.loss, progress.metrics, progress.ranks)?;
+                (metrics, loss, progress.skipped_before, progress.cursor as usize)
             }
             _ => (
-                Metrics::new(self.task.metrics(), MetricMode::Exact),
+                self.task.metric_set(),
                 AverageMeter::default(),
                 self.state.skipped,
                 0,
@@ -93,14 +88,14 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
             // The pending outputs go into the live meters, not into copies: a checkpoint must not
             // change what the epoch reports, whenever it is written.
-            let progress = |pending: &mut Pending, loss: &mut AverageMeter, metrics: &mut Metrics| {
+            let progress = |pending: &mut Pending, loss: &mut AverageMeter, metrics: &mut MetricSet| {
                 pending.flush(loss, metrics);
                 EpochProgress {
                     split,
                     cursor: cursor as u64,
                     record: finished.clone(),
                     loss: *loss,
-                    metrics: metrics.clone(),
+                    metrics: metrics.snapshot(),
                     skipped_before,
                     ranks: Vec::new(),
                 }
@@ -144,7 +139,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         pending.flush(&mut loss, &mut metrics);
         bar.finish_and_clear();
         // Every rank trained its part of each batch: the split's loss and metrics are over all of them.
-        let (loss, metrics) = self.merge_ranks(loss, metrics);
+        let (loss, metrics) = self.merge_ranks(loss, metrics)?;
         let extra = [
             ("lr", scheduler.lr()),
             ("skipped", (self.state.skipped - skipped_before) as f64),
@@ -173,7 +168,7 @@ impl Pending {
         self.steps.push((loss, samples, outputs, targets));
     }
 
-    pub(super) fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut Metrics) {
+    pub(super) fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut MetricSet) {
         if self.steps.is_empty() {
             return;
         }
@@ -214,32 +209,36 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// This rank's part of a checkpoint's split in progress: its own loss and metrics when the
     /// checkpoint had as many ranks; otherwise (another world size) rank 0 takes every rank's, merged,
     /// and the others start afresh, so that the split's result over all ranks is the same.
-    fn own_progress(&self, loss: AverageMeter, metrics: Metrics, ranks: Vec<RankProgress>) -> RankProgress {
+    fn own_progress(
+        &self,
+        loss: AverageMeter,
+        metrics: MetricStates,
+        ranks: Vec<RankProgress>,
+    ) -> Result<(AverageMeter, MetricSet), RunnerError> {
         let (rank, world) = (self.platform.rank(), self.platform.world_size());
+        let restore = |from: usize, states: &MetricStates, into: &mut MetricSet| {
+            into.merge(&states.0)
+                .map_err(|source| RunnerError::Metrics { rank: from, source })
+        };
+        let mut set = self.task.metric_set();
         if ranks.len() + 1 == world {
             return match rank {
-                0 => RankProgress { loss, metrics },
-                r => ranks
-                    .into_iter()
-                    .nth(r - 1)
-                    .unwrap_or_else(|| self.fresh_progress()),
+                0 => restore(0, &metrics, &mut set).map(|()| (loss, set)),
+                r => match ranks.into_iter().nth(r - 1) {
+                    Some(own) => restore(r, &own.metrics, &mut set).map(|()| (own.loss, set)),
+                    None => Ok((AverageMeter::default(), set)),
+                },
             };
         }
         if rank != 0 {
-            return self.fresh_progress();
+            return Ok((AverageMeter::default(), set));
         }
-        let mut merged = RankProgress { loss, metrics };
-        for other in &ranks {
-            merged.loss.merge(&other.loss);
-            merged.metrics.merge(&other.metrics);
+        let mut merged = loss;
+        restore(0, &metrics, &mut set)?;
+        for (i, other) in ranks.iter().enumerate() {
+            merged.merge(&other.loss);
+            restore(i + 1, &other.metrics, &mut set)?;
         }
-        merged
-    }
-
-    fn fresh_progress(&self) -> RankProgress {
-        RankProgress {
-            loss: AverageMeter::default(),
-            metrics: Metrics::new(self.task.metrics(), MetricMode::Exact),
-        }
+        Ok((merged, set))
     }
 }
