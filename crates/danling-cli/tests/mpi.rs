@@ -459,6 +459,60 @@ fn a_two_rank_checkpoint_goes_on_with_one_process_on_the_same_global_batch_only(
     }
 }
 
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_collective_that_fails_on_one_rank_ends_the_job_with_one_line_naming_it_and_the_rank() {
+    let _job = JOBS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch();
+    let config = write(dir.path(), "c.yaml", CONFIG);
+    let config = config.to_str().unwrap();
+    let start = Instant::now();
+    // Rank 1 builds another model than rank 0's: rank 0's weights do not fit it. Before, the
+    // broadcast of the weights fell back to rank 1's own, and the ranks trained apart.
+    let out = mpiexec(1)
+        .arg(common::bin())
+        .args(["train", config])
+        .args([":", "-n", "1"])
+        .arg(common::bin())
+        .args(["train", config, "--model.hidden", "[33]"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("[rank 1] danling: error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("[rank 1] danling: error: collective `prepare` failed on rank 1: ")
+            && lines[0].contains("the model's parameters")
+            && lines[0].contains("every rank must build the same model"),
+        "{err}"
+    );
+    // Nothing trained: no checkpoint and no result, on either rank.
+    let written: Vec<PathBuf> = files_under(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors") || p.ends_with("results.json"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
 #[test]
 fn bad_input_on_one_rank_ends_the_job_with_its_message() {
     let _job = JOBS.lock().unwrap_or_else(|e| e.into_inner());

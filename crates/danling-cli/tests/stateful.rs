@@ -450,7 +450,7 @@ fn resumes_exactly<M: Zoo, P: Platform>(label: &str, root: &Path, platform: impl
             if platform().is_main() {
                 std::fs::copy(dir.join(format!("checkpoints/step-{k}.safetensors")), &copy).unwrap();
             }
-            platform().barrier();
+            platform().barrier().unwrap();
             let (resumed, _) = train::<M, P>(platform(), config(root, &name, accum, Some(&copy)));
             assert!(
                 resumed == straight,

@@ -17,9 +17,10 @@ use danling::log::Console;
 use danling::metrics::MetricKind;
 use danling::results::Results;
 use danling::runner::{
-    Local, Platform, ReduceOp, Runner, StepOutput, Task, Trained, gradients_from_slice, gradients_to_vec,
-    parameters_from_slice, parameters_to_vec,
+    Collective, CollectiveError, CollectiveProblem, Local, Platform, ReduceOp, Runner, StepOutput, Task,
+    Trained, gradients_from_slice, gradients_to_vec, parameters_from_slice, parameters_to_vec,
 };
+use danling::workspace::{RunState, RunStatus};
 use danling::{Config, Identity, Override};
 
 #[derive(Module, Debug)]
@@ -136,17 +137,21 @@ impl Platform for Threads {
     }
 
     /// Rank 0's weights on every rank, as a data-parallel platform must start.
-    fn prepare<M: Module>(&self, model: M) -> M {
+    fn prepare<M: Module>(&self, model: M) -> Result<M, CollectiveError> {
         let model = model.to_device(&self.train_device()).train();
         let mine = parameters_to_vec(&model)
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let rank0: Vec<f32> = f32s(&self.exchange(mine)[0]).collect();
-        parameters_from_slice(model, &rank0).unwrap()
+        Ok(parameters_from_slice(model, &rank0).unwrap())
     }
 
-    fn all_reduce_gradients<M: Module>(&self, model: &M, gradients: GradientsParams) -> GradientsParams {
+    fn all_reduce_gradients<M: Module>(
+        &self,
+        model: &M,
+        gradients: GradientsParams,
+    ) -> Result<GradientsParams, CollectiveError> {
         let mine: Vec<u8> = gradients_to_vec(model, &gradients)
             .iter()
             .flat_map(|v| v.to_le_bytes())
@@ -158,10 +163,15 @@ impl Platform for Threads {
                 *total += value;
             }
         }
-        gradients_from_slice(model, &sum, &self.device).unwrap()
+        Ok(gradients_from_slice(model, &sum, &self.device).unwrap())
     }
 
-    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) {
+    /// The test's net has no buffers: nothing to give the other rank.
+    fn broadcast_buffers<M: Module>(&self, _model: &mut M) -> Result<(), CollectiveError> {
+        Ok(())
+    }
+
+    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) -> Result<(), CollectiveError> {
         let mine = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let all = self.exchange(mine);
         for (i, value) in values.iter_mut().enumerate() {
@@ -175,18 +185,21 @@ impl Platform for Threads {
                 })
                 .unwrap();
         }
+        Ok(())
     }
 
-    fn all_gather(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
-        self.exchange(bytes)
+    fn all_gather(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        Ok(self.exchange(bytes))
     }
 
-    fn broadcast(&self, bytes: &mut Vec<u8>) {
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CollectiveError> {
         *bytes = self.exchange(std::mem::take(bytes)).swap_remove(0);
+        Ok(())
     }
 
-    fn barrier(&self) {
+    fn barrier(&self) -> Result<(), CollectiveError> {
         self.hub.barrier.wait();
+        Ok(())
     }
 }
 
@@ -320,6 +333,118 @@ fn two_ranks_on_threads_train_like_one_process_on_the_global_batch() {
     }
 }
 
+/// One process whose gradient all-reduce fails at optimizer step `fail_at` (counted from 1), as a
+/// real platform's would when what it received does not fit the model: here the sum arrives one
+/// value short, and the platform's own unflattening refuses it.
+struct FailingReduce {
+    local: Local,
+    fail_at: u64,
+    steps: std::cell::Cell<u64>,
+}
+
+impl Platform for FailingReduce {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+    fn device(&self) -> &Device {
+        self.local.device()
+    }
+    fn kind(&self) -> config::Device {
+        self.local.kind()
+    }
+    fn prepare<M: Module>(&self, model: M) -> Result<M, CollectiveError> {
+        self.local.prepare(model)
+    }
+    fn all_reduce_gradients<M: Module>(
+        &self,
+        model: &M,
+        gradients: GradientsParams,
+    ) -> Result<GradientsParams, CollectiveError> {
+        self.steps.set(self.steps.get() + 1);
+        let mut received = gradients_to_vec(model, &gradients);
+        let expected = received.len() as u64;
+        if self.steps.get() == self.fail_at {
+            received.pop();
+        }
+        gradients_from_slice(model, &received, self.device()).ok_or_else(|| {
+            let problem = CollectiveProblem::Length {
+                what: "the model's gradients",
+                received: received.len() as u64,
+                expected,
+            };
+            CollectiveError::new(Collective::AllReduceGradients, self.rank(), problem)
+        })
+    }
+    fn broadcast_buffers<M: Module>(&self, model: &mut M) -> Result<(), CollectiveError> {
+        self.local.broadcast_buffers(model)
+    }
+    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) -> Result<(), CollectiveError> {
+        self.local.all_reduce(values, op)
+    }
+    fn all_gather(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        self.local.all_gather(bytes)
+    }
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CollectiveError> {
+        self.local.broadcast(bytes)
+    }
+    fn barrier(&self) -> Result<(), CollectiveError> {
+        self.local.barrier()
+    }
+}
+
+#[test]
+fn a_failed_collective_ends_the_run_with_one_line_naming_it_and_the_rank() {
+    let device = Device::flex();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = config(root.path(), "1");
+    config.data.batch_size = 10;
+    let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
+    let platform = FailingReduce {
+        local: Local::new(config::Device::Flex, config::Precision::F32).unwrap(),
+        fail_at: 3,
+        steps: std::cell::Cell::new(0),
+    };
+    let mut runner = Runner::with_platform(config, identity, platform, Classify, Net::new(&device))
+        .unwrap()
+        .console(Console::Off)
+        .train_split("train", InMemDataset::new(data(37, 0)))
+        .eval_split("val", InMemDataset::new(data(13, 100)));
+    let before = parameters_to_vec(runner.model());
+    let error = runner.train().unwrap_err();
+    let message = error.to_string();
+    let danling::RunnerError::Collective(failed) = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        (failed.collective, failed.rank),
+        (Collective::AllReduceGradients, 0)
+    );
+    assert!(
+        !error.is_collective(),
+        "met by one rank: the job is aborted, not ended together"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+    assert!(
+        message.starts_with("collective `all_reduce_gradients` failed on rank 0:")
+            && message.contains("the model's gradients"),
+        "{message}"
+    );
+    // The run stopped at the failed step: two steps taken, none on this rank's own gradients.
+    assert_eq!(runner.state().step, 2, "no step after the failed all-reduce");
+    assert_ne!(
+        parameters_to_vec(runner.model()),
+        before,
+        "the first two steps trained"
+    );
+    let status = std::fs::read_to_string(runner.identity().dir.join("status.json")).unwrap();
+    let status: RunStatus = serde_json::from_str(&status).unwrap();
+    assert_eq!(status.status, RunState::Failed);
+    assert_eq!(status.reason.as_deref(), Some(message.as_str()));
+}
+
 #[test]
 fn shards_cover_every_row_once_as_evenly_as_the_length_allows() {
     struct Rank(usize, usize);
@@ -335,6 +460,31 @@ fn shards_cover_every_row_once_as_evenly_as_the_length_allows() {
         }
         fn kind(&self) -> config::Device {
             config::Device::Flex
+        }
+        fn prepare<M: Module>(&self, _: M) -> Result<M, CollectiveError> {
+            unreachable!()
+        }
+        fn all_reduce_gradients<M: Module>(
+            &self,
+            _: &M,
+            _: GradientsParams,
+        ) -> Result<GradientsParams, CollectiveError> {
+            unreachable!()
+        }
+        fn broadcast_buffers<M: Module>(&self, _: &mut M) -> Result<(), CollectiveError> {
+            unreachable!()
+        }
+        fn all_reduce(&self, _: &mut [f64], _: ReduceOp) -> Result<(), CollectiveError> {
+            unreachable!()
+        }
+        fn all_gather(&self, _: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError> {
+            unreachable!()
+        }
+        fn broadcast(&self, _: &mut Vec<u8>) -> Result<(), CollectiveError> {
+            unreachable!()
+        }
+        fn barrier(&self) -> Result<(), CollectiveError> {
+            unreachable!()
         }
     }
     for world in 1..=5 {

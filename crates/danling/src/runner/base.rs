@@ -9,6 +9,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
+use super::platform::broadcast_json;
 use super::{Launched, Platform, RunnerError, State, Task, mixed};
 use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Config, NoSections, Sections};
@@ -135,8 +136,9 @@ impl<T: Task, S: Sections> Runner<T, S, Launched> {
 }
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
-    /// A runner on `platform`. Every rank gets rank 0's identity, and the model moves onto the
-    /// platform's training device with rank 0's weights.
+    /// A runner on `platform`. Every rank gets rank 0's identity (ranks on other machines may see
+    /// other git trees), and the model moves onto the platform's training device with rank 0's
+    /// weights; a collective that fails is [`RunnerError::Collective`].
     pub fn with_platform(
         config: Config<S>,
         identity: Identity,
@@ -145,9 +147,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         model: T::Model,
     ) -> Result<Self, RunnerError> {
         config.validate()?;
-        let identity = broadcast_identity(&platform, identity);
+        let identity = broadcast_json(&platform, "the identity", identity)?;
         platform.seed(config.seed);
-        let model = platform.prepare(mixed::master(model));
+        let model = platform.prepare(mixed::master(model))?;
         let optimizer = build_optimizer(&config.optim);
         Ok(Self {
             config,
@@ -251,7 +253,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             true => load_model(self.model().valid(), path)?,
             false => self.model().valid(),
         };
-        self.model = Some(self.platform.prepare(mixed::master(model)));
+        self.model = Some(self.platform.prepare(mixed::master(model))?);
         Ok(())
     }
 
@@ -267,6 +269,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 
     /// Samples per batch on this rank (`data.batch_size`).
     pub(super) fn batch_size(&self) -> usize {
+        // Saturates where usize is narrower than u64: no split is that long, so a batch is the split.
         usize::try_from(self.config.data.batch_size).unwrap_or(usize::MAX)
     }
 
@@ -318,14 +321,4 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 /// permutation drawn from those three alone, so a resumed run sees the same batches.
 pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usize> {
     Rng::from_parts(&[seed, ORDER_STREAM, epoch, split as u64]).permutation(n)
-}
-
-/// `identity` as rank 0 has it, on every rank (ranks on other machines may see other git trees).
-fn broadcast_identity(platform: &impl Platform, identity: Identity) -> Identity {
-    if platform.world_size() <= 1 {
-        return identity;
-    }
-    let mut bytes = serde_json::to_vec(&identity).unwrap_or_default();
-    platform.broadcast(&mut bytes);
-    serde_json::from_slice(&bytes).unwrap_or(identity)
 }

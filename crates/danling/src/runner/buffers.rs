@@ -34,9 +34,7 @@ pub(super) fn buffers_to_vec<M: Module>(model: &M) -> Vec<f32> {
             if param.is_require_grad() {
                 return;
             }
-            let data = param.val().into_data().convert::<f32>();
-            self.0
-                .extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
+            super::grads::extend_f32(&mut self.0, &param.val().into_data().convert::<f32>());
         }
     }
     let mut visitor = Flatten(Vec::new());

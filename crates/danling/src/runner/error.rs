@@ -9,7 +9,7 @@ use crate::log::tensorboard::TensorBoardError;
 use crate::optim::SchedulerError;
 use crate::workspace::WorkspaceError;
 
-use super::PlatformError;
+use super::{CollectiveError, PlatformError};
 
 /// Why a run could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,12 @@ pub enum RunnerError {
     /// The device could not be set up.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// A collective of the platform did not complete on this rank (rank 0's model has another length
+    /// than this rank's, say). Met by this rank alone, so not [`is_collective`](Self::is_collective):
+    /// the program ends the whole job ([`end_world`](super::end_world) with `collective: false`)
+    /// rather than letting the other ranks wait in the next collective.
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
     /// The run directory could not be used (created, locked, entered) when the run started.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),

@@ -55,7 +55,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if trained.as_ref().is_err_and(|error| !error.is_collective()) {
             return trained;
         }
-        self.platform.barrier();
+        self.platform.barrier()?;
         trained
     }
 
@@ -80,7 +80,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         }
         // Files load before the run directory is touched, so a bad one leaves nothing behind.
         // Precedence: `checkpoint` > `resume` > `pretrained`.
-        let (resume_from, resume_warnings) = self.resume_source();
+        let (resume_from, resume_warnings) = self.resume_source()?;
         let mut restored = None;
         let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
         if let Some(path) = &resume_from {
@@ -244,7 +244,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let seconds = start.elapsed().as_secs_f64();
         // Samples over every rank.
         let mut total = [trained_samples as f64];
-        self.platform.all_reduce(&mut total, ReduceOp::Sum);
+        self.platform.all_reduce(&mut total, ReduceOp::Sum)?;
         let trained_samples = total[0] as usize;
         let reducing = match self.platform.world_size() {
             1 => String::new(),

@@ -107,11 +107,7 @@ pub fn gradients_to_vec<M: Module>(model: &M, grads: &GradientsParams) -> Vec<f3
                 return;
             }
             match self.grads.get::<D>(param.id) {
-                Some(grad) => {
-                    let data = grad.into_data().convert::<f32>();
-                    self.out
-                        .extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
-                }
+                Some(grad) => extend_f32(&mut self.out, &grad.into_data().convert::<f32>()),
                 None => {
                     let len = param.lazy_shape().iter().product::<usize>();
                     self.out.resize(self.out.len() + len, 0.0);
@@ -126,6 +122,16 @@ pub fn gradients_to_vec<M: Module>(model: &M, grads: &GradientsParams) -> Vec<f3
     };
     model.visit(&mut visitor);
     visitor.out
+}
+
+/// Appends `data`'s values (f32) to `out`: straight from its bytes where they can be borrowed as
+/// f32, else element by element. Never fewer values than `data` holds: a flattened model one tensor
+/// short would misalign every rank's collective after it.
+pub(super) fn extend_f32(out: &mut Vec<f32>, data: &TensorData) {
+    match data.as_slice::<f32>() {
+        Ok(values) => out.extend_from_slice(values),
+        Err(_) => out.extend(data.iter::<f32>()),
+    }
 }
 
 /// The number of elements of `model`'s trainable float parameters.
@@ -191,9 +197,7 @@ pub fn parameters_to_vec<M: Module>(model: &M) -> Vec<f32> {
     struct Flatten(Vec<f32>);
     impl ModuleVisitor for Flatten {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let data = param.val().into_data().convert::<f32>();
-            self.0
-                .extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
+            extend_f32(&mut self.0, &param.val().into_data().convert::<f32>());
         }
     }
     let mut visitor = Flatten(Vec::new());

@@ -28,7 +28,8 @@ pub use grads::{
 #[cfg(feature = "mpi")]
 pub use platform::Mpi;
 pub use platform::{
-    Adapter, Found, Launched, Local, Platform, PlatformError, ReduceOp, end_world, process_rank,
+    Adapter, Collective, CollectiveError, CollectiveProblem, Found, Launched, Local, Platform, PlatformError,
+    ReduceOp, end_world, process_rank,
 };
 pub use session::{Recorded, Role, Session};
 pub use task::{StepOutput, Targets, Task};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use super::base::LATEST;
+use super::platform::broadcast_json;
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use super::{mixed, retention};
@@ -24,37 +25,42 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// checkpoint (by step) of this run's checkpoint directory, `latest` first on a tie. Returns
     /// warnings naming the corrupt files passed over.
     ///
-    /// Rank 0 decides, and tells the other ranks, which need not see its files.
-    pub(super) fn resume_source(&self) -> (Option<PathBuf>, Vec<String>) {
+    /// Rank 0 decides, and tells the other ranks, which need not see its files. A checkpoint
+    /// directory that exists but cannot be read is an error, not a fresh start.
+    pub(super) fn resume_source(&self) -> Result<(Option<PathBuf>, Vec<String>), RunnerError> {
         let (path, warnings) = match self.platform.is_main() {
-            true => self.find_resume_source(),
+            true => self.find_resume_source()?,
             false => (None, Vec::new()),
         };
-        if self.platform.world_size() <= 1 {
-            return (path, warnings);
-        }
-        let mut bytes = serde_json::to_vec(&path.as_ref().map(|p| p.to_string_lossy())).unwrap_or_default();
-        self.platform.broadcast(&mut bytes);
-        let path = serde_json::from_slice::<Option<String>>(&bytes)
-            .ok()
-            .flatten()
-            .map(PathBuf::from);
-        (path, warnings)
+        // The other ranks only name the path (they receive the file from rank 0), so a lossy
+        // rendering of a path that is not UTF-8 serves them; rank 0 keeps its own.
+        let sent = path.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let received = broadcast_json(&self.platform, "the checkpoint to resume from", sent)?;
+        let path = match self.platform.is_main() {
+            true => path,
+            false => received.map(PathBuf::from),
+        };
+        Ok((path, warnings))
     }
 
-    fn find_resume_source(&self) -> (Option<PathBuf>, Vec<String>) {
+    fn find_resume_source(&self) -> Result<(Option<PathBuf>, Vec<String>), RunnerError> {
         if let Some(path) = &self.config.checkpoint {
-            return (Some(path.clone()), Vec::new());
+            return Ok((Some(path.clone()), Vec::new()));
         }
         if !self.config.resume {
-            return (None, Vec::new());
+            return Ok((None, Vec::new()));
         }
-        let Ok(entries) = std::fs::read_dir(&self.identity.checkpoint_dir) else {
-            return (None, Vec::new());
+        let dir = &self.identity.checkpoint_dir;
+        let unreadable = |error| RunnerError::from(WorkspaceError::io("read directory", dir)(error));
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new())),
+            Err(error) => return Err(unreadable(error)),
         };
         let mut warnings = Vec::new();
         let mut best: Option<((u64, u64, bool), PathBuf)> = None;
-        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        for entry in entries {
+            let path = entry.map_err(unreadable)?.path();
             if path.extension().is_none_or(|ext| ext != CHECKPOINT_EXTENSION) {
                 continue;
             }
@@ -71,7 +77,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 )),
             }
         }
-        (best.map(|(_, path)| path), warnings)
+        Ok((best.map(|(_, path)| path), warnings))
     }
 
     /// Loads the model, optimizer and state of a checkpoint; returns its results history and the
@@ -93,7 +99,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let (model, optimizer, checkpoint) =
             load_checkpoint(local, self.model().valid(), build_optimizer(&self.config.optim))?;
         drop(received);
-        self.model = Some(self.platform.prepare(mixed::master(model)));
+        self.model = Some(self.platform.prepare(mixed::master(model))?);
         self.optimizer = optimizer;
         self.state = checkpoint.state;
         let note = self.adapt_layout(checkpoint.runtime, &checkpoint.config)?;
@@ -103,6 +109,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         } else {
             Some(Parent {
                 id: source.id.clone(),
+                // The lineage names the file; as given when it cannot be resolved (rank 1 of a job
+                // whose files are on rank 0's machine).
                 checkpoint: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
                 step: self.state.step,
             })
@@ -127,7 +135,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             })?,
             false => Vec::new(),
         };
-        self.platform.broadcast(&mut bytes);
+        self.platform.broadcast(&mut bytes)?;
         if self.platform.is_main() {
             return Ok(None);
         }
@@ -151,6 +159,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let Some(before) = runtime else {
             return Ok(None); // a checkpoint of an earlier version: one process, the batch unknown
         };
+        // A config written before `accum_steps` existed: one micro-batch per step.
         let accum_before = config
             .get("accum_steps")
             .and_then(serde_json::Value::as_u64)
@@ -335,6 +344,7 @@ fn prune(dir: &Path, keep: Option<u64>) -> Result<(), RunnerError> {
     let entries = std::fs::read_dir(dir)
         .map_err(WorkspaceError::io("read directory", dir))
         .map_err(RunnerError::Save)?;
+    // An entry that cannot be read is not deleted: retention keeps a file too many, never too few.
     let names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -373,6 +383,7 @@ impl Received {
 
 impl Drop for Received {
     fn drop(&mut self) {
+        // A private copy in the temporary directory: a removal that fails leaves litter, no error.
         let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -80,22 +80,24 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         }
         let gradients = self
             .platform
-            .all_reduce_gradients(self.model(), accumulator.grads());
+            .all_reduce_gradients(self.model(), accumulator.grads())?;
         let stepped = self.optimizer_step(gradients, group_loss, scheduler);
         // The forward passes updated the buffers (BatchNorm's running statistics) whether or not
-        // the update was taken: publish them, and give every rank rank 0's.
-        self.publish_buffers();
+        // the update was taken: publish them, and give every rank rank 0's. A failed broadcast
+        // comes first: it ends the job, where a non-finite stop is every rank's decision.
+        self.publish_buffers()?;
         stepped?;
         Ok(trained)
     }
 
     /// Publishes the buffers' pending updates and gives every rank rank 0's (`runner/buffers.rs`):
     /// between steps, the model holds exactly the state the next step uses.
-    fn publish_buffers(&mut self) {
-        if let Some(model) = self.model.take() {
-            super::buffers::sync(&model);
-            self.model = Some(self.platform.broadcast_buffers(model));
+    fn publish_buffers(&mut self) -> Result<(), RunnerError> {
+        if let Some(model) = self.model.as_mut() {
+            super::buffers::sync(model);
+            self.platform.broadcast_buffers(model)?;
         }
+        Ok(())
     }
 
     /// Clipping, the non-finite check, the optimizer step and the scheduler step, once per group, on
@@ -122,7 +124,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         };
         let finite = check.is_none_or(|c| c.into_scalar::<f32>().is_finite());
         let mut flag = [f64::from(u8::from(!finite))];
-        self.platform.all_reduce(&mut flag, ReduceOp::Max);
+        self.platform.all_reduce(&mut flag, ReduceOp::Max)?;
         if flag[0] > 0.0 {
             return self.nonfinite();
         }
@@ -165,15 +167,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         )
         .into_data()
         .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
+        // Read as `into_scalar` reads the unscaled check: a failed read is no non-finite step.
+        .iter::<f32>()
+        .collect::<Vec<f32>>();
         let loss_finite = values.first().is_some_and(|v| v.is_finite());
         let grads_finite = values.iter().all(|v| v.is_finite());
         let mut flags = [
             f64::from(u8::from(!loss_finite)),
             f64::from(u8::from(!grads_finite)),
         ];
-        self.platform.all_reduce(&mut flags, ReduceOp::Max);
+        self.platform.all_reduce(&mut flags, ReduceOp::Max)?;
         if flags[0] > 0.0 {
             return self.nonfinite();
         }
@@ -232,10 +235,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     }
 
     /// The stop signal any rank received, agreed by all (SIGTERM over SIGINT when both came).
-    pub(super) fn stop_requested(&self) -> Option<Stop> {
+    pub(super) fn stop_requested(&self) -> Result<Option<Stop>, RunnerError> {
         let local = signals::requested();
         if self.platform.world_size() <= 1 {
-            return local;
+            return Ok(local);
         }
         let code = |stop: Option<Stop>| match stop {
             None => 0.0,
@@ -243,12 +246,12 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             Some(Stop::Terminate) => 2.0,
         };
         let mut agreed = [code(local)];
-        self.platform.all_reduce(&mut agreed, ReduceOp::Max);
-        match agreed[0] {
+        self.platform.all_reduce(&mut agreed, ReduceOp::Max)?;
+        Ok(match agreed[0] {
             c if c >= 2.0 => Some(Stop::Terminate),
             c if c >= 1.0 => Some(Stop::Interrupt),
             _ => None,
-        }
+        })
     }
 
     /// A split's loss and metrics over every rank's shard: the loss sums and counts added, the metric
@@ -262,7 +265,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             return Ok((loss, metrics));
         }
         let mut sums = [loss.sum, loss.count];
-        self.platform.all_reduce(&mut sums, ReduceOp::Sum);
+        self.platform.all_reduce(&mut sums, ReduceOp::Sum)?;
         let merged_loss = AverageMeter {
             val: loss.val,
             sum: sums[0],
@@ -271,7 +274,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // JSON values always serialise.
         let state = serde_json::to_vec(&metrics.snapshot()).unwrap_or_default();
         let mut merged = self.task.metric_set();
-        for (rank, bytes) in self.platform.all_gather(state).into_iter().enumerate() {
+        for (rank, bytes) in self.platform.all_gather(state)?.into_iter().enumerate() {
             let theirs: MetricStates = serde_json::from_slice(&bytes).map_err(|e| RunnerError::Metrics {
                 rank,
                 source: e.into(),

@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use tracing::info;
 
 use super::base::LATEST;
+use super::platform::all_gather_json;
 use super::report::{progress_bar, split_result, step_line};
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, Targets, Task};
@@ -103,7 +104,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             let trained = match stepped {
                 Err(error @ RunnerError::NonFinite { .. }) => {
                     // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
-                    let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics));
+                    let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
                     self.save_full(session, scheduler, Some(progress), LATEST)?;
                     return Err(error);
                 }
@@ -114,9 +115,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 .config
                 .save_steps
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
-            let stop = self.stop_requested();
+            let stop = self.stop_requested()?;
             if due || stop.is_some() {
-                let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics));
+                let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
                 self.save_full(session, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
@@ -186,24 +187,19 @@ impl Pending {
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// `progress` (this rank's) with the other ranks' loss and metrics beside it, for a checkpoint.
-    /// Every rank calls it at the same step.
-    fn with_ranks(&self, mut progress: EpochProgress) -> EpochProgress {
+    /// Every rank calls it at the same step; a rank whose progress cannot be read fails the gather,
+    /// never drops out of the checkpoint.
+    fn with_ranks(&self, mut progress: EpochProgress) -> Result<EpochProgress, RunnerError> {
         if self.platform.world_size() <= 1 {
-            return progress;
+            return Ok(progress);
         }
         let mine = RankProgress {
             loss: progress.loss,
             metrics: progress.metrics.clone(),
         };
-        let all = self
-            .platform
-            .all_gather(serde_json::to_vec(&mine).unwrap_or_default());
-        progress.ranks = all
-            .iter()
-            .skip(1)
-            .filter_map(|bytes| serde_json::from_slice(bytes).ok())
-            .collect();
-        progress
+        let all = all_gather_json(&self.platform, "the epoch's progress", &mine)?;
+        progress.ranks = all.into_iter().skip(1).collect();
+        Ok(progress)
     }
 
     /// This rank's part of a checkpoint's split in progress: its own loss and metrics when the

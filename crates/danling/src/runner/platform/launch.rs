@@ -7,7 +7,7 @@ use burn::tensor::Device;
 
 #[cfg(feature = "mpi")]
 use super::Mpi;
-use super::{Local, Platform, PlatformError, ReduceOp};
+use super::{CollectiveError, Local, Platform, PlatformError, ReduceOp};
 use crate::config::{self, Precision};
 
 /// [`Local`], or [`Mpi`](super::Mpi) when a launcher (`mpiexec`, `srun`) started this process.
@@ -71,31 +71,35 @@ impl Platform for Launched {
         inside!(self, p => p.precision())
     }
 
-    fn prepare<M: Module>(&self, model: M) -> M {
+    fn prepare<M: Module>(&self, model: M) -> Result<M, CollectiveError> {
         inside!(self, p => p.prepare(model))
     }
 
-    fn all_reduce_gradients<M: Module>(&self, model: &M, gradients: GradientsParams) -> GradientsParams {
+    fn all_reduce_gradients<M: Module>(
+        &self,
+        model: &M,
+        gradients: GradientsParams,
+    ) -> Result<GradientsParams, CollectiveError> {
         inside!(self, p => p.all_reduce_gradients(model, gradients))
     }
 
-    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
+    fn broadcast_buffers<M: Module>(&self, model: &mut M) -> Result<(), CollectiveError> {
         inside!(self, p => p.broadcast_buffers(model))
     }
 
-    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) {
+    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) -> Result<(), CollectiveError> {
         inside!(self, p => p.all_reduce(values, op))
     }
 
-    fn all_gather(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    fn all_gather(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError> {
         inside!(self, p => p.all_gather(bytes))
     }
 
-    fn broadcast(&self, bytes: &mut Vec<u8>) {
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CollectiveError> {
         inside!(self, p => p.broadcast(bytes))
     }
 
-    fn barrier(&self) {
+    fn barrier(&self) -> Result<(), CollectiveError> {
         inside!(self, p => p.barrier())
     }
 

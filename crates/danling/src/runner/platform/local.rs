@@ -1,9 +1,11 @@
 //! The one-process platform, and the devices a build can run on.
 
+use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, DeviceError, FloatDType};
 
-use super::Platform;
 use super::device::{Found, find};
+use super::{CollectiveError, Platform, ReduceOp};
 use crate::config::{self, Precision};
 
 /// Why the platform could not be set up.
@@ -123,6 +125,42 @@ impl Platform for Local {
 
     fn precision(&self) -> Precision {
         self.precision
+    }
+
+    fn prepare<M: Module>(&self, model: M) -> Result<M, CollectiveError> {
+        Ok(model.to_device(&self.train_device()).train())
+    }
+
+    /// This process's gradients are the global batch's.
+    fn all_reduce_gradients<M: Module>(
+        &self,
+        _model: &M,
+        gradients: GradientsParams,
+    ) -> Result<GradientsParams, CollectiveError> {
+        Ok(gradients)
+    }
+
+    /// This process is rank 0: its buffers are rank 0's.
+    fn broadcast_buffers<M: Module>(&self, _model: &mut M) -> Result<(), CollectiveError> {
+        Ok(())
+    }
+
+    /// One value each: the sum and the largest are the value.
+    fn all_reduce(&self, _values: &mut [f64], _op: ReduceOp) -> Result<(), CollectiveError> {
+        Ok(())
+    }
+
+    fn all_gather(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        Ok(vec![bytes])
+    }
+
+    /// This process is rank 0: `bytes` are rank 0's.
+    fn broadcast(&self, _bytes: &mut Vec<u8>) -> Result<(), CollectiveError> {
+        Ok(())
+    }
+
+    fn barrier(&self) -> Result<(), CollectiveError> {
+        Ok(())
     }
 }
 

@@ -1,17 +1,26 @@
 //! The platform: the seed's PlatformRunner. Where a run executes (the burn device), the runtime facts
 //! that never go into a checkpoint (`rank`, `world_size`), and the collectives a data-parallel run
-//! needs. The runner's loops call each of them at its place; [`Local`], one process, makes them no-ops.
+//! needs. The runner's loops call each of them at its place; on [`Local`], one process, each one is
+//! the identity.
 //!
 //! A data-parallel platform (MPI, say) implements [`Platform`] and nothing else: how a split's order
 //! is sharded, how the per-step seed depends on the rank, and how gradients, small values and bytes
 //! travel between processes. Every collective is called by every rank in the same order, with the
 //! same shapes, so an implementation can map each call onto one collective of its engine.
+//!
+//! A collective completes or returns a [`CollectiveError`], never a local stand-in for what the other
+//! ranks hold: a rank that went on with its own weights, gradients or identity would train apart
+//! from the others without a word. The runner returns the error as
+//! [`RunnerError::Collective`](crate::RunnerError::Collective), which is not
+//! [`is_collective`](crate::RunnerError::is_collective): the program then ends the whole job
+//! ([`end_world`] with `collective: false`).
 
 mod device;
 mod launch;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi;
+mod pieces;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -24,8 +33,14 @@ pub use local::{Local, PlatformError};
 pub use mpi::Mpi;
 #[cfg(feature = "mpi")]
 use mpi::end as end_mpi;
+#[cfg(feature = "mpi")]
+use pieces::{GatherPlan, gather_in_pieces};
 
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config;
 use crate::rng::Rng;
@@ -73,7 +88,115 @@ pub enum ReduceOp {
     Max,
 }
 
+/// One of the collectives of [`Platform`], as a [`CollectiveError`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Collective {
+    /// [`Platform::prepare`]: rank 0's weights on every rank.
+    Prepare,
+    /// [`Platform::all_reduce_gradients`].
+    AllReduceGradients,
+    /// [`Platform::broadcast_buffers`].
+    BroadcastBuffers,
+    /// [`Platform::all_reduce`].
+    AllReduce,
+    /// [`Platform::all_gather`].
+    AllGather,
+    /// [`Platform::broadcast`].
+    Broadcast,
+    /// [`Platform::barrier`].
+    Barrier,
+}
+
+impl fmt::Display for Collective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Prepare => "prepare",
+            Self::AllReduceGradients => "all_reduce_gradients",
+            Self::BroadcastBuffers => "broadcast_buffers",
+            Self::AllReduce => "all_reduce",
+            Self::AllGather => "all_gather",
+            Self::Broadcast => "broadcast",
+            Self::Barrier => "barrier",
+        })
+    }
+}
+
+/// A collective that did not complete on this rank, in one line that names it and the rank. There is
+/// no local fallback: the run ends, and the program ends the whole job (see [`end_world`]).
+///
+/// A failure inside an engine that ends the job itself (MPI's default error handler,
+/// `MPI_ERRORS_ARE_FATAL`, aborts every rank with its own message) never returns here.
+#[derive(Debug, thiserror::Error)]
+#[error("collective `{collective}` failed on rank {rank}: {problem}")]
+#[non_exhaustive]
+pub struct CollectiveError {
+    /// The collective.
+    pub collective: Collective,
+    /// The rank that met the failure.
+    pub rank: usize,
+    /// What went wrong.
+    pub problem: CollectiveProblem,
+}
+
+impl CollectiveError {
+    /// `problem`, met by `rank` in `collective`.
+    pub fn new(collective: Collective, rank: usize, problem: CollectiveProblem) -> Self {
+        Self {
+            collective,
+            rank,
+            problem,
+        }
+    }
+}
+
+/// What went wrong in a [`CollectiveError`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectiveProblem {
+    /// What arrived has another length than this rank's side of the collective: the ranks built
+    /// different models.
+    #[error(
+        "{received} values of {what} arrived where this rank has {expected}; every rank must build \
+         the same model"
+    )]
+    Length {
+        /// What the values are (`the model's parameters`).
+        what: &'static str,
+        /// The values that arrived.
+        received: u64,
+        /// The values this rank has.
+        expected: u64,
+    },
+    /// This rank could not encode what it sends.
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What it is (`the identity`).
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// What a rank sent could not be read.
+    #[error("cannot read {what} that rank {from} sent: {reason}")]
+    Decode {
+        /// What it is (`the identity`).
+        what: &'static str,
+        /// The rank that sent it.
+        from: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The platform's engine failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Where and how a run executes, and how its processes agree.
+///
+/// The collectives (`prepare`, `all_reduce_gradients`, `broadcast_buffers`, `all_reduce`,
+/// `all_gather`, `broadcast`, `barrier`) have no default: every platform says what each one does,
+/// even where it is the identity, so that a new platform cannot train unsynchronised by leaving one
+/// out. Each completes or returns a [`CollectiveError`]; none falls back to this rank's own value.
 pub trait Platform {
     /// This process's rank, from 0.
     fn rank(&self) -> usize;
@@ -114,10 +237,9 @@ pub trait Platform {
     }
 
     /// Moves a model onto the training device, in training mode, with the same weights on every rank
-    /// (a data-parallel platform broadcasts rank 0's).
-    fn prepare<M: Module>(&self, model: M) -> M {
-        model.to_device(&self.train_device()).train()
-    }
+    /// (a data-parallel platform broadcasts rank 0's; a rank whose model has another number of
+    /// values fails with [`CollectiveProblem::Length`]).
+    fn prepare<M: Module>(&self, model: M) -> Result<M, CollectiveError>;
 
     /// This rank's part of `rows`, one global batch: contiguous parts, as even as the length allows
     /// (the first `len % world_size` ranks take one row more), so that no row is dropped or taken
@@ -143,32 +265,31 @@ pub trait Platform {
     /// Sums every rank's gradients of `model` (each already weighted by its share of the global
     /// batch), so that every rank holds the gradient of the global batch. Called between backward and
     /// clipping, once per optimizer step.
-    fn all_reduce_gradients<M: Module>(&self, _model: &M, gradients: GradientsParams) -> GradientsParams {
-        gradients
-    }
+    fn all_reduce_gradients<M: Module>(
+        &self,
+        model: &M,
+        gradients: GradientsParams,
+    ) -> Result<GradientsParams, CollectiveError>;
 
-    /// `model` with rank 0's buffers (BatchNorm's running statistics and other float tensors that
+    /// Gives `model` rank 0's buffers (BatchNorm's running statistics and other float tensors that
     /// are not trained) on every rank, called after every optimizer step once their updates are
     /// published (see `runner/buffers.rs`): every rank then holds the model rank 0 checkpoints.
-    /// The identity on one process.
-    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
-        model
-    }
+    /// Nothing to do on one process. On a failure `model` is left as this rank had it.
+    fn broadcast_buffers<M: Module>(&self, model: &mut M) -> Result<(), CollectiveError>;
 
     /// Combines `values` over ranks with `op`, in place: the losses and counts of a split, and the
     /// flags every rank must agree on (skip a non-finite update, stop on a signal).
-    fn all_reduce(&self, _values: &mut [f64], _op: ReduceOp) {}
+    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) -> Result<(), CollectiveError>;
 
-    /// Every rank's `bytes`, in rank order, on every rank: the states of the streaming metrics.
-    fn all_gather(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
-        vec![bytes]
-    }
+    /// Every rank's `bytes`, in rank order, on every rank: the states of the streaming metrics. Any
+    /// length a rank can hold (MPI's counts are `int`s: over 2 GiB goes in pieces).
+    fn all_gather(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError>;
 
     /// Replaces `bytes` with rank 0's on every rank: the identity, a checkpoint.
-    fn broadcast(&self, _bytes: &mut Vec<u8>) {}
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CollectiveError>;
 
     /// Returns once every rank has called it.
-    fn barrier(&self) {}
+    fn barrier(&self) -> Result<(), CollectiveError>;
 
     /// The time spent in [`all_reduce_gradients`](Self::all_reduce_gradients) so far: what data
     /// parallelism costs (zero on one process).
@@ -207,7 +328,7 @@ impl<P: Platform> Platform for &P {
     fn seed(&self, seed: u64) {
         (**self).seed(seed);
     }
-    fn prepare<M: Module>(&self, model: M) -> M {
+    fn prepare<M: Module>(&self, model: M) -> Result<M, CollectiveError> {
         (**self).prepare(model)
     }
     fn shard<'a>(&self, rows: &'a [usize]) -> &'a [usize] {
@@ -216,27 +337,96 @@ impl<P: Platform> Platform for &P {
     fn step_seed(&self, seed: u64, iter: u64) -> u64 {
         (**self).step_seed(seed, iter)
     }
-    fn all_reduce_gradients<M: Module>(&self, model: &M, gradients: GradientsParams) -> GradientsParams {
+    fn all_reduce_gradients<M: Module>(
+        &self,
+        model: &M,
+        gradients: GradientsParams,
+    ) -> Result<GradientsParams, CollectiveError> {
         (**self).all_reduce_gradients(model, gradients)
     }
-    fn broadcast_buffers<M: Module>(&self, model: M) -> M {
+    fn broadcast_buffers<M: Module>(&self, model: &mut M) -> Result<(), CollectiveError> {
         (**self).broadcast_buffers(model)
     }
-    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) {
-        (**self).all_reduce(values, op);
+    fn all_reduce(&self, values: &mut [f64], op: ReduceOp) -> Result<(), CollectiveError> {
+        (**self).all_reduce(values, op)
     }
-    fn all_gather(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    fn all_gather(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, CollectiveError> {
         (**self).all_gather(bytes)
     }
-    fn broadcast(&self, bytes: &mut Vec<u8>) {
-        (**self).broadcast(bytes);
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CollectiveError> {
+        (**self).broadcast(bytes)
     }
-    fn barrier(&self) {
-        (**self).barrier();
+    fn barrier(&self) -> Result<(), CollectiveError> {
+        (**self).barrier()
     }
     fn gradient_reduce_time(&self) -> std::time::Duration {
         (**self).gradient_reduce_time()
     }
+}
+
+/// `value` as rank 0 has it, on every rank, sent as JSON through [`Platform::broadcast`]: rank 0
+/// keeps its own (and alone encodes it); the other ranks decode rank 0's, and a failure on either
+/// side is the broadcast's error, never this rank's own value.
+pub(crate) fn broadcast_json<T: Serialize + DeserializeOwned>(
+    platform: &impl Platform,
+    what: &'static str,
+    value: T,
+) -> Result<T, CollectiveError> {
+    if platform.world_size() <= 1 {
+        return Ok(value);
+    }
+    let failed = |problem| CollectiveError::new(Collective::Broadcast, platform.rank(), problem);
+    let mut bytes = match platform.is_main() {
+        true => serde_json::to_vec(&value).map_err(|e| {
+            failed(CollectiveProblem::Encode {
+                what,
+                reason: e.to_string(),
+            })
+        })?,
+        false => Vec::new(),
+    };
+    platform.broadcast(&mut bytes)?;
+    if platform.is_main() {
+        return Ok(value);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        failed(CollectiveProblem::Decode {
+            what,
+            from: 0,
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Every rank's `value`, in rank order, on every rank, gathered as JSON through
+/// [`Platform::all_gather`]. A rank's value that cannot be read is the gather's error: no rank is
+/// left out.
+pub(crate) fn all_gather_json<T: Serialize + DeserializeOwned>(
+    platform: &impl Platform,
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<T>, CollectiveError> {
+    let failed = |problem| CollectiveError::new(Collective::AllGather, platform.rank(), problem);
+    let mine = serde_json::to_vec(value).map_err(|e| {
+        failed(CollectiveProblem::Encode {
+            what,
+            reason: e.to_string(),
+        })
+    })?;
+    platform
+        .all_gather(mine)?
+        .iter()
+        .enumerate()
+        .map(|(from, bytes)| {
+            serde_json::from_slice(bytes).map_err(|e| {
+                failed(CollectiveProblem::Decode {
+                    what,
+                    from,
+                    reason: e.to_string(),
+                })
+            })
+        })
+        .collect()
 }
 
 /// Stream tag of the per-step device reseeding (dropout and the like).
