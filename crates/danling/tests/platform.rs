@@ -271,8 +271,13 @@ fn values(results: &Results) -> Vec<(String, f64)> {
     out
 }
 
+/// The training tests, one at a time: each seeds the device's process-wide RNG and draws its
+/// initial weights from it.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn two_ranks_on_threads_train_like_one_process_on_the_global_batch() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     for accum in ["1", "2"] {
         // One process, batches of 10: 37 rows is 3 full batches and one of 7.
@@ -397,6 +402,7 @@ impl Platform for FailingReduce {
 
 #[test]
 fn a_failed_collective_ends_the_run_with_one_line_naming_it_and_the_rank() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     let root = tempfile::tempdir().unwrap();
     let mut config = config(root.path(), "1");
