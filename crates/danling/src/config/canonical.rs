@@ -60,6 +60,7 @@ fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // Without serde_json's `arbitrary_precision` every number is an f64 (`None` is unreachable).
         Value::Number(n) => write_number(out, n.as_f64().unwrap_or(f64::NAN)),
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {

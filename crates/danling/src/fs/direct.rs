@@ -47,6 +47,7 @@ impl Unbuffered {
         let capacity = size_hint.clamp(1, CHUNK).next_multiple_of(ALIGN);
         let storage = vec![0; capacity + ALIGN];
         let offset = storage.as_ptr().align_offset(ALIGN);
+        // A file system that refuses O_DIRECT gets the same bytes through the buffered file.
         let (start, direct) = if offset < ALIGN {
             (offset, open_direct(path).ok())
         } else {

@@ -110,6 +110,7 @@ impl Drop for RunLock {
     }
 }
 
+/// The PID in a lock file, for messages: `None` where it cannot be read (the lock itself decides).
 fn read_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;

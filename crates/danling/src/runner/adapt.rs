@@ -52,11 +52,16 @@ impl Metrics {
     }
 }
 
-/// A tensor's values on the host, as f64.
+/// A tensor's values on the host, as f64: every one of them, element by element where its bytes
+/// cannot be read at once (an empty vector would be a batch the metrics silently never see).
 pub(super) fn host_f64(data: TensorData) -> Vec<f64> {
-    data.convert::<f64>().try_to_vec::<f64>().unwrap_or_default()
+    let data = data.convert::<f64>();
+    data.try_to_vec::<f64>()
+        .unwrap_or_else(|_| data.iter::<f64>().collect())
 }
 
 fn host_i64(data: TensorData) -> Vec<i64> {
-    data.convert::<i64>().try_to_vec::<i64>().unwrap_or_default()
+    let data = data.convert::<i64>();
+    data.try_to_vec::<i64>()
+        .unwrap_or_else(|_| data.iter::<i64>().collect())
 }

@@ -71,6 +71,8 @@ pub struct Recorded {
 /// says `running`, and no process holds the lock, which this attempt is about to take).
 fn earlier_attempt(identity: &Identity) -> Option<(RunStatus, f64)> {
     let path = identity.dir.join(files::STATUS);
+    // No readable status (a run from before `status.json`, or one killed as it wrote it): the
+    // attempt starts the status afresh. It is what `danling runs` shows; training never reads it.
     let earlier: RunStatus = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
     let written = std::fs::metadata(&path)
         .and_then(|m| m.modified())
@@ -141,6 +143,7 @@ impl Session {
                 pid: std::process::id(),
                 world_size: role.world_size,
             };
+            // Strings and numbers: always serialisable.
             dir.write_json(files::STATUS, &serde_json::to_value(&running).unwrap_or_default())?;
             status = Some(running);
         }
@@ -192,6 +195,7 @@ impl Session {
         status.reason = reason;
         status.ended = Some(crate::workspace::timestamp());
         status.seconds += self.attempt.elapsed().as_secs_f64();
+        // Strings and numbers: always serialisable.
         Ok(dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default())?)
     }
 

@@ -237,6 +237,7 @@ pub fn runner_tree(config: &Value, identity: &Identity) -> Value {
         identity,
         runtime: Runtime::default(),
     };
+    // A JSON tree, an identity of strings and numbers, and a runtime of numbers: always serialisable.
     serde_json::to_value(document).unwrap_or(Value::Null)
 }
 
@@ -248,12 +249,18 @@ fn holds_checkpoints(checkpoint_dir: &Path) -> Result<bool, WorkspaceError> {
             return Err(WorkspaceError::io("read directory", checkpoint_dir)(source));
         }
     };
-    Ok(entries.filter_map(Result::ok).any(|entry| {
-        entry
+    // An entry that cannot be read may be a checkpoint: an error, never "no checkpoints here".
+    for entry in entries {
+        let entry = entry.map_err(WorkspaceError::io("read directory", checkpoint_dir))?;
+        if entry
             .path()
             .extension()
             .is_some_and(|ext| ext == files::CHECKPOINT_EXTENSION)
-    }))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Moves a checkpoint directory aside, never deleting it.

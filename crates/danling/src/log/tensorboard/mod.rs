@@ -169,12 +169,14 @@ pub(super) fn masked_crc(data: &[u8]) -> u32 {
 }
 
 fn since_epoch() -> Duration {
+    // A clock before 1970 stamps the events 0: their order and steps are what TensorBoard plots.
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Host name for the file name, restricted to characters that are safe in any file name.
 fn hostname() -> String {
     let non_empty = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    // Only part of the event file's name: any host name will do.
     fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .and_then(non_empty)
