@@ -66,7 +66,8 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Workspace(_)
         | RunnerError::Log(_)
         | RunnerError::TensorBoard(_)
-        | RunnerError::GlobalBatch { .. } => Failure::Input(err.into()),
+        | RunnerError::GlobalBatch { .. }
+        | RunnerError::Optimizer(_) => Failure::Input(err.into()),
         RunnerError::Interrupted { signal, .. } => Failure::Stopped(signal.exit_code()),
         other => Failure::Other(other.into()),
     }

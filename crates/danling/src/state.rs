@@ -28,6 +28,8 @@ pub struct State {
     pub progress: Option<EpochProgress>,
     /// The dynamic loss scale of an f16 run.
     pub scaler: Option<LossScaler>,
+    /// The state of each callback of the run that keeps one, by the callback's name.
+    pub callbacks: indexmap::IndexMap<String, serde_json::Value>,
 }
 
 /// Dynamic loss scaling for f16 training, as PyTorch's `GradScaler` does it: the loss is multiplied
@@ -123,6 +125,9 @@ pub struct EpochProgress {
     /// rank resumes its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranks: Vec<RankProgress>,
+    /// Scalars the callbacks asked for so far in this epoch, for its record.
+    #[serde(default, with = "crate::nonfinite::record", skip_serializing_if = "Record::is_empty")]
+    pub scalars: Record,
 }
 
 /// One rank's loss and metrics so far on the split in progress.
@@ -158,6 +163,7 @@ impl State {
             early_stop_counter,
             progress: self.progress.as_ref(),
             scaler: self.scaler.as_ref(),
+            callbacks: &self.callbacks,
         }
     }
 }
@@ -174,6 +180,8 @@ struct Document<'a> {
     progress: Option<&'a EpochProgress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scaler: Option<&'a LossScaler>,
+    #[serde(skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    callbacks: &'a indexmap::IndexMap<String, serde_json::Value>,
 }
 
 /// The `state` document as read: the derived fields are optional, and the counter is not kept.
@@ -189,6 +197,8 @@ struct Stored {
     progress: Option<EpochProgress>,
     #[serde(default)]
     scaler: Option<LossScaler>,
+    #[serde(default)]
+    callbacks: indexmap::IndexMap<String, serde_json::Value>,
 }
 
 impl From<Stored> for State {
@@ -204,6 +214,7 @@ impl From<Stored> for State {
             skipped: stored.skipped,
             progress,
             scaler: stored.scaler,
+            callbacks: stored.callbacks,
         }
     }
 }
@@ -226,12 +237,14 @@ mod tests {
                 metrics: crate::metrics::MetricSet::from(crate::metrics::binary_metrics()).snapshot(),
                 skipped_before: 1,
                 ranks: Vec::new(),
+                scalars: Record::new(),
             }),
             scaler: Some(LossScaler {
                 scale: 4096.0,
                 growth_tracker: 7,
                 overflows: 3,
             }),
+            callbacks: [("counter".to_owned(), serde_json::json!({"seen": 17}))].into_iter().collect(),
         }
     }
 

@@ -12,6 +12,11 @@ use burn::tensor::Device;
 use common::{Classify, Net, comparable, config, data, runner, serial, weights};
 use danling::log::Console;
 use danling::runner::Runner;
+use danling::runner::callback::{
+    Checkpoint as CallbackCheckpoint, Evaluation, RunEnd, RunStart, Step,
+};
+use danling::runner::{Callback, CallbackError, Control};
+use danling::{Config, Identity, Override};
 
 #[test]
 fn resuming_from_any_step_matches_the_uninterrupted_run() {
@@ -270,4 +275,195 @@ fn a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint() {
         log.contains("resuming from") && log.contains("step-7.safetensors"),
         "{log}"
     );
+}
+
+/// A program's callback: counts steps (its state), records a scalar every 3 steps and one at each
+/// evaluation, and stops the run at a step of its choosing.
+struct Counter {
+    seen: u64,
+    evaluations: u64,
+    stop_at: Option<u64>,
+    events: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Counter {
+    fn new(stop_at: Option<u64>) -> Self {
+        Self {
+            seen: 0,
+            evaluations: 0,
+            stop_at,
+            events: Default::default(),
+        }
+    }
+}
+
+impl Callback<Net> for Counter {
+    fn name(&self) -> String {
+        "counter".into()
+    }
+    fn on_run_start(&mut self, run: &RunStart<'_, Net>, _: &mut Control) {
+        self.events.lock().unwrap().push(format!("start {}", run.step));
+    }
+    fn on_step(&mut self, step: &Step<'_, Net>, control: &mut Control) {
+        self.seen += 1;
+        self.events.lock().unwrap().push(format!("step {}", step.step));
+        if step.step % 3 == 0 {
+            control.record("train", "counted", self.seen as f64);
+            control.record("train", "step_loss", step.loss());
+        }
+        if self.stop_at == Some(step.step) {
+            control.stop(format!("reached step {}", step.step));
+        }
+    }
+    fn on_evaluation(&mut self, evaluation: &Evaluation<'_, Net>, control: &mut Control) {
+        self.evaluations += 1;
+        assert!(evaluation.record.contains_key("val"));
+        control.record("val", "evaluations", self.evaluations as f64);
+        self.events.lock().unwrap().push(format!("evaluation {}", evaluation.index));
+    }
+    fn on_checkpoint(&mut self, checkpoint: &CallbackCheckpoint<'_>) {
+        assert!(checkpoint.path.is_file(), "{} is on disk", checkpoint.path.display());
+        let name = checkpoint.path.file_name().unwrap().to_string_lossy().into_owned();
+        self.events.lock().unwrap().push(format!("checkpoint {name}"));
+    }
+    fn on_run_end(&mut self, end: &RunEnd<'_>) {
+        self.events.lock().unwrap().push(format!("end {} {}", end.outcome, end.step));
+    }
+    fn state(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({"seen": self.seen, "evaluations": self.evaluations}))
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), CallbackError> {
+        self.seen = state["seen"].as_u64().ok_or_else(|| CallbackError("no seen".into()))?;
+        self.evaluations = state["evaluations"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_callbacks_state_scalars_and_stop_resume_exactly() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let straight_counter = Counter::new(None);
+    let events = std::sync::Arc::clone(&straight_counter.events);
+    let mut straight = runner(config(root.path(), &[])).callback(straight_counter);
+    let trained = straight.train().unwrap();
+    assert_eq!(trained.state.step, 12);
+    assert_eq!(trained.stopped, None);
+    let expected = comparable(&trained.results);
+    let record = trained.results.get(3).unwrap();
+    assert_eq!(record["train"]["counted"], 12.0, "the count of the epoch's last multiple of 3");
+    assert!(record["train"]["step_loss"].is_finite());
+    assert_eq!(record["val"]["evaluations"], 3.0);
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.first().map(String::as_str), Some("start 0"));
+    assert_eq!(events.last().map(String::as_str), Some("end finished 12"));
+    assert_eq!(events.iter().filter(|e| e.starts_with("step ")).count(), 12);
+    assert_eq!(events.iter().filter(|e| e.starts_with("evaluation ")).count(), 3);
+    assert!(events.contains(&"checkpoint step-5.safetensors".to_owned()), "{events:?}");
+    assert!(events.contains(&"checkpoint latest.safetensors".to_owned()), "{events:?}");
+    let dir = trained.dir.clone().unwrap();
+
+    // Resumed from every step, the callback's state comes back: the same scalars, the same run.
+    for k in 1..=12u64 {
+        let copy = root.path().join(format!("callback-from-{k}.safetensors"));
+        std::fs::copy(dir.join(format!("checkpoints/step-{k}.safetensors")), &copy).unwrap();
+        let mut resumed = runner(config(root.path(), &[("checkpoint", copy.to_str().unwrap())]))
+            .callback(Counter::new(None));
+        let finished = resumed.train().unwrap();
+        assert_eq!(comparable(&finished.results), expected, "from step {k}");
+        assert_eq!(weights(&resumed), weights(&straight), "from step {k}");
+    }
+
+    // Stopped by the callback mid-epoch: `latest` holds step 7, `status.json` says why, and a resume
+    // finishes the same run.
+    let stopping = config(root.path(), &[("name", "stopped")]);
+    let mut stopped = runner(stopping.clone()).callback(Counter::new(Some(7)));
+    let trained = stopped.train().unwrap();
+    assert_eq!(trained.stopped.as_deref(), Some("reached step 7"));
+    assert_eq!(trained.state.step, 7);
+    let run = trained.dir.clone().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["status"], "stopped");
+    assert_eq!(status["reason"], "reached step 7");
+    let mut resume = stopping;
+    resume.resume = true;
+    let mut resumed = runner(resume).callback(Counter::new(None));
+    let finished = resumed.train().unwrap();
+    assert_eq!(finished.state.step, 12);
+    assert_eq!(weights(&resumed), weights(&straight));
+    let mut finished = comparable(&finished.results);
+    let mut expected = expected;
+    // The name differs, and with it nothing else.
+    for value in [&mut finished, &mut expected] {
+        value.as_object_mut().unwrap().remove("name");
+    }
+    assert_eq!(finished, expected);
+}
+
+/// SGD with Nesterov momentum, built by the program: the config declares it (`optim.type: custom`
+/// and its description in `optim.custom`, hashed), and a mid-epoch resume rebuilds it and restores
+/// its momentum exactly.
+fn nesterov() -> burn::optim::ModuleOptimizer {
+    use burn::optim::SgdConfig;
+    use burn::optim::momentum::MomentumConfig;
+    SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+        }))
+        .init()
+}
+
+#[test]
+fn a_programs_optimizer_is_declared_in_the_config_and_resumes_exactly() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let custom = [
+        ("optim.type", "custom"),
+        ("optim.custom", "{sgd: {momentum: 0.9, nesterov: true}}"),
+    ];
+    let mut straight = runner(config(root.path(), &custom)).optimizer(nesterov);
+    let trained = straight.train().unwrap();
+    assert_eq!(trained.state.step, 12);
+    let dir = trained.dir.clone().unwrap();
+    // Momentum changes the run: it is not the default AdamW's, nor plain SGD's.
+    let mut adamw = runner(config(root.path(), &[("name", "adamw")]));
+    adamw.train().unwrap();
+    assert_ne!(weights(&adamw), weights(&straight));
+    for k in [3u64, 6, 9] {
+        let copy = root.path().join(format!("nesterov-from-{k}.safetensors"));
+        std::fs::copy(dir.join(format!("checkpoints/step-{k}.safetensors")), &copy).unwrap();
+        let mut from = custom.to_vec();
+        from.push(("checkpoint", copy.to_str().unwrap()));
+        let mut resumed = runner(config(root.path(), &from)).optimizer(nesterov);
+        let finished = resumed.train().unwrap();
+        assert_eq!(weights(&resumed), weights(&straight), "from step {k}");
+        assert_eq!(comparable(&finished.results), comparable(&trained.results), "from step {k}");
+    }
+    // The description is hashed: another one is another run.
+    let other = config(
+        root.path(),
+        &[("optim.type", "custom"), ("optim.custom", "{sgd: {momentum: 0.8, nesterov: true}}")],
+    );
+    let id = |config: Config| Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap().id;
+    assert_ne!(id(other), id(config(root.path(), &custom)));
+
+    // The config and the program must agree.
+    let missing = runner(config(root.path(), &[("name", "missing"), custom[0], custom[1]]))
+        .train()
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("Runner::optimizer"), "{missing}");
+    let undeclared = runner(config(root.path(), &[("name", "undeclared")]))
+        .optimizer(nesterov)
+        .train()
+        .unwrap_err()
+        .to_string();
+    assert!(undeclared.contains("optim.type: custom"), "{undeclared}");
+    let error = Config::<danling::NoSections>::load(None, &[Override::parse("optim.type", "custom").unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("optim.custom"), "{error}");
 }

@@ -163,6 +163,15 @@ impl<S: Sections> Config<S> {
         let mut config: Config<S> = deserialize(Value::Object(core), &[])?;
         config.sections =
             deserialize(Value::Object(user), &core_keys).map_err(|e| data_suggestion(e, &left))?;
+        // What `to_value` hashes and records: sections that cannot be written as JSON (a map with
+        // keys that are not strings, say) are refused here, never dropped there.
+        if let Err(error) = serde_json::to_string(&config.sections) {
+            return Err(ConfigError::invalid_value(
+                "(sections)",
+                error.to_string(),
+                "sections that serialise to JSON",
+            ));
+        }
         config.resolve()?;
         Ok(config)
     }

@@ -265,6 +265,10 @@ pub struct OptimConfig {
     pub momentum: f64,
     /// Adam's `(beta1, beta2)`.
     pub betas: [f64; 2],
+    /// With `type: custom`, a description of the program's own optimizer (any mapping: its name and
+    /// hyperparameters), hashed and recorded like every key; the program hands the runner the
+    /// optimizer itself (`Runner::optimizer`).
+    pub custom: Option<serde_json::Value>,
 }
 
 impl Default for OptimConfig {
@@ -275,6 +279,7 @@ impl Default for OptimConfig {
             weight_decay: 0.0,
             momentum: 0.0,
             betas: [0.9, 0.999],
+            custom: None,
         }
     }
 }
@@ -289,6 +294,8 @@ pub enum OptimKind {
     Adam,
     /// Adam with decoupled weight decay.
     Adamw,
+    /// The program's own optimizer, described by `optim.custom` and handed to the runner in code.
+    Custom,
 }
 
 /// The learning-rate schedule section, `sched`, with Python DanLing's `LRScheduler` semantics.

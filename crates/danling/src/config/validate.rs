@@ -53,6 +53,24 @@ impl<S: Sections> Config<S> {
         unit_interval("optim.momentum", self.optim.momentum)?;
         unit_interval("optim.betas[0]", self.optim.betas[0])?;
         unit_interval("optim.betas[1]", self.optim.betas[1])?;
+        let custom = self.optim.custom.as_ref().filter(|c| !c.is_null());
+        match (self.optim.kind, custom) {
+            (super::OptimKind::Custom, None) => {
+                return Err(ConfigError::invalid_value(
+                    "optim.custom",
+                    "null",
+                    "a description of the program's optimizer (its name and hyperparameters), which optim.type custom needs",
+                ));
+            }
+            (kind, Some(_)) if kind != super::OptimKind::Custom => {
+                return Err(ConfigError::Conflict {
+                    first: "optim.custom".into(),
+                    second: "optim.type".into(),
+                    reason: "optim.custom describes a program's own optimizer: set optim.type: custom, or remove it".into(),
+                });
+            }
+            _ => {}
+        }
         positive("max_grad_norm", self.max_grad_norm)?;
         positive("max_grad_value", self.max_grad_value)?;
         non_negative("sched.final_lr", self.sched.final_lr)?;

@@ -184,13 +184,13 @@ fn git_is_read_from_the_working_directory() {
 /// The canonical form of the default config with `optim.lr: 0.01`. Adding a key to the config changes
 /// it, and with it every run id: update it deliberately.
 const WORKED_CANONICAL: &str = concat!(
-    r#"{"accum_steps":1,"data":{"batch_size":32,"shuffle":true},"deterministic":false,"epochs":10,"#,
-    r#""experiment_name":"DanLing","max_grad_norm":null,"max_grad_value":null,"nonfinite":"skip","optim":"#,
-    r#"{"betas":[0.9,0.999],"lr":0.01,"momentum":0,"type":"adamw","weight_decay":0},"patience":null,"#,
-    r#""precision":"f32","pretrained":null,"run_name":"Run","sched":{"cooldown_steps":null,"final_lr":null,"#,
-    r#""final_lr_ratio":null,"min_lr":null,"scaling":null,"type":"none","warmup_steps":null},"score_mode":"#,
-    r#"null,"score_name":"loss","score_split":null,"seed":1016,"steps":null}"#,
+    r#"{"accum_steps":1,"data":{"batch_size":32,"shuffle":true},"deterministic":false,"epochs":10,"expe"#,
+    r#"riment_name":"DanLing","max_grad_norm":null,"max_grad_value":null,"nonfinite":"skip","optim":{"b"#,
+    r#"etas":[0.9,0.999],"custom":null,"lr":0.01,"momentum":0,"type":"adamw","weight_decay":0},"patienc"#,
+    r#"e":null,"precision":"f32","pretrained":null,"run_name":"Run","sched":{"cooldown_steps":null,"fin"#,
+    r#"al_lr":null,"final_lr_ratio":null,"min_lr":null,"scaling":null,"type":"none","warmup_steps":null"#,
+    r#"},"score_mode":null,"score_name":"loss","score_split":null,"seed":1016,"steps":null}"#,
 );
-const WORKED_RUN_UUID: &str = "3b289d8b-b09d-51ca-a3eb-29be9024213d";
-const WORKED_UUID: &str = "0ede3e48-fb87-5453-a478-8cd5a1ae8075";
-const WORKED_ID: &str = "xxxxxxxx-3b289d8b-0ede3e48";
+const WORKED_RUN_UUID: &str = "ae33f802-1b93-5e89-9104-28b4e3d6410e";
+const WORKED_UUID: &str = "315203d3-b208-57c5-8cfb-e06d5beeaea1";
+const WORKED_ID: &str = "xxxxxxxx-ae33f802-315203d3";

@@ -13,10 +13,12 @@ use crate::config::{OptimConfig, OptimKind};
 const EPSILON: f32 = 1e-8;
 
 /// Builds the optimizer of `config`. The learning rate is passed at each step by the runner.
-pub fn build_optimizer(config: &OptimConfig) -> ModuleOptimizer {
+/// `None` for `type: custom`, which only the program can build.
+pub fn build_optimizer(config: &OptimConfig) -> Option<ModuleOptimizer> {
     let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     let [beta_1, beta_2] = config.betas.map(|b| b as f32);
-    match config.kind {
+    Some(match config.kind {
+        OptimKind::Custom => return None,
         OptimKind::Sgd => {
             let momentum = (config.momentum > 0.0).then_some(MomentumConfig {
                 momentum: config.momentum,
@@ -40,5 +42,5 @@ pub fn build_optimizer(config: &OptimConfig) -> ModuleOptimizer {
             epsilon: EPSILON,
             weight_decay: config.weight_decay as f32,
         }),
-    }
+    })
 }

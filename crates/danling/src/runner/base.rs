@@ -10,13 +10,13 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use super::platform::broadcast_json;
-use super::{Launched, Platform, RunnerError, State, Task, mixed};
+use super::{Callback, Launched, Platform, RunnerError, State, Task, mixed};
 use crate::checkpoint::{load_model, read_checkpoint};
-use crate::config::{Config, NoSections, Sections};
+use crate::config::{Config, NoSections, OptimKind, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
 use crate::optim::build_optimizer;
-use crate::results::Results;
+use crate::results::{Record, Results};
 use crate::rng::Rng;
 
 /// The name of the checkpoint written after every epoch (and every `save_steps` steps).
@@ -43,6 +43,8 @@ pub struct Trained {
     pub state: State,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Why a callback stopped the run, if one did (the run can be resumed).
+    pub stopped: Option<String>,
 }
 
 /// What `infer` returns: one row of outputs per sample, in the split's order.
@@ -88,6 +90,16 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) console: Console,
     /// Whether `train` installs the stop handlers (SIGINT, SIGTERM) itself.
     pub(super) handle_signals: bool,
+    /// Builds the program's own optimizer (`optim.type: custom`).
+    pub(super) optimizer_factory: Option<Box<dyn Fn() -> ModuleOptimizer>>,
+    /// The program's callbacks, in order.
+    pub(super) callbacks: Vec<Box<dyn Callback<T::Model>>>,
+    /// Scalars the callbacks asked for during the epoch in progress, for its record.
+    pub(super) scalars: Record,
+    /// A stop a callback of this rank asked for, with its reason.
+    pub(super) callback_stop: Option<String>,
+    /// End-of-epoch checkpoint files being written in the background, for `on_checkpoint`.
+    pub(super) writing: Vec<PathBuf>,
 }
 
 impl<T: Task, S: Sections, P: Platform> std::fmt::Debug for Runner<T, S, P> {
@@ -150,7 +162,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let identity = broadcast_json(&platform, "the identity", identity)?;
         platform.seed(config.seed);
         let model = platform.prepare(mixed::master(model))?;
-        let optimizer = build_optimizer(&config.optim);
+        // `type: custom` waits for the program's optimizer (`Runner::optimizer`); `train` refuses
+        // to start without it.
+        let optimizer = build_optimizer(&config.optim).unwrap_or_else(placeholder_optimizer);
         Ok(Self {
             config,
             identity,
@@ -164,6 +178,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             overwrite: false,
             console: Console::Stdout,
             handle_signals: true,
+            optimizer_factory: None,
+            callbacks: Vec::new(),
+            scalars: Record::new(),
+            callback_stop: None,
+            writing: Vec::new(),
         })
     }
 
@@ -201,6 +220,43 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Only how a run may be stopped changes, never what it trains, so this is no config key.
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.handle_signals = handle;
+        self
+    }
+
+    /// Trains with the program's own optimizer (any burn optimizer: `SgdConfig::new()…init()`),
+    /// built by `build` now and again on every resume (the checkpoint then restores its state).
+    ///
+    /// The optimizer changes what is trained, so the config says so: `optim.type: custom`, with
+    /// `optim.custom` describing it (its name and hyperparameters), hashed into the id like every
+    /// key. `optim.lr` and the scheduler still set the learning rate of each step. `train` refuses
+    /// a custom optimizer the config does not declare, and a declared one that was not given.
+    pub fn optimizer(mut self, build: impl Fn() -> ModuleOptimizer + 'static) -> Self {
+        self.optimizer = build();
+        self.optimizer_factory = Some(Box::new(build));
+        self
+    }
+
+    /// A fresh optimizer of the run: the config's, or the program's (`optim.type: custom`).
+    pub(super) fn fresh_optimizer(&self) -> Result<ModuleOptimizer, RunnerError> {
+        match (self.config.optim.kind, &self.optimizer_factory) {
+            (OptimKind::Custom, Some(build)) => Ok(build()),
+            (OptimKind::Custom, None) => Err(RunnerError::Optimizer(
+                "optim.type is custom, but no optimizer was given: pass one with Runner::optimizer".into(),
+            )),
+            (kind, Some(_)) => Err(RunnerError::Optimizer(format!(
+                "Runner::optimizer was given an optimizer, but optim.type is {}: set optim.type: \
+                 custom and describe the optimizer in optim.custom, so that the id and runner.yaml say \
+                 what trained the run",
+                serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            ))),
+            (_, None) => build_optimizer(&self.config.optim)
+                .ok_or_else(|| RunnerError::Optimizer("no optimizer".into())),
+        }
+    }
+
+    /// Adds a callback, called after those added before it (see [`super::callback`]).
+    pub fn callback(mut self, callback: impl Callback<T::Model> + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
         self
     }
 
@@ -321,4 +377,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 /// permutation drawn from those three alone, so a resumed run sees the same batches.
 pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usize> {
     Rng::from_parts(&[seed, ORDER_STREAM, epoch, split as u64]).permutation(n)
+}
+
+/// The optimizer a runner holds until the program gives its own (`optim.type: custom`): never
+/// stepped, since `train` refuses to start without the program's.
+fn placeholder_optimizer() -> ModuleOptimizer {
+    burn::optim::SgdConfig::new().init()
 }

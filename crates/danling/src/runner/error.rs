@@ -118,6 +118,26 @@ pub enum RunnerError {
         "metric name `{0}` is given twice or is one of the runner's (loss, lr, time, samples_per_s, skipped)"
     )]
     MetricName(String),
+    /// The optimizer the config names is not the one the program gave (`optim.type: custom`).
+    #[error("{0}")]
+    Optimizer(String),
+    /// A callback's saved state could not be restored.
+    #[error("callback `{name}`: cannot restore its saved state: {message}")]
+    Callback {
+        /// The callback's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A callback asked the run to stop (internal: `train` returns `Ok` with
+    /// [`Trained::stopped`](super::Trained::stopped)).
+    #[error("stopped by a callback at optimizer step {step}: {reason}")]
+    CallbackStop {
+        /// The callback's reason.
+        reason: String,
+        /// The optimizer steps taken.
+        step: u64,
+    },
     /// The stop handlers could not be installed (see [`Runner::handle_signals`](super::Runner::handle_signals)).
     #[error("cannot install the SIGINT/SIGTERM handlers for a graceful stop: {0}")]
     Signals(#[source] std::io::Error),
@@ -141,7 +161,10 @@ impl RunnerError {
     /// Whether every rank of a multi-process run meets this error at the same point, by a decision
     /// they took together: a stop signal, or `nonfinite: stop`.
     pub fn is_collective(&self) -> bool {
-        matches!(self, Self::Interrupted { .. } | Self::NonFinite { .. })
+        matches!(
+            self,
+            Self::Interrupted { .. } | Self::NonFinite { .. } | Self::CallbackStop { .. }
+        )
     }
 
     /// `error`, met while writing the run's files during training: a failed write is

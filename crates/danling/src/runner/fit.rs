@@ -40,6 +40,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         };
         if let Some(session) = &mut session {
             let (state, reason) = match &trained {
+                Ok(Trained {
+                    stopped: Some(reason),
+                    ..
+                }) => (RunState::Stopped, reason.clone()),
                 Ok(trained) if trained.stopped_early => (RunState::Finished, "early stopping".to_owned()),
                 Ok(_) => (RunState::Finished, "budget".to_owned()),
                 Err(RunnerError::Interrupted { signal, step }) => {
@@ -52,6 +56,18 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
         }
         drop(session);
+        let outcome = match &trained {
+            Ok(Trained { stopped: Some(_), .. }) | Err(RunnerError::Interrupted { .. }) => "stopped",
+            Ok(_) => "finished",
+            Err(_) => "failed",
+        };
+        let end = super::callback::RunEnd {
+            step: self.state.step,
+            outcome,
+        };
+        for callback in &mut self.callbacks {
+            callback.on_run_end(&end);
+        }
         if trained.as_ref().is_err_and(|error| !error.is_collective()) {
             return trained;
         }
@@ -69,6 +85,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if let Some(name) = self.task.metric_set().clash() {
             return Err(RunnerError::MetricName(name));
         }
+        // The config and the program agree on the optimizer (an error names what to change).
+        self.fresh_optimizer()?;
         if let Some(split) = train
             .iter()
             .map(|&i| &self.splits[i])
@@ -171,6 +189,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         };
         let mut scheduler = LrScheduler::new(&self.config.sched, self.config.optim.lr, total_steps)?;
         scheduler.set_steps_taken(self.state.step);
+        self.restore_callbacks()?;
         if moved {
             // The new run dir holds the state it continues from before anything else, so that it can
             // be resumed on its own (and has a `latest` even when there was nothing left to train).
@@ -191,15 +210,31 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
         );
 
+        let mut control = super::Control::default();
+        let mut callbacks = std::mem::take(&mut self.callbacks);
+        let run = super::callback::RunStart {
+            model: self.model(),
+            epoch: self.state.epoch,
+            step: self.state.step,
+            total_steps,
+        };
+        for callback in &mut callbacks {
+            callback.on_run_start(&run, &mut control);
+        }
+        self.callbacks = callbacks;
+        control.take_scalars(&mut self.scalars);
+        self.callback_stop = self.callback_stop.take().or(control.stop);
+
         // A run that early stopping ended stays ended when resumed.
         let mut stopped_early = session
             .results()
             .should_stop(session.scoring(), self.config.patience);
+        let mut stopped = None;
         let start = Instant::now();
         let mut trained_samples = 0usize;
         // An epoch in progress is finished (evaluated and recorded) even when its last step spent
         // the budget: a step budget can end inside an epoch, after the step checkpoint.
-        while !stopped_early && (self.state.progress.is_some() || !self.budget_spent(budget)) {
+        'epochs: while !stopped_early && (self.state.progress.is_some() || !self.budget_spent(budget)) {
             let epoch = self.state.epoch;
             let limit = match budget {
                 Budget::Steps(steps) => Some(steps),
@@ -210,7 +245,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 None => (Record::new(), 0),
             };
             for &i in train.iter().filter(|&&i| i >= first) {
-                let (result, samples) = self.train_epoch(i, &mut scheduler, limit, session, &record)?;
+                let (result, samples) = match self.train_epoch(i, &mut scheduler, limit, session, &record) {
+                    Err(RunnerError::CallbackStop { reason, .. }) => {
+                        stopped = Some(reason);
+                        break 'epochs;
+                    }
+                    other => other?,
+                };
                 trained_samples += samples;
                 record.insert(self.splits[i].name.clone(), result);
             }
@@ -223,6 +264,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 Budget::Epochs(_) => self.state.epoch,
                 Budget::Steps(_) => self.state.step,
             };
+            let evaluation_stop = self.evaluation_event(index, &mut record)?;
             let label = match budget {
                 Budget::Epochs(epochs) => format!("epoch {}/{epochs}", self.state.epoch),
                 Budget::Steps(steps) => format!("step {}/{steps}", self.state.step),
@@ -238,6 +280,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                     session.results().stale_count(session.scoring())
                 );
                 stopped_early = true;
+                break;
+            }
+            if let Some(reason) = self.agreed_callback_stop(evaluation_stop)? {
+                info!("stopped by a callback after {label}: {reason}");
+                stopped = Some(reason);
                 break;
             }
         }
@@ -276,6 +323,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             best,
             state: self.state.clone(),
             stopped_early,
+            stopped,
         })
     }
 

@@ -4,10 +4,12 @@
 mod adapt;
 mod base;
 mod buffers;
+pub mod callback;
 mod error;
 mod evaluate;
 mod fit;
 mod grads;
+mod hooks;
 mod mixed;
 mod persist;
 mod platform;
@@ -20,6 +22,7 @@ mod train;
 
 pub use crate::state::{EpochProgress, LossScaler, State};
 pub use base::{Predictions, Runner, Trained, shuffled_order};
+pub use callback::{Callback, CallbackError, Control};
 pub use error::RunnerError;
 pub use grads::{
     clamp, clip_norm, global_norm, gradients_from_slice, gradients_to_vec, parameters_from_slice,

@@ -14,7 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_checkpoint, 
 use crate::config::Sections;
 use crate::fs::{IoError, PendingFiles, link_atomic};
 use crate::identity::{Identity, Parent};
-use crate::optim::{LrScheduler, build_optimizer};
+use crate::optim::LrScheduler;
 use crate::results::Results;
 use crate::state::Runtime;
 use crate::workspace::WorkspaceError;
@@ -97,7 +97,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let received = self.receive_checkpoint(path)?;
         let local = received.as_ref().map_or(path, |copy| copy.path());
         let (model, optimizer, checkpoint) =
-            load_checkpoint(local, self.model().valid(), build_optimizer(&self.config.optim))?;
+            load_checkpoint(local, self.model().valid(), self.fresh_optimizer()?)?;
         drop(received);
         self.model = Some(self.platform.prepare(mixed::master(model))?);
         self.optimizer = optimizer;
@@ -194,14 +194,22 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         )))
     }
 
-    /// Waits for the background writer, if one is running, and returns what it met.
+    /// Waits for the background writer, if one is running, and returns what it met; the files it
+    /// wrote then go to the callbacks' `on_checkpoint`.
     pub(super) fn finish_writes(&mut self) -> Result<(), RunnerError> {
-        match self.writer.take() {
+        let written = match self.writer.take() {
             Some(writer) => writer
                 .join()
                 .unwrap_or_else(|panic| Err(RunnerError::Writer(panic_message(&panic)))),
             None => Ok(()),
+        };
+        let paths = std::mem::take(&mut self.writing);
+        if written.is_ok() {
+            for path in paths {
+                self.checkpoint_event(&path);
+            }
         }
+        written
     }
 
     /// The checkpoint as it stands, read into memory.
@@ -216,6 +224,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             config: self.config.to_value(),
             state: State {
                 progress,
+                callbacks: super::callback::states(&self.callbacks),
                 ..self.state.clone()
             },
             results: session.results().clone(),
@@ -249,7 +258,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let path = dir.join(checkpoint_file(name));
         self.prepare(session, scheduler, progress, &path)?
             .write(&path)
-            .map_err(RunnerError::saving)
+            .map_err(RunnerError::saving)?;
+        self.checkpoint_event(&path);
+        Ok(())
     }
 
     /// The end-of-epoch files: the results files `results`, and beside them the checkpoints
@@ -290,6 +301,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             copies.push(format!("epoch-{}", self.state.epoch));
         }
         let keep = self.config.keep_latest_k;
+        self.writing = std::iter::once(latest.clone())
+            .chain(copies.iter().map(|name| dir.join(checkpoint_file(name))))
+            .collect();
         let checkpoint = move || -> Result<(), RunnerError> {
             prepared.write(&latest).map_err(RunnerError::saving)?;
             // The others hold the same state as `latest`: second names for its file (which is only

@@ -44,6 +44,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // `cursor`: the batches of this split trained so far.
         let (mut metrics, mut loss, skipped_before, mut cursor) = match self.state.progress.take() {
             Some(progress) if progress.split == split => {
+                self.scalars = progress.scalars.clone();
                 let (loss, metrics) = self.own_progress(progress.loss, progress.metrics, progress.ranks)?;
                 (metrics, loss, progress.skipped_before, progress.cursor as usize)
             }
@@ -68,7 +69,14 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 break;
             }
             let cursor_before = cursor;
+            let (lr, step_before, pending_before) = (scheduler.lr(), self.state.step, pending.len());
             let stepped = self.step(split, group, scheduler, &mut pending);
+            if stepped.is_ok() {
+                // Before a log line reads the pending losses: the step's are the last ones.
+                let updated = self.state.step > step_before;
+                let loss_of_step = || pending.mean_since(pending_before);
+                self.step_event(lr, updated, &loss_of_step);
+            }
             cursor += group.len();
             done += group.len();
             bar.inc(group.len() as u64);
@@ -99,31 +107,52 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                     metrics: metrics.snapshot(),
                     skipped_before,
                     ranks: Vec::new(),
+                    scalars: Record::new(),
                 }
             };
             let trained = match stepped {
                 Err(error @ RunnerError::NonFinite { .. }) => {
                     // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
-                    let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
+                    let mut progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
+                    progress.scalars = self.scalars.clone();
                     self.save_full(session, scheduler, Some(progress), LATEST)?;
                     return Err(error);
                 }
                 stepped => stepped?,
             };
             samples += trained;
+            let callback_stop = match self.callbacks.is_empty() {
+                true => None,
+                false => {
+                    let local = self.callback_stop.take();
+                    self.agreed_callback_stop(local)?
+                }
+            };
             let due = self
                 .config
                 .save_steps
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = self.stop_requested()?;
-            if due || stop.is_some() {
-                let progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
+            if due || stop.is_some() || callback_stop.is_some() {
+                let mut progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
+                progress.scalars = self.scalars.clone();
                 self.save_full(session, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
                     self.save_full(session, scheduler, Some(progress), &name)?;
                     self.prune(session)?;
                 }
+            }
+            if let Some(reason) = callback_stop {
+                bar.finish_and_clear();
+                info!(
+                    "stopped by a callback at step {}: {reason}; wrote the latest checkpoint",
+                    self.state.step
+                );
+                return Err(RunnerError::CallbackStop {
+                    reason,
+                    step: self.state.step,
+                });
             }
             if let Some(signal) = stop {
                 bar.finish_and_clear();
@@ -169,15 +198,32 @@ impl Pending {
         self.steps.push((loss, samples, outputs, targets));
     }
 
+    /// Micro-batches pushed and not read yet.
+    pub(super) fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The sample-weighted mean loss of the micro-batches pushed since there were `start` (reads them
+    /// from the device; NaN when there are none).
+    pub(super) fn mean_since(&self, start: usize) -> f64 {
+        let (mut sum, mut samples) = (0.0, 0.0);
+        for (loss, n, ..) in self.steps.iter().skip(start) {
+            sum += f64::from(loss.clone().into_scalar::<f32>()) * *n as f64;
+            samples += *n as f64;
+        }
+        sum / samples
+    }
+
     pub(super) fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut MetricSet) {
         if self.steps.is_empty() {
             return;
         }
         let losses: Vec<Tensor<1>> = self.steps.iter().map(|(l, ..)| l.clone()).collect();
-        let values = Tensor::cat(losses, 0).into_data().convert::<f32>();
-        let values = values.as_slice::<f32>().unwrap_or_default();
-        for ((_, samples, outputs, targets), value) in self.steps.drain(..).zip(values) {
-            loss.update(f64::from(*value), samples as f64);
+        // Read element by element in whatever dtype the device gave: a failed slice view cannot
+        // drop the losses.
+        let values = Tensor::cat(losses, 0).into_data();
+        for ((_, samples, outputs, targets), value) in self.steps.drain(..).zip(values.iter::<f32>()) {
+            loss.update(f64::from(value), samples as f64);
             if let (Some(outputs), Some(targets)) = (&outputs, &targets) {
                 metrics.update_tensors(outputs, targets);
             }

@@ -179,7 +179,7 @@ fn run(reader: Reader, path: &Path) -> Result<Result<(), CheckpointError>, Strin
         Reader::Resume => {
             let device = device.autodiff();
             let model = Net::new(&device);
-            let optimizer = build_optimizer(&OptimConfig::default());
+            let optimizer = build_optimizer(&OptimConfig::default()).unwrap();
             load_checkpoint(path, model, optimizer).map(|(net, mut optimizer, _)| {
                 let grads = GradientsParams::from_grads(net.forward(x(&device)).sum().backward(), &net);
                 let net = optimizer.step(1e-3, net, grads);

@@ -175,7 +175,8 @@ fn per_column(scores: &[f64], targets: &[i64], k: usize, layout: Layout, metric:
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            // A worker that panicked is a bug: its panic goes on here, never a column left out.
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect::<Vec<_>>()
     });
     nan_mean(values.into_iter().map(|(_, v)| v))
