@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::CheckpointError;
 use super::export::{Planned, export, plan};
 use super::header::Opened;
-use super::integrity::{CHECKSUM, CORRUPT, checksum, verify};
+use super::integrity::{CHECKSUM, Tally, checksum, has_crc, intact};
 use super::model::{header, load_opened, widest_first};
 use super::optimizer::{assign_param_ids, load_optimizer, param_ids};
 use crate::fs::{AtomicFile, IoError};
@@ -156,12 +156,20 @@ pub fn load_checkpoint<M: Module>(
     optimizer: ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer, Checkpoint), CheckpointError> {
     let format = |message: String| CheckpointError::format(path, message);
-    // Checked whole before the model is touched, and read from the same open file.
-    let (opened, checkpoint, metadata) = verified(path)?;
-    let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
-    let model = load_opened(model, &opened, path)?;
+    let (opened, metadata) = open_full(path)?;
+    // Each tensor is checksummed as it is read, once, and the rest of the file after: nothing read
+    // is used (the model loaded is dropped, the optimizer state not decoded) unless the whole file
+    // is intact, and a damaged file is told as damaged whatever else reading it found.
+    let mut tally = Tally::default();
+    let loaded = (|| -> Result<_, CheckpointError> {
+        let checkpoint = parse(path, &opened, &metadata, &mut tally)?;
+        let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
+        let model = load_opened(model, &opened, path, has_crc(&metadata).then_some(&mut tally))?;
+        let record = opened.read(OPTIMIZER, Some(&mut tally)).map_err(format)?;
+        Ok((checkpoint, ids, model, record))
+    })();
+    let (checkpoint, ids, model, record) = intact(path, &opened, &metadata, &tally, loaded)?;
     let model = assign_param_ids(model, &ids).map_err(|e| format(format!("param_ids: {e}")))?;
-    let record = opened.read(OPTIMIZER).map_err(format)?;
     let optimizer =
         load_optimizer(record, &model, optimizer).map_err(|e| format(format!("optimizer state: {e}")))?;
     Ok((model, optimizer, checkpoint))
@@ -170,46 +178,56 @@ pub fn load_checkpoint<M: Module>(
 /// Reads what a checkpoint says about its run (config, state, results, identity, scheduler) without
 /// loading any tensor into a model. The whole file is checked against its checksum.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    verified(path).map(|(_, checkpoint, _)| checkpoint)
+    let (opened, metadata) = open_full(path)?;
+    let mut tally = Tally::default();
+    let parsed = parse(path, &opened, &metadata, &mut tally);
+    intact(path, &opened, &metadata, &tally, parsed)
 }
 
-/// Opens a full checkpoint, checks every tensor against the checksum (read a piece at a time, so
-/// memory stays at one buffer however large the file), and parses its metadata and scheduler.
-fn verified(path: &Path) -> Result<(Opened, Checkpoint, HashMap<String, String>), CheckpointError> {
-    let format = |message: String| CheckpointError::format(path, message);
+/// Opens a full checkpoint and its metadata (its format told by the metadata alone).
+fn open_full(path: &Path) -> Result<(Opened, HashMap<String, String>), CheckpointError> {
     let opened = Opened::open(path)?;
     let metadata = opened.metadata.metadata().clone().unwrap_or_default();
     if metadata.get("format").map(String::as_str) != Some("danling.checkpoint")
         || !metadata.contains_key("state")
     {
-        return Err(format(
-            "not a full danling checkpoint (no `format = danling.checkpoint` and `state` metadata)".into(),
+        return Err(CheckpointError::format(
+            path,
+            "not a full danling checkpoint (no `format = danling.checkpoint` and `state` metadata)",
         ));
     }
-    if !verify(&opened, &metadata).map_err(format)? {
-        return Err(format(CORRUPT.into()));
-    }
-    let scheduler = opened.read(SCHEDULER).map_err(format)?;
+    Ok((opened, metadata))
+}
+
+/// Parses a full checkpoint's metadata and scheduler (whose CRC-32C is noted in `tally`). Not to be
+/// trusted until the file is found intact.
+fn parse(
+    path: &Path,
+    opened: &Opened,
+    metadata: &HashMap<String, String>,
+    tally: &mut Tally,
+) -> Result<Checkpoint, CheckpointError> {
+    let format = |message: String| CheckpointError::format(path, message);
+    let scheduler = opened.read(SCHEDULER, Some(tally)).map_err(format)?;
     let scheduler: Option<LrScheduler> =
         serde_json::from_slice(&scheduler).map_err(|e| format(format!("scheduler state: {e}")))?;
-    let config: Value = field(path, &metadata, "config")?;
+    let config: Value = field(path, metadata, "config")?;
     if !config.is_object() {
         return Err(format("config: not a JSON object".into()));
     }
-    let state: State = field(path, &metadata, "state")?;
+    let state: State = field(path, metadata, "state")?;
     counted(&state).map_err(|e| format(format!("state: {e}")))?;
-    let checkpoint = Checkpoint {
+    Ok(Checkpoint {
         config,
         state,
-        results: field(path, &metadata, "results")?,
-        identity: field(path, &metadata, "identity")?,
+        results: field(path, metadata, "results")?,
+        identity: field(path, metadata, "identity")?,
         scheduler,
         runtime: match metadata.contains_key("runtime") {
-            true => Some(field(path, &metadata, "runtime")?),
+            true => Some(field(path, metadata, "runtime")?),
             false => None,
         },
-    };
-    Ok((opened, checkpoint, metadata))
+    })
 }
 
 /// The largest count a checkpoint's state may hold: more steps than any run takes, and far enough

@@ -6,13 +6,15 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, Visitor};
 
 use super::CheckpointError;
+use super::integrity::Tally;
+use super::read::Layout;
 
 /// The largest header accepted (as safetensors itself does).
 const MAX_HEADER: u64 = 100_000_000;
@@ -27,6 +29,9 @@ pub(crate) struct Opened {
     pub(crate) metadata: Metadata,
     /// Where the tensor data start in the file.
     data_start: u64,
+    /// Held while the file's cursor is moved and read from, where reads cannot say where.
+    #[cfg(not(any(unix, windows)))]
+    cursor: std::sync::Mutex<()>,
 }
 
 impl Opened {
@@ -77,6 +82,8 @@ impl Opened {
             file,
             metadata,
             data_start: 8 + header_len,
+            #[cfg(not(any(unix, windows)))]
+            cursor: std::sync::Mutex::new(()),
         })
     }
 
@@ -91,17 +98,49 @@ impl Opened {
         Ok((self.data_start + begin as u64, end.saturating_sub(begin)))
     }
 
-    /// Tensor `name`'s bytes.
-    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+    /// Tensor `name`'s bytes, their CRC-32C noted in `tally` when there is one.
+    pub(crate) fn read(&self, name: &str, tally: Option<&mut Tally>) -> Result<Vec<u8>, String> {
         let (at, len) = self.span(name)?;
-        let mut bytes = vec![0u8; len];
-        self.read_at(at, &mut bytes)
+        let (bytes, crc) = self
+            .read_tensor::<u8>(at, len, Layout::Flat, tally.is_some())
             .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        if let (Some(tally), Some(crc)) = (tally, crc) {
+            tally.note(name, crc);
+        }
         Ok(bytes)
     }
 
-    /// Fills `buffer` from `at` in the file.
+    /// Fills `buffer` from `at` in the file. Any number of threads may read at once.
+    #[cfg(unix)]
     pub(crate) fn read_at(&self, at: u64, buffer: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buffer, at)
+    }
+
+    /// Fills `buffer` from `at` in the file. Any number of threads may read at once.
+    #[cfg(windows)]
+    pub(crate) fn read_at(&self, mut at: u64, mut buffer: &mut [u8]) -> std::io::Result<()> {
+        while !buffer.is_empty() {
+            match std::os::windows::fs::FileExt::seek_read(&self.file, buffer, at) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buffer = &mut std::mem::take(&mut buffer)[n..];
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `buffer` from `at` in the file. Any number of threads may read at once (one at a time).
+    #[cfg(not(any(unix, windows)))]
+    pub(crate) fn read_at(&self, at: u64, buffer: &mut [u8]) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let _cursor = self
+            .cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut file = &self.file;
         file.seek(SeekFrom::Start(at))?;
         file.read_exact(buffer)

@@ -23,6 +23,7 @@ mod integrity;
 mod model;
 mod optimizer;
 mod path;
+mod read;
 
 use std::path::{Path, PathBuf};
 

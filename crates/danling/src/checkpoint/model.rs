@@ -6,14 +6,15 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Bytes, DType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::CheckpointError;
-use super::export::{plan, transpose_rows_into};
+use super::export::plan;
 use super::header::Opened;
-use super::integrity::{CORRUPT, has_checksum, verify};
+use super::integrity::{Tally, has_checksum, has_crc, intact};
 use super::path::{ModulePath, PathMapper, map_with_path};
+use super::read::Layout;
 use crate::fs::{AtomicFile, IoError};
 
 /// The prefix of model tensors in a checkpoint.
@@ -72,10 +73,6 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), CheckpointErr
     Ok(())
 }
 
-/// Bytes of a linear weight read from the file at a time when loading; tiny under test, so that the
-/// unit tests' small layers are read in several bands too.
-const LOAD_BAND: usize = if cfg!(test) { 32 } else { PIECE };
-
 /// Orders tensors for a file: wider elements first (stably), as safetensors lays files out, so every
 /// tensor starts aligned to its element size.
 pub(crate) fn widest_first<T>(tensors: &mut [T], dtype: impl Fn(&T) -> Dtype) {
@@ -122,19 +119,28 @@ const PIECE: usize = 8 << 20;
 pub fn load_model<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
     let opened = Opened::open(path)?;
     let metadata = opened.metadata.metadata().clone().unwrap_or_default();
-    if has_checksum(&metadata)
-        && !verify(&opened, &metadata).map_err(|message| CheckpointError::format(path, message))?
-    {
-        return Err(CheckpointError::format(path, CORRUPT));
+    if !has_checksum(&metadata) {
+        return load_opened(model, &opened, path, None);
     }
-    load_opened(model, &opened, path)
+    // Checksummed as it is read (a CRC-32C; an older file's SHA-256 is taken apart), the rest of
+    // the file after: the model is returned only if the whole file is intact.
+    let mut tally = Tally::default();
+    let loaded = load_opened(model, &opened, path, has_crc(&metadata).then_some(&mut tally));
+    intact(path, &opened, &metadata, &tally, loaded)
 }
 
-/// [`load_model`] from a file already opened (`path` names it in errors).
-pub(crate) fn load_opened<M: Module>(model: M, opened: &Opened, path: &Path) -> Result<M, CheckpointError> {
+/// [`load_model`] from a file already opened (`path` names it in errors), noting the CRC-32C of
+/// each tensor read in `tally` when there is one.
+pub(crate) fn load_opened<M: Module>(
+    model: M,
+    opened: &Opened,
+    path: &Path,
+    tally: Option<&mut Tally>,
+) -> Result<M, CheckpointError> {
     let format = |message: String| CheckpointError::format(path, message);
     let loader = Loader {
         opened,
+        tally,
         used: HashSet::new(),
         broken: None,
         missing: None,
@@ -172,6 +178,8 @@ pub(crate) fn load_opened<M: Module>(model: M, opened: &Opened, path: &Path) -> 
 /// Replaces each float parameter with its tensor from the file, noting the first problem of each kind.
 struct Loader<'a> {
     opened: &'a Opened,
+    /// Where the CRC-32C of each tensor read goes, for a file that carries one.
+    tally: Option<&'a mut Tally>,
     /// Names of the tensors loaded.
     used: HashSet<String>,
     /// The file is damaged (or unreadable) where a parameter lies.
@@ -214,28 +222,31 @@ impl Loader<'_> {
                 "tensor `{name}` does not fill its shape"
             )));
         }
-        let broken = |e: std::io::Error| Problem::Broken(format!("tensor `{name}`: {e}"));
-        let mut bytes = vec![0u8; len];
-        if transpose && found.len() == 2 {
-            // The file holds [out, in]: its columns are burn's rows. It is read a band of rows at a
-            // time into one recycled buffer and transposed into place, so the weight is not held
-            // twice.
-            let (rows, cols) = (info.shape[0], info.shape[1]);
-            let row_bytes = cols * element;
-            let band_rows = (LOAD_BAND / row_bytes.max(1)).max(1);
-            let mut band = Vec::new();
-            for start in (0..rows).step_by(band_rows) {
-                let end = (start + band_rows).min(rows);
-                band.resize((end - start) * row_bytes, 0);
-                self.opened
-                    .read_at(at + (start * row_bytes) as u64, &mut band)
-                    .map_err(broken)?;
-                transpose_rows_into(&band, end - start, cols, element, &mut bytes, rows, start);
-            }
-        } else {
-            self.opened.read_at(at, &mut bytes).map_err(broken)?;
+        let layout = match (transpose, info.shape.as_slice()) {
+            // The file holds [out, in]: its columns are burn's rows.
+            (true, &[rows, cols]) => Layout::Transposed { rows, cols, element },
+            _ => Layout::Flat,
+        };
+        // In memory aligned for the elements, which burn takes as it is.
+        let sum = self.tally.is_some();
+        let opened = self.opened;
+        let (bytes, crc) = match element {
+            2 => opened
+                .read_tensor::<u16>(at, len, layout, sum)
+                .map(|(w, crc)| (Bytes::from_elems(w), crc)),
+            4 => opened
+                .read_tensor::<u32>(at, len, layout, sum)
+                .map(|(w, crc)| (Bytes::from_elems(w), crc)),
+            _ => opened
+                .read_tensor::<u64>(at, len, layout, sum)
+                .map(|(w, crc)| (Bytes::from_elems(w), crc)),
         }
-        Ok(TensorData::from_bytes_vec(bytes, found, dtype))
+        .map_err(|e| Problem::Broken(format!("tensor `{name}`: {e}")))?;
+        if let (Some(tally), Some(crc)) = (self.tally.as_deref_mut(), crc) {
+            tally.note(name, crc);
+        }
+        TensorData::try_from_bytes(bytes, found, dtype)
+            .map_err(|e| Problem::Broken(format!("tensor `{name}`: {e}")))
     }
 }
 
@@ -263,9 +274,15 @@ impl PathMapper for Loader<'_> {
             Ok(data) => {
                 self.used.insert(name);
                 // In the parameter's own dtype, not the device's default (half precision in a
-                // mixed-precision run, whose master weights stay f32).
-                let dtype = param.val().dtype();
-                let tensor = Tensor::from_data(data, (&param.lazy_device(), dtype));
+                // mixed-precision run, whose master weights stay f32). A parameter not drawn yet
+                // would be drawn in the device's default, and is not drawn just to ask: that
+                // would cost as much as the load.
+                let device = param.lazy_device();
+                let dtype = match param.is_initialized() {
+                    true => param.base().dtype(),
+                    false => DType::from(device.settings().float_dtype),
+                };
+                let tensor = Tensor::from_data(data, (&device, dtype));
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }

@@ -15,6 +15,9 @@ use burn::tensor::{Bytes, DType, Tensor};
 
 use super::path::{ModulePath, PathMapper, PathVisitor, map_with_path, visit_with_path};
 
+/// The alignment burn wants of a tensor's bytes (that of its widest element type).
+const MAX_ALIGN: usize = align_of::<u128>();
+
 /// The scalar key suffix under which burn records each parameter's rank.
 const RANK: &str = ".__rank";
 
@@ -29,8 +32,15 @@ pub(crate) fn load_optimizer<M: Module>(
     model: &M,
     optimizer: ModuleOptimizer,
 ) -> Result<ModuleOptimizer, String> {
-    // Shared, so that the check reads the same bytes as the load, not a copy.
-    let bytes = Bytes::from_bytes_vec(record).shared();
+    // Taken as they are where the allocator aligned them for any element (as it does a buffer of
+    // this size): burn copies bytes it is not told are aligned into memory that is, a second pass
+    // over a record twice the model's size. Shared, so that the check reads the same bytes as the
+    // load, not a copy.
+    let bytes = match record.as_ptr().align_offset(MAX_ALIGN) {
+        0 => Bytes::from_elems(record),
+        _ => Bytes::from_bytes_vec(record),
+    }
+    .shared();
     check(bytes.clone(), &shapes(model))?;
     optimizer.from_bytes(bytes).map_err(|e| e.to_string())
 }
