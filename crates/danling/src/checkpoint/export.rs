@@ -311,7 +311,7 @@ fn transpose_elements<const N: usize, B: Byte>(
 /// stores: each line goes to memory whole, without first being read into the cache, as an ordinary
 /// store has it. Those reads double the traffic of a transposition, whose writes land too far apart
 /// for the cache to gather: a 10 000 × 10 000 f32 weight took four times as long as a copy of it
-/// value by value, and twice as long this way. Returns how many input rows it did (a multiple of
+/// value by value, and two and a half times this way. Returns how many input rows it did (a multiple of
 /// `T`: none where the output is not aligned for it); the caller does the rest.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
