@@ -14,8 +14,8 @@
 //! rank 0 writes into a checkpoint, so a resume is exact on every rank and evaluation on N ranks
 //! equals evaluation of that checkpoint on one.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Tensor, TensorData};
+use super::grads::{Floats, floats_from_slice, floats_to_vec};
+use burn::module::Module;
 
 /// Publishes the pending updates of every `RunningState` in `model`, in place (the states are
 /// shared with the copy `valid` returns, which is dropped).
@@ -28,56 +28,12 @@ pub(super) fn sync<M: Module>(model: &M) {
 /// every rank, so a broadcast leaves them as they are.
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // used by the MPI platform
 pub(super) fn buffers_to_vec<M: Module>(model: &M) -> Vec<f32> {
-    struct Flatten(Vec<f32>);
-    impl ModuleVisitor for Flatten {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if param.is_require_grad() {
-                return;
-            }
-            super::grads::extend_f32(&mut self.0, &param.val().into_data().convert::<f32>());
-        }
-    }
-    let mut visitor = Flatten(Vec::new());
-    model.visit(&mut visitor);
-    visitor.0
+    floats_to_vec(model, Floats::Buffers)
 }
 
-/// `model` with its buffers replaced by `values`, laid out as [`buffers_to_vec`] lays them out.
-/// `None` when `values` has another length.
+/// `model` with its buffers replaced by `values`, laid out as [`buffers_to_vec`] lays them out, each
+/// in its own dtype. `None` when `values` has another length.
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // used by the MPI platform
 pub(super) fn buffers_from_slice<M: Module>(model: M, values: &[f32]) -> Option<M> {
-    struct Assign<'a> {
-        values: &'a [f32],
-        at: usize,
-        short: bool,
-    }
-    impl ModuleMapper for Assign<'_> {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if param.is_require_grad() {
-                return param;
-            }
-            let shape = param.lazy_shape().to_vec();
-            let len = shape.iter().product::<usize>();
-            let Some(part) = self.values.get(self.at..self.at + len) else {
-                self.short = true;
-                return param;
-            };
-            self.at += len;
-            // In the buffer's own dtype (from f32 exactly when it is f32).
-            let dtype = param.val().dtype();
-            let tensor = Tensor::from_data(
-                TensorData::new(part.to_vec(), shape),
-                (&param.lazy_device(), dtype),
-            );
-            let id = param.id;
-            param.transform_for_load(tensor, id)
-        }
-    }
-    let mut mapper = Assign {
-        values,
-        at: 0,
-        short: false,
-    };
-    let model = model.map(&mut mapper);
-    (!mapper.short && mapper.at == values.len()).then_some(model)
+    floats_from_slice(model, values, Floats::Buffers)
 }

@@ -194,27 +194,60 @@ pub fn gradients_from_slice<M: Module>(
 /// Every float parameter of `model`, flattened in the model's visit order into one host vector: what
 /// a data-parallel platform broadcasts so that every rank starts from rank 0's weights.
 pub fn parameters_to_vec<M: Module>(model: &M) -> Vec<f32> {
-    struct Flatten(Vec<f32>);
-    impl ModuleVisitor for Flatten {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            extend_f32(&mut self.0, &param.val().into_data().convert::<f32>());
-        }
-    }
-    let mut visitor = Flatten(Vec::new());
-    model.visit(&mut visitor);
-    visitor.0
+    floats_to_vec(model, Floats::All)
 }
 
 /// `model` with its float parameters replaced by `values`, laid out as [`parameters_to_vec`] lays
 /// them out (ids, devices and `require_grad` kept). `None` when `values` has another length.
 pub fn parameters_from_slice<M: Module>(model: M, values: &[f32]) -> Option<M> {
+    floats_from_slice(model, values, Floats::All)
+}
+
+/// Which float tensors of a model [`floats_to_vec`] and [`floats_from_slice`] move.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Floats {
+    /// Every one, written back as f32.
+    All,
+    /// Those that do not require a gradient (buffers and frozen parameters), written back in
+    /// their own dtype.
+    Buffers,
+}
+
+impl Floats {
+    fn takes<const D: usize>(self, param: &Param<Tensor<D>>) -> bool {
+        self == Floats::All || !param.is_require_grad()
+    }
+}
+
+/// The `which` float tensors of `model`, flattened in the model's visit order into one host vector.
+pub(super) fn floats_to_vec<M: Module>(model: &M, which: Floats) -> Vec<f32> {
+    struct Flatten(Vec<f32>, Floats);
+    impl ModuleVisitor for Flatten {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.1.takes(param) {
+                extend_f32(&mut self.0, &param.val().into_data().convert::<f32>());
+            }
+        }
+    }
+    let mut visitor = Flatten(Vec::new(), which);
+    model.visit(&mut visitor);
+    visitor.0
+}
+
+/// `model` with its `which` float tensors replaced by `values`, laid out as [`floats_to_vec`] lays
+/// them out (ids, devices and `require_grad` kept). `None` when `values` has another length.
+pub(super) fn floats_from_slice<M: Module>(model: M, values: &[f32], which: Floats) -> Option<M> {
     struct Assign<'a> {
         values: &'a [f32],
         at: usize,
         short: bool,
+        which: Floats,
     }
     impl ModuleMapper for Assign<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if !self.which.takes(&param) {
+                return param;
+            }
             let shape = param.lazy_shape().to_vec();
             let len = shape.iter().product::<usize>();
             let Some(part) = self.values.get(self.at..self.at + len) else {
@@ -222,9 +255,13 @@ pub fn parameters_from_slice<M: Module>(model: M, values: &[f32]) -> Option<M> {
                 return param;
             };
             self.at += len;
+            let dtype = match self.which {
+                Floats::All => DType::F32,
+                Floats::Buffers => param.val().dtype(),
+            };
             let tensor = Tensor::from_data(
                 TensorData::new(part.to_vec(), shape),
-                (&param.lazy_device(), DType::F32),
+                (&param.lazy_device(), dtype),
             );
             let id = param.id;
             param.transform_for_load(tensor, id)
@@ -234,6 +271,7 @@ pub fn parameters_from_slice<M: Module>(model: M, values: &[f32]) -> Option<M> {
         values,
         at: 0,
         short: false,
+        which,
     };
     let model = model.map(&mut mapper);
     (!mapper.short && mapper.at == values.len()).then_some(model)
