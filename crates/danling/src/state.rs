@@ -126,7 +126,11 @@ pub struct EpochProgress {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranks: Vec<RankProgress>,
     /// Scalars the callbacks asked for so far in this epoch, for its record.
-    #[serde(default, with = "crate::nonfinite::record", skip_serializing_if = "Record::is_empty")]
+    #[serde(
+        default,
+        with = "crate::nonfinite::record",
+        skip_serializing_if = "Record::is_empty"
+    )]
     pub scalars: Record,
 }
 
@@ -244,7 +248,9 @@ mod tests {
                 growth_tracker: 7,
                 overflows: 3,
             }),
-            callbacks: [("counter".to_owned(), serde_json::json!({"seen": 17}))].into_iter().collect(),
+            callbacks: [("counter".to_owned(), serde_json::json!({"seen": 17}))]
+                .into_iter()
+                .collect(),
         }
     }
 

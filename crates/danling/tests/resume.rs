@@ -12,9 +12,7 @@ use burn::tensor::Device;
 use common::{Classify, Net, comparable, config, data, runner, serial, weights};
 use danling::log::Console;
 use danling::runner::Runner;
-use danling::runner::callback::{
-    Checkpoint as CallbackCheckpoint, Evaluation, RunEnd, RunStart, Step,
-};
+use danling::runner::callback::{Checkpoint as CallbackCheckpoint, Evaluation, RunEnd, RunStart, Step};
 use danling::runner::{Callback, CallbackError, Control};
 use danling::{Config, Identity, Override};
 
@@ -319,21 +317,38 @@ impl Callback<Net> for Counter {
         self.evaluations += 1;
         assert!(evaluation.record.contains_key("val"));
         control.record("val", "evaluations", self.evaluations as f64);
-        self.events.lock().unwrap().push(format!("evaluation {}", evaluation.index));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("evaluation {}", evaluation.index));
     }
     fn on_checkpoint(&mut self, checkpoint: &CallbackCheckpoint<'_>) {
-        assert!(checkpoint.path.is_file(), "{} is on disk", checkpoint.path.display());
-        let name = checkpoint.path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            checkpoint.path.is_file(),
+            "{} is on disk",
+            checkpoint.path.display()
+        );
+        let name = checkpoint
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         self.events.lock().unwrap().push(format!("checkpoint {name}"));
     }
     fn on_run_end(&mut self, end: &RunEnd<'_>) {
-        self.events.lock().unwrap().push(format!("end {} {}", end.outcome, end.step));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("end {} {}", end.outcome, end.step));
     }
     fn state(&self) -> Option<serde_json::Value> {
         Some(serde_json::json!({"seen": self.seen, "evaluations": self.evaluations}))
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<(), CallbackError> {
-        self.seen = state["seen"].as_u64().ok_or_else(|| CallbackError("no seen".into()))?;
+        self.seen = state["seen"]
+            .as_u64()
+            .ok_or_else(|| CallbackError("no seen".into()))?;
         self.evaluations = state["evaluations"].as_u64().unwrap_or(0);
         Ok(())
     }
@@ -351,7 +366,10 @@ fn a_callbacks_state_scalars_and_stop_resume_exactly() {
     assert_eq!(trained.stopped, None);
     let expected = comparable(&trained.results);
     let record = trained.results.get(3).unwrap();
-    assert_eq!(record["train"]["counted"], 12.0, "the count of the epoch's last multiple of 3");
+    assert_eq!(
+        record["train"]["counted"], 12.0,
+        "the count of the epoch's last multiple of 3"
+    );
     assert!(record["train"]["step_loss"].is_finite());
     assert_eq!(record["val"]["evaluations"], 3.0);
     let events = events.lock().unwrap().clone();
@@ -359,8 +377,14 @@ fn a_callbacks_state_scalars_and_stop_resume_exactly() {
     assert_eq!(events.last().map(String::as_str), Some("end finished 12"));
     assert_eq!(events.iter().filter(|e| e.starts_with("step ")).count(), 12);
     assert_eq!(events.iter().filter(|e| e.starts_with("evaluation ")).count(), 3);
-    assert!(events.contains(&"checkpoint step-5.safetensors".to_owned()), "{events:?}");
-    assert!(events.contains(&"checkpoint latest.safetensors".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"checkpoint step-5.safetensors".to_owned()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"checkpoint latest.safetensors".to_owned()),
+        "{events:?}"
+    );
     let dir = trained.dir.clone().unwrap();
 
     // Resumed from every step, the callback's state comes back: the same scalars, the same run.
@@ -440,14 +464,25 @@ fn a_programs_optimizer_is_declared_in_the_config_and_resumes_exactly() {
         let mut resumed = runner(config(root.path(), &from)).optimizer(nesterov);
         let finished = resumed.train().unwrap();
         assert_eq!(weights(&resumed), weights(&straight), "from step {k}");
-        assert_eq!(comparable(&finished.results), comparable(&trained.results), "from step {k}");
+        assert_eq!(
+            comparable(&finished.results),
+            comparable(&trained.results),
+            "from step {k}"
+        );
     }
     // The description is hashed: another one is another run.
     let other = config(
         root.path(),
-        &[("optim.type", "custom"), ("optim.custom", "{sgd: {momentum: 0.8, nesterov: true}}")],
+        &[
+            ("optim.type", "custom"),
+            ("optim.custom", "{sgd: {momentum: 0.8, nesterov: true}}"),
+        ],
     );
-    let id = |config: Config| Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap().id;
+    let id = |config: Config| {
+        Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "")
+            .unwrap()
+            .id
+    };
     assert_ne!(id(other), id(config(root.path(), &custom)));
 
     // The config and the program must agree.
@@ -462,8 +497,9 @@ fn a_programs_optimizer_is_declared_in_the_config_and_resumes_exactly() {
         .unwrap_err()
         .to_string();
     assert!(undeclared.contains("optim.type: custom"), "{undeclared}");
-    let error = Config::<danling::NoSections>::load(None, &[Override::parse("optim.type", "custom").unwrap()])
-        .unwrap_err()
-        .to_string();
+    let error =
+        Config::<danling::NoSections>::load(None, &[Override::parse("optim.type", "custom").unwrap()])
+            .unwrap_err()
+            .to_string();
     assert!(error.contains("optim.custom"), "{error}");
 }

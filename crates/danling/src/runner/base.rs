@@ -247,7 +247,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 "Runner::optimizer was given an optimizer, but optim.type is {}: set optim.type: \
                  custom and describe the optimizer in optim.custom, so that the id and runner.yaml say \
                  what trained the run",
-                serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             ))),
             (_, None) => build_optimizer(&self.config.optim)
                 .ok_or_else(|| RunnerError::Optimizer("no optimizer".into())),
