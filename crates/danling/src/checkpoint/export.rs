@@ -133,14 +133,20 @@ pub(crate) fn export(planned: Vec<Planned>) -> Vec<Exported> {
 
 /// Every float parameter of `model`, named `model.{path}` in PyTorch's layout, not read yet.
 pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
-    struct Collect {
+    plan_prefixed(model, MODEL_PREFIX)
+}
+
+/// [`plan`], each name under `prefix` (`ema.` for the averaged weights).
+pub(crate) fn plan_prefixed<M: Module>(model: &M, prefix: &str) -> Result<Vec<Planned>, String> {
+    struct Collect<'a> {
+        prefix: &'a str,
         tensors: Vec<Planned>,
         error: Option<String>,
     }
-    impl PathVisitor for Collect {
+    impl PathVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, at: &ModulePath, param: &Param<Tensor<D>>) {
             let (name, transpose) = at.file_name(D);
-            let name = format!("{MODEL_PREFIX}{name}");
+            let name = format!("{}{name}", self.prefix);
             let tensor = param.val();
             let dtype = match tensor.dtype() {
                 DType::F64 => Dtype::F64,
@@ -176,6 +182,7 @@ pub(crate) fn plan<M: Module>(model: &M) -> Result<Vec<Planned>, String> {
     let collect = visit_with_path(
         model,
         Collect {
+            prefix,
             tensors: Vec::new(),
             error: None,
         },

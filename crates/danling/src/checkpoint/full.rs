@@ -12,10 +12,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::CheckpointError;
-use super::export::{Planned, export, plan};
+use super::export::{Planned, export, plan, plan_prefixed};
 use super::header::Opened;
 use super::integrity::{CHECKSUM, Tally, checksum, has_crc, intact};
-use super::model::{header, load_opened, widest_first};
+use super::model::{EMA_PREFIX, header, load_opened, load_section, widest_first};
 use super::optimizer::{assign_param_ids, load_optimizer, param_ids};
 use crate::fs::{AtomicFile, IoError};
 use crate::identity::Identity;
@@ -50,7 +50,7 @@ pub fn save_checkpoint<M: Module>(
     optimizer: &ModuleOptimizer,
     checkpoint: &Checkpoint,
 ) -> Result<(), CheckpointError> {
-    Prepared::new(path, model, optimizer, checkpoint)?.write(path)
+    Prepared::new(path, model, None, optimizer, checkpoint)?.write(path)
 }
 
 /// A full checkpoint captured at one instant, to be read out and written on any thread while
@@ -67,15 +67,20 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Captures everything a checkpoint holds; `path` only names the file in errors.
+    /// Captures everything a checkpoint holds, the averaged weights `ema` (as `ema.{path}`) when the
+    /// run keeps them; `path` only names the file in errors.
     pub(crate) fn new<M: Module>(
         path: &Path,
         model: &M,
+        ema: Option<&M>,
         optimizer: &ModuleOptimizer,
         checkpoint: &Checkpoint,
     ) -> Result<Self, CheckpointError> {
         let format = |message: String| CheckpointError::format(path, message);
-        let planned = plan(model).map_err(format)?;
+        let mut planned = plan(model).map_err(format)?;
+        if let Some(ema) = ema {
+            planned.extend(plan_prefixed(ema, EMA_PREFIX).map_err(format)?);
+        }
         let scheduler = serde_json::to_vec(&checkpoint.scheduler).map_err(|e| format(e.to_string()))?;
         let mut metadata = HashMap::from([
             ("format".to_owned(), "danling.checkpoint".to_owned()),
@@ -155,6 +160,18 @@ pub fn load_checkpoint<M: Module>(
     model: M,
     optimizer: ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer, Checkpoint), CheckpointError> {
+    let (model, _, optimizer, checkpoint) = load_with_ema(path, model, None, optimizer)?;
+    Ok((model, optimizer, checkpoint))
+}
+
+/// [`load_checkpoint`], and the averaged weights into `ema` when given: `None` back when the file
+/// holds none (a checkpoint of a run without `ema`).
+pub(crate) fn load_with_ema<M: Module>(
+    path: &Path,
+    model: M,
+    ema: Option<M>,
+    optimizer: ModuleOptimizer,
+) -> Result<(M, Option<M>, ModuleOptimizer, Checkpoint), CheckpointError> {
     let format = |message: String| CheckpointError::format(path, message);
     let (opened, metadata) = open_full(path)?;
     // Each tensor is checksummed as it is read, once, and the rest of the file after: nothing read
@@ -164,15 +181,31 @@ pub fn load_checkpoint<M: Module>(
     let loaded = (|| -> Result<_, CheckpointError> {
         let checkpoint = parse(path, &opened, &metadata, &mut tally)?;
         let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
-        let model = load_opened(model, &opened, path, has_crc(&metadata).then_some(&mut tally))?;
+        let crc = has_crc(&metadata);
+        let model = load_opened(model, &opened, path, crc.then_some(&mut tally))?;
+        let saved = opened
+            .metadata
+            .offset_keys()
+            .iter()
+            .any(|name| name.starts_with(EMA_PREFIX));
+        let ema = match ema.filter(|_| saved) {
+            Some(ema) => Some(load_section(
+                ema,
+                &opened,
+                path,
+                crc.then_some(&mut tally),
+                Some(EMA_PREFIX),
+            )?),
+            None => None,
+        };
         let record = opened.read(OPTIMIZER, Some(&mut tally)).map_err(format)?;
-        Ok((checkpoint, ids, model, record))
+        Ok((checkpoint, ids, model, ema, record))
     })();
-    let (checkpoint, ids, model, record) = intact(path, &opened, &metadata, &tally, loaded)?;
+    let (checkpoint, ids, model, ema, record) = intact(path, &opened, &metadata, &tally, loaded)?;
     let model = assign_param_ids(model, &ids).map_err(|e| format(format!("param_ids: {e}")))?;
     let optimizer =
         load_optimizer(record, &model, optimizer).map_err(|e| format(format!("optimizer state: {e}")))?;
-    Ok((model, optimizer, checkpoint))
+    Ok((model, ema, optimizer, checkpoint))
 }
 
 /// Reads what a checkpoint says about its run (config, state, results, identity, scheduler) without

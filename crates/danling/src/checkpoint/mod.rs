@@ -22,16 +22,16 @@ mod header;
 mod integrity;
 mod model;
 mod optimizer;
-mod path;
+pub(crate) mod path;
 mod read;
 
 use std::path::{Path, PathBuf};
 
 use crate::fs::IoError;
 
-pub(crate) use full::Prepared;
 pub use full::{Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint};
-pub use model::{MODEL_PREFIX, load_model, save_model};
+pub(crate) use full::{Prepared, load_with_ema};
+pub use model::{EMA_PREFIX, MODEL_PREFIX, load_ema, load_model, save_model};
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,11 @@ use crate::fs::{AtomicFile, IoError};
 
 /// The prefix of model tensors in a checkpoint.
 pub const MODEL_PREFIX: &str = "model.";
+/// The prefix of the averaged weights (`ema`) in a checkpoint.
+pub const EMA_PREFIX: &str = "ema.";
+
+/// Names of a full checkpoint's tensors that are no model weights.
+const NOT_MODEL: [&str; 3] = ["optimizer.", "scheduler.", EMA_PREFIX];
 
 /// Writes a checkpoint that holds only the model's parameters to `path`, atomically.
 ///
@@ -137,8 +142,41 @@ pub(crate) fn load_opened<M: Module>(
     path: &Path,
     tally: Option<&mut Tally>,
 ) -> Result<M, CheckpointError> {
+    load_section(model, opened, path, tally, None)
+}
+
+/// Loads the averaged weights (`ema.{path}`) of a full checkpoint into `model`, which must match
+/// them as a model matches its `model.` tensors. The whole file is checked against its checksum
+/// first. Every checkpoint of a run with `ema` holds them, `best` included.
+pub fn load_ema<M: Module>(model: M, path: &Path) -> Result<M, CheckpointError> {
+    let opened = Opened::open(path)?;
+    let metadata = opened.metadata.metadata().clone().unwrap_or_default();
+    let mut tally = Tally::default();
+    let loaded = load_section(
+        model,
+        &opened,
+        path,
+        has_crc(&metadata).then_some(&mut tally),
+        Some(EMA_PREFIX),
+    );
+    match has_checksum(&metadata) {
+        true => intact(path, &opened, &metadata, &tally, loaded),
+        false => loaded,
+    }
+}
+
+/// [`load_opened`] of the model's tensors (`prefix` `None`: `model.{path}`, or bare names), or of
+/// those under `prefix` alone.
+pub(crate) fn load_section<M: Module>(
+    model: M,
+    opened: &Opened,
+    path: &Path,
+    tally: Option<&mut Tally>,
+    prefix: Option<&str>,
+) -> Result<M, CheckpointError> {
     let format = |message: String| CheckpointError::format(path, message);
     let loader = Loader {
+        prefix,
         opened,
         tally,
         used: HashSet::new(),
@@ -165,11 +203,20 @@ pub(crate) fn load_opened<M: Module>(
         .metadata
         .offset_keys()
         .into_iter()
-        .filter(|n| !loader.used.contains(n) && !n.starts_with("optimizer.") && !n.starts_with("scheduler."))
+        .filter(|n| {
+            !loader.used.contains(n)
+                && match prefix {
+                    Some(prefix) => n.starts_with(prefix),
+                    None => !NOT_MODEL.iter().any(|other| n.starts_with(other)),
+                }
+        })
         .collect();
     unused.sort();
     if let Some(name) = unused.into_iter().next() {
-        let name = name.strip_prefix(MODEL_PREFIX).map(str::to_owned).unwrap_or(name);
+        let name = name
+            .strip_prefix(prefix.unwrap_or(MODEL_PREFIX))
+            .map(str::to_owned)
+            .unwrap_or(name);
         return Err(mismatch(name, "is in the checkpoint but not in the model".into()));
     }
     Ok(model)
@@ -177,6 +224,8 @@ pub(crate) fn load_opened<M: Module>(
 
 /// Replaces each float parameter with its tensor from the file, noting the first problem of each kind.
 struct Loader<'a> {
+    /// Where the tensors are: `None` for the model's (`model.{path}`, or a bare name).
+    prefix: Option<&'a str>,
     opened: &'a Opened,
     /// Where the CRC-32C of each tensor read goes, for a file that carries one.
     tally: Option<&'a mut Tally>,
@@ -261,13 +310,17 @@ impl PathMapper for Loader<'_> {
         if self.broken.is_some() {
             return param;
         }
-        let parameter = at.burn_name();
+        let parameter = format!("{}{}", self.prefix.unwrap_or_default(), at.burn_name());
         let (name, transpose) = at.file_name(D);
-        let prefixed = format!("{MODEL_PREFIX}{name}");
-        let name = if self.opened.metadata.info(&prefixed).is_some() {
-            prefixed
-        } else {
-            name
+        let name = match self.prefix {
+            Some(prefix) => format!("{prefix}{name}"),
+            None => {
+                let prefixed = format!("{MODEL_PREFIX}{name}");
+                match self.opened.metadata.info(&prefixed) {
+                    Some(_) => prefixed,
+                    None => name,
+                }
+            }
         };
         let shape = param.lazy_shape().to_vec();
         match self.read(&name, transpose, &shape) {

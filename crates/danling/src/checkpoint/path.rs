@@ -73,6 +73,20 @@ pub(crate) trait PathMapper {
     fn map_float<const D: usize>(&mut self, at: &ModulePath, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
 }
 
+/// Each trainable parameter's burn path (`norm.gamma`) and name in a checkpoint (`norm.weight`,
+/// without `model.`), in visit order.
+pub(crate) fn trainable_names<M: Module>(model: &M) -> Vec<(String, String)> {
+    struct Names(Vec<(String, String)>);
+    impl PathVisitor for Names {
+        fn visit_float<const D: usize>(&mut self, at: &ModulePath, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0.push((at.burn_name(), at.file_name(D).0));
+            }
+        }
+    }
+    visit_with_path(model, Names(Vec::new())).0
+}
+
 /// Runs `visitor` over `model`'s float parameters, and returns it.
 pub(crate) fn visit_with_path<M: Module, V: PathVisitor>(model: &M, visitor: V) -> V {
     let mut tracked = Tracked {

@@ -106,6 +106,8 @@ pub struct Config<S = NoSections> {
     pub precision: Precision,
     /// Where the run executes.
     pub device: Device,
+    /// An exponential moving average of the weights, evaluated beside them (`null`: none).
+    pub ema: Option<EmaConfig>,
 
     /// How the runner cuts the splits into batches: `data.batch_size` and `data.shuffle`. The rest
     /// of the `data` mapping, if any, belongs to the user's sections (the data set itself).
@@ -158,6 +160,7 @@ impl<S: Default> Default for Config<S> {
             nonfinite: NonFinite::Skip,
             precision: Precision::F32,
             device: Device::Auto,
+            ema: None,
             data: DataConfig::default(),
             optim: OptimConfig::default(),
             sched: SchedConfig::default(),
@@ -250,6 +253,16 @@ impl DataConfig {
     pub const KEYS: [&'static str; 2] = ["batch_size", "shuffle"];
 }
 
+/// `ema`: after every optimizer step, `ema ← ema + (θ − ema)·(1 − decay)` for every float tensor
+/// of the model (parameters and buffers, such as BatchNorm's statistics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmaConfig {
+    /// The weight of the average on each step, in `[0, 1)`: 0.999 averages over about the last
+    /// thousand steps.
+    pub decay: f64,
+}
+
 /// The optimizer section, `optim`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -269,6 +282,29 @@ pub struct OptimConfig {
     /// hyperparameters), hashed and recorded like every key; the program hands the runner the
     /// optimizer itself (`Runner::optimizer`).
     pub custom: Option<serde_json::Value>,
+    /// Parameter groups, in order: each parameter takes the first group whose `match` finds its
+    /// name; the others keep `lr` and `weight_decay` above.
+    pub groups: Vec<ParamGroupConfig>,
+}
+
+/// One parameter group of `optim.groups`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamGroupConfig {
+    /// A regular expression searched for in each parameter's name as the checkpoint writes it
+    /// (without `model.`: `layers.0.bias`, `norm.weight`).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// The group's learning rate as a multiple of the scheduled one.
+    #[serde(default = "one")]
+    pub lr_scale: f64,
+    /// The group's weight decay; `null` keeps `optim.weight_decay`.
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for OptimConfig {
@@ -280,6 +316,7 @@ impl Default for OptimConfig {
             momentum: 0.0,
             betas: [0.9, 0.999],
             custom: None,
+            groups: Vec::new(),
         }
     }
 }

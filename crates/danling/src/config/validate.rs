@@ -71,6 +71,36 @@ impl<S: Sections> Config<S> {
             }
             _ => {}
         }
+        for (i, group) in self.optim.groups.iter().enumerate() {
+            if let Err(error) = regex::Regex::new(&group.pattern) {
+                let reason = error
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                return Err(ConfigError::invalid_value(
+                    &format!("optim.groups[{i}].match"),
+                    format!("{:?}", group.pattern),
+                    &format!("a regular expression ({reason})"),
+                ));
+            }
+            non_negative(&format!("optim.groups[{i}].lr_scale"), Some(group.lr_scale))?;
+            non_negative(&format!("optim.groups[{i}].weight_decay"), group.weight_decay)?;
+            if group.weight_decay.is_some() && self.optim.kind == super::OptimKind::Custom {
+                return Err(ConfigError::Conflict {
+                    first: format!("optim.groups[{i}].weight_decay"),
+                    second: "optim.type".into(),
+                    reason: "a program's own optimizer sets its own weight decay: give the group \
+                             only lr_scale, or build the decay into the optimizer"
+                        .into(),
+                });
+            }
+        }
+        if let Some(ema) = &self.ema {
+            unit_interval("ema.decay", ema.decay)?;
+        }
         positive("max_grad_norm", self.max_grad_norm)?;
         positive("max_grad_value", self.max_grad_value)?;
         non_negative("sched.final_lr", self.sched.final_lr)?;

@@ -184,13 +184,14 @@ fn git_is_read_from_the_working_directory() {
 /// The canonical form of the default config with `optim.lr: 0.01`. Adding a key to the config changes
 /// it, and with it every run id: update it deliberately.
 const WORKED_CANONICAL: &str = concat!(
-    r#"{"accum_steps":1,"data":{"batch_size":32,"shuffle":true},"deterministic":false,"epochs":10,"expe"#,
-    r#"riment_name":"DanLing","max_grad_norm":null,"max_grad_value":null,"nonfinite":"skip","optim":{"b"#,
-    r#"etas":[0.9,0.999],"custom":null,"lr":0.01,"momentum":0,"type":"adamw","weight_decay":0},"patienc"#,
-    r#"e":null,"precision":"f32","pretrained":null,"run_name":"Run","sched":{"cooldown_steps":null,"fin"#,
-    r#"al_lr":null,"final_lr_ratio":null,"min_lr":null,"scaling":null,"type":"none","warmup_steps":null"#,
-    r#"},"score_mode":null,"score_name":"loss","score_split":null,"seed":1016,"steps":null}"#,
+    r#"{"accum_steps":1,"data":{"batch_size":32,"shuffle":true},"deterministic":false,"ema":null,"epo"#,
+    r#"chs":10,"experiment_name":"DanLing","max_grad_norm":null,"max_grad_value":null,"nonfinite":"ski"#,
+    r#"p","optim":{"betas":[0.9,0.999],"custom":null,"groups":[],"lr":0.01,"momentum":0,"type":"adamw"#,
+    r#"","weight_decay":0},"patience":null,"precision":"f32","pretrained":null,"run_name":"Run","sched"#,
+    r#"":{"cooldown_steps":null,"final_lr":null,"final_lr_ratio":null,"min_lr":null,"scaling":null,"ty"#,
+    r#"pe":"none","warmup_steps":null},"score_mode":null,"score_name":"loss","score_split":null,"seed"#,
+    r#"":1016,"steps":null}"#,
 );
-const WORKED_RUN_UUID: &str = "ae33f802-1b93-5e89-9104-28b4e3d6410e";
-const WORKED_UUID: &str = "315203d3-b208-57c5-8cfb-e06d5beeaea1";
-const WORKED_ID: &str = "xxxxxxxx-ae33f802-315203d3";
+const WORKED_RUN_UUID: &str = "38e38e33-1d4c-5bd4-9d23-e7c1bceb3958";
+const WORKED_UUID: &str = "0620c1e8-266d-58e0-9a72-47c15ee5d969";
+const WORKED_ID: &str = "xxxxxxxx-38e38e33-0620c1e8";

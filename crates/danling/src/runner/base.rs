@@ -9,13 +9,14 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
+use super::ema::Ema;
 use super::platform::broadcast_json;
 use super::{Callback, Launched, Platform, RunnerError, State, Task, mixed};
 use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Config, NoSections, OptimKind, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
-use crate::optim::build_optimizer;
+use crate::optim::{ParamGroups, build_optimizer};
 use crate::results::{Record, Results};
 use crate::rng::Rng;
 
@@ -100,6 +101,10 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) callback_stop: Option<String>,
     /// End-of-epoch checkpoint files being written in the background, for `on_checkpoint`.
     pub(super) writing: Vec<PathBuf>,
+    /// `optim.groups`, resolved on the model when training starts.
+    pub(super) groups: ParamGroups,
+    /// The averaged weights (`ema`), from when training starts.
+    pub(super) ema: Option<Ema<T::Model>>,
 }
 
 impl<T: Task, S: Sections, P: Platform> std::fmt::Debug for Runner<T, S, P> {
@@ -183,6 +188,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             scalars: Record::new(),
             callback_stop: None,
             writing: Vec::new(),
+            groups: ParamGroups::default(),
+            ema: None,
         })
     }
 
@@ -236,9 +243,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         self
     }
 
-    /// A fresh optimizer of the run: the config's, or the program's (`optim.type: custom`).
+    /// A fresh optimizer of the run: the config's, or the program's (`optim.type: custom`), with
+    /// the weight decays of `optim.groups`.
     pub(super) fn fresh_optimizer(&self) -> Result<ModuleOptimizer, RunnerError> {
-        match (self.config.optim.kind, &self.optimizer_factory) {
+        let optimizer = match (self.config.optim.kind, &self.optimizer_factory) {
             (OptimKind::Custom, Some(build)) => Ok(build()),
             (OptimKind::Custom, None) => Err(RunnerError::Optimizer(
                 "optim.type is custom, but no optimizer was given: pass one with Runner::optimizer".into(),
@@ -254,7 +262,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             ))),
             (_, None) => build_optimizer(&self.config.optim)
                 .ok_or_else(|| RunnerError::Optimizer("no optimizer".into())),
-        }
+        }?;
+        Ok(self.groups.apply(&self.config.optim, optimizer))
     }
 
     /// Adds a callback, called after those added before it (see [`super::callback`]).
@@ -292,6 +301,11 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             .expect("the model is back after every optimizer step")
     }
 
+    /// The averaged weights, in a run with `ema` once training has started (a validation copy).
+    pub fn ema_model(&self) -> Option<&T::Model> {
+        self.ema.as_ref().map(Ema::model)
+    }
+
     /// The progress so far.
     pub fn state(&self) -> &State {
         &self.state
@@ -319,7 +333,19 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// A validation snapshot of the model (no autodiff, dropout off), in the precision the batches
     /// are built in.
     pub(super) fn eval_model(&self) -> T::Model {
-        let model = self.model().valid();
+        self.in_eval_precision(self.model().valid())
+    }
+
+    /// A validation snapshot of the averaged weights, when the run keeps them.
+    pub(super) fn eval_ema(&self) -> Option<T::Model> {
+        // `valid` again: the snapshot gets buffers of its own, which a cast cannot then change
+        // under the average.
+        self.ema
+            .as_ref()
+            .map(|ema| self.in_eval_precision(ema.model().valid()))
+    }
+
+    fn in_eval_precision(&self, model: T::Model) -> T::Model {
         match mixed::half(self.config.precision) {
             Some(dtype) => mixed::cast(model, dtype),
             None => model,

@@ -10,6 +10,9 @@ use crate::config::Sections;
 use crate::metrics::AverageMeter;
 use crate::results::{Record, SplitResult};
 
+/// What the averaged weights' results are called in a split: `ema_loss`, `ema_acc`.
+pub const EMA_METRIC_PREFIX: &str = "ema_";
+
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Evaluates the named splits (all evaluation splits when empty) with the current model.
     pub fn evaluate(&mut self, names: &[&str]) -> Result<Record, RunnerError> {
@@ -29,6 +32,21 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             record.insert(self.splits[i].name.clone(), result);
         }
         Ok(record)
+    }
+
+    /// Loss and metrics of one split, with those of the averaged weights beside them (`ema_loss`,
+    /// `ema_{metric}`) in a run with `ema`.
+    pub(super) fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
+        let mut result = self.evaluate_with(&self.eval_model(), split)?;
+        if let Some(ema) = self.eval_ema() {
+            let averaged = self.evaluate_with(&ema, split)?;
+            for (name, value) in averaged {
+                if !matches!(name.as_str(), "time" | "samples_per_s") {
+                    result.insert(format!("{EMA_METRIC_PREFIX}{name}"), value);
+                }
+            }
+        }
+        Ok(result)
     }
 
     /// The outputs of `infer_step` for every sample of a split, in order.
@@ -74,9 +92,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             })
     }
 
-    /// Loss and metrics of one split with a validation snapshot of the model.
-    pub(super) fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
-        let model = self.eval_model();
+    /// Loss and metrics of one split with `model`, a validation snapshot.
+    fn evaluate_with(&self, model: &T::Model, split: usize) -> Result<SplitResult, RunnerError> {
         let device = self.platform.device().clone();
         let mut metrics = self.task.metric_set();
         let mut loss = AverageMeter::default();
@@ -97,7 +114,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 continue;
             }
             let batch = self.collate(split, rows, &device)?;
-            let out = self.task.evaluate_step(&model, &batch);
+            let out = self.task.evaluate_step(model, &batch);
             loss.update(f64::from(out.loss.into_scalar::<f32>()), rows.len() as f64);
             if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
                 metrics.update_tensors(outputs, targets);

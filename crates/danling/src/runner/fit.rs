@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use burn::module::Module;
 use tracing::{info, warn};
 
 use super::base::{LATEST, Trained};
@@ -85,8 +86,15 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if let Some(name) = self.task.metric_set().clash() {
             return Err(RunnerError::MetricName(name));
         }
-        // The config and the program agree on the optimizer (an error names what to change).
-        self.fresh_optimizer()?;
+        // The config and the program agree on the optimizer (an error names what to change), and
+        // every parameter group finds its parameters.
+        let names = crate::checkpoint::path::trainable_names(self.model());
+        self.groups =
+            crate::optim::ParamGroups::resolve(&self.config.optim, names).map_err(RunnerError::Optimizer)?;
+        let fresh = self.fresh_optimizer()?;
+        if !self.groups.is_empty() {
+            self.optimizer = fresh;
+        }
         if let Some(split) = train
             .iter()
             .map(|&i| &self.splits[i])
@@ -99,6 +107,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // Files load before the run directory is touched, so a bad one leaves nothing behind.
         // Precedence: `checkpoint` > `resume` > `pretrained`.
         let (resume_from, resume_warnings) = self.resume_source()?;
+        self.ema = None;
         let mut restored = None;
         let pretrained = self.config.pretrained.clone().filter(|_| resume_from.is_none());
         if let Some(path) = &resume_from {
@@ -106,6 +115,14 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         } else if let Some(path) = &pretrained {
             self.load_weights(path)?;
         }
+        // The average starts at the weights the run starts from, unless the checkpoint kept one.
+        let fresh_average = match (&self.config.ema, &self.ema) {
+            (Some(config), None) => {
+                self.ema = Some(super::ema::Ema::new(config.decay, self.model().valid()));
+                resume_from.is_some()
+            }
+            _ => false,
+        };
         // An f16 run scales its loss; a checkpoint of another precision carries no scaler, or one
         // this run has no use for.
         self.state.scaler = match self.config.precision {
@@ -132,12 +149,22 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             continued,
         )?);
         // A metric says whether higher is better: the default `score_mode` of its name.
-        let higher = self.task.metric_set().higher_is_better(&self.config.score_name);
+        let score_name = &self.config.score_name;
+        let scored = match self.config.ema {
+            Some(_) => score_name
+                .strip_prefix(super::EMA_METRIC_PREFIX)
+                .unwrap_or(score_name),
+            None => score_name,
+        };
+        let higher = self.task.metric_set().higher_is_better(scored);
         if let (None, Some(higher)) = (self.config.score_mode, higher) {
             session.set_score_mode(if higher { ScoreMode::Max } else { ScoreMode::Min });
         }
         for warning in resume_warnings {
             warn!("{warning}");
+        }
+        if fresh_average {
+            info!("the checkpoint holds no averaged weights (ema): the average starts at its weights");
         }
         if let Some((_, _, Some(note))) = &restored {
             info!("{note}");

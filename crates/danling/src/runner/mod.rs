@@ -5,6 +5,7 @@ mod adapt;
 mod base;
 mod buffers;
 pub mod callback;
+mod ema;
 mod error;
 mod evaluate;
 mod fit;
@@ -24,6 +25,7 @@ pub use crate::state::{EpochProgress, LossScaler, State};
 pub use base::{Predictions, Runner, Trained, shuffled_order};
 pub use callback::{Callback, CallbackError, Control};
 pub use error::RunnerError;
+pub use evaluate::EMA_METRIC_PREFIX;
 pub use grads::{
     clamp, clip_norm, global_norm, gradients_from_slice, gradients_to_vec, parameters_from_slice,
     parameters_to_vec,

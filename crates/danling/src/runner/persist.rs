@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use super::base::LATEST;
+use super::ema::Ema;
 use super::platform::broadcast_json;
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use super::{mixed, retention};
-use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_checkpoint, read_checkpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_with_ema, read_checkpoint};
 use crate::config::Sections;
 use crate::fs::{IoError, PendingFiles, link_atomic};
 use crate::identity::{Identity, Parent};
@@ -96,11 +97,15 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     ) -> Result<(Results, Identity, Option<String>), RunnerError> {
         let received = self.receive_checkpoint(path)?;
         let local = received.as_ref().map_or(path, |copy| copy.path());
-        let (model, optimizer, checkpoint) =
-            load_checkpoint(local, self.model().valid(), self.fresh_optimizer()?)?;
+        let averaged = self.config.ema.as_ref().map(|_| self.model().valid());
+        let (model, ema, optimizer, checkpoint) =
+            load_with_ema(local, self.model().valid(), averaged, self.fresh_optimizer()?)?;
         drop(received);
         self.model = Some(self.platform.prepare(mixed::master(model))?);
         self.optimizer = optimizer;
+        if let (Some(config), Some(ema)) = (&self.config.ema, ema) {
+            self.ema = Some(Ema::new(config.decay, ema));
+        }
         self.state = checkpoint.state;
         let note = self.adapt_layout(checkpoint.runtime, &checkpoint.config)?;
         let source = checkpoint.identity;
@@ -239,7 +244,14 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // Published after every step already; again here, so that no path to a checkpoint can
         // read a buffer one update old.
         super::buffers::sync(self.model());
-        Ok(Prepared::new(path, self.model(), &self.optimizer, &checkpoint)?)
+        let ema = self.ema.as_ref().map(Ema::model);
+        Ok(Prepared::new(
+            path,
+            self.model(),
+            ema,
+            &self.optimizer,
+            &checkpoint,
+        )?)
     }
 
     /// Writes a full checkpoint named `name` into the checkpoint directory (on the main process),

@@ -81,12 +81,19 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let gradients = self
             .platform
             .all_reduce_gradients(self.model(), accumulator.grads())?;
+        let updates = self.state.step;
         let stepped = self.optimizer_step(gradients, group_loss, scheduler);
         // The forward passes updated the buffers (BatchNorm's running statistics) whether or not
         // the update was taken: publish them, and give every rank rank 0's. A failed broadcast
         // comes first: it ends the job, where a non-finite stop is every rank's decision.
         self.publish_buffers()?;
         stepped?;
+        // The average follows the updates taken (not the skipped ones), with the buffers published.
+        if self.state.step > updates
+            && let (Some(ema), Some(model)) = (self.ema.as_mut(), self.model.as_ref())
+        {
+            ema.update(model);
+        }
         Ok(trained)
     }
 
@@ -228,7 +235,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         }
         // Taken, not cloned: with the only handle on the parameters, the optimizer updates them in place.
         if let Some(model) = self.model.take() {
-            self.model = Some(self.optimizer.step(scheduler.lr(), model, gradients));
+            let lr = self.groups.learning_rates(scheduler.lr());
+            self.model = Some(self.optimizer.step(lr, model, gradients));
         }
         scheduler.step();
         self.state.step += 1;
