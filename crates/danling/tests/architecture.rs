@@ -813,6 +813,69 @@ fn every_module_imports_only_from_lower_layers_and_the_platform_not_from_the_loo
     );
 }
 
+/// The files of `runner/` that import each other (`platform/` counted as one), as pairs in order.
+fn mutual_imports(src: &Path) -> BTreeSet<(String, String)> {
+    let krate = Crate::read(src);
+    let mut edges = BTreeSet::new();
+    for written in &krate.written {
+        let [runner, file, ..] = written.module.as_slice() else {
+            continue;
+        };
+        if runner != "runner" {
+            continue;
+        }
+        for reached in krate.reached(&written.module, &written.path, written.in_code) {
+            if let [theirs, other, ..] = reached.as_slice()
+                && theirs == "runner"
+                && other != file
+            {
+                edges.insert((file.clone(), other.clone()));
+            }
+        }
+    }
+    edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn no_two_files_of_the_runner_import_each_other() {
+    let found = mutual_imports(&src());
+    assert!(
+        found.is_empty(),
+        "files of runner/ that import each other: {found:?}"
+    );
+}
+
+#[test]
+fn two_runner_files_importing_each_other_are_caught() {
+    let copy = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    for file in &files {
+        let target = copy.path().join(file.strip_prefix(src()).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(file, target).unwrap();
+    }
+    // `step.rs` and the file of the split loop, as they once were.
+    let train = copy.path().join("runner/train.rs");
+    let text = std::fs::read_to_string(&train).unwrap();
+    std::fs::write(&train, format!("{text}\nuse super::step::sgd_like;\n")).unwrap();
+    let step = copy.path().join("runner/step.rs");
+    let text = std::fs::read_to_string(&step).unwrap();
+    std::fs::write(
+        &step,
+        format!("{text}\nfn pending(_: &super::train::Split) {{}}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        mutual_imports(copy.path()),
+        BTreeSet::from([("step".to_owned(), "train".to_owned())])
+    );
+}
+
 /// The violations that appear in a copy of the sources once `plant` has edited it.
 fn planted(plant: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     let copy = tempfile::tempdir().unwrap();

@@ -289,6 +289,8 @@ fn counted(state: &State) -> Result<(), String> {
 /// under the scoring of the checkpoint's config. Derived, and not read back.
 fn early_stop_counter(checkpoint: &Checkpoint) -> u64 {
     let key = |key: &str| checkpoint.config.get(key).and_then(Value::as_str);
+    // Only for readers and never read back: a `score_mode` this version does not know counts as
+    // none (the score name's default), rather than failing a save over a derived number.
     let mode = key("score_mode").and_then(|mode| serde_json::from_value(Value::String(mode.to_owned())).ok());
     let scoring = Scoring::new(
         key("score_split").map(str::to_owned),

@@ -10,6 +10,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use super::ema::Ema;
+use super::hooks::Hooks;
 use super::platform::broadcast_json;
 use super::{Callback, Launched, Platform, RunnerError, State, Task, mixed};
 use crate::checkpoint::{load_model, read_checkpoint};
@@ -17,7 +18,7 @@ use crate::config::{Config, NoSections, OptimKind, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
 use crate::optim::{ParamGroups, build_optimizer};
-use crate::results::{Record, Results};
+use crate::results::Results;
 use crate::rng::Rng;
 
 /// The name of the checkpoint written after every epoch (and every `save_steps` steps).
@@ -93,12 +94,8 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) handle_signals: bool,
     /// Builds the program's own optimizer (`optim.type: custom`).
     pub(super) optimizer_factory: Option<Box<dyn Fn() -> ModuleOptimizer>>,
-    /// The program's callbacks, in order.
-    pub(super) callbacks: Vec<Box<dyn Callback<T::Model>>>,
-    /// Scalars the callbacks asked for during the epoch in progress, for its record.
-    pub(super) scalars: Record,
-    /// A stop a callback of this rank asked for, with its reason.
-    pub(super) callback_stop: Option<String>,
+    /// The program's callbacks, and what they asked for.
+    pub(super) hooks: Hooks<T::Model>,
     /// End-of-epoch checkpoint files being written in the background, for `on_checkpoint`.
     pub(super) writing: Vec<PathBuf>,
     /// `optim.groups`, resolved on the model when training starts.
@@ -184,9 +181,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             console: Console::Stdout,
             handle_signals: true,
             optimizer_factory: None,
-            callbacks: Vec::new(),
-            scalars: Record::new(),
-            callback_stop: None,
+            hooks: Hooks::default(),
             writing: Vec::new(),
             groups: ParamGroups::default(),
             ema: None,
@@ -268,7 +263,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 
     /// Adds a callback, called after those added before it (see [`super::callback`]).
     pub fn callback(mut self, callback: impl Callback<T::Model> + 'static) -> Self {
-        self.callbacks.push(Box::new(callback));
+        self.hooks.push(Box::new(callback));
         self
     }
 

@@ -1,23 +1,54 @@
-//! Calling the program's callbacks (`callback.rs`) at the run's events, and taking what they ask
-//! for (scalars, a stop) to every rank together.
+//! The callbacks component: the program's callbacks (`callback.rs`), called at the run's events
+//! (`events.rs`), with what they asked for (scalars for the epoch's record, a stop) until the run
+//! takes it to every rank together.
 
-use std::path::Path;
+use indexmap::IndexMap;
+use serde_json::Value;
 
-use super::callback::{self, Checkpoint, Evaluation, Step};
-use super::{Control, Platform, ReduceOp, Runner, RunnerError, Task};
-use crate::config::Sections;
+use super::callback::{self, Callback, Checkpoint, Control, Evaluation, RunEnd, RunStart, Step};
+use super::error::RunnerError;
 use crate::results::Record;
 
-/// Scalars for a record, with non-finite values kept.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Scalars(#[serde(with = "crate::nonfinite::record")] Record);
+/// The program's callbacks and what they asked for that the run has not taken yet.
+pub(super) struct Hooks<M> {
+    /// In the order added.
+    callbacks: Vec<Box<dyn Callback<M>>>,
+    /// Scalars asked for during the epoch in progress, for its record (a mid-epoch checkpoint keeps
+    /// them).
+    pub(super) scalars: Record,
+    /// A stop asked for on this rank and not yet agreed by every rank.
+    stop: Option<String>,
+}
 
-impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
-    /// Gives each callback the state the checkpoint resumed from saved for it (by name).
-    pub(super) fn restore_callbacks(&mut self) -> Result<(), RunnerError> {
+impl<M> Default for Hooks<M> {
+    fn default() -> Self {
+        Self {
+            callbacks: Vec::new(),
+            scalars: Record::new(),
+            stop: None,
+        }
+    }
+}
+
+impl<M> Hooks<M> {
+    pub(super) fn push(&mut self, callback: Box<dyn Callback<M>>) {
+        self.callbacks.push(callback);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+    }
+
+    /// The states of the callbacks that keep one, by name, for a checkpoint.
+    pub(super) fn states(&self) -> IndexMap<String, Value> {
+        callback::states(&self.callbacks)
+    }
+
+    /// Gives each callback the state a checkpoint saved for it (by name).
+    pub(super) fn restore(&mut self, states: &IndexMap<String, Value>) -> Result<(), RunnerError> {
         for callback in &mut self.callbacks {
             let name = callback.name();
-            if let Some(state) = self.state.callbacks.get(&name) {
+            if let Some(state) = states.get(&name) {
                 callback
                     .load_state(state)
                     .map_err(|error| RunnerError::Callback {
@@ -29,97 +60,54 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         Ok(())
     }
 
-    /// `on_step` for every callback, after an optimizer step that used `lr`; `loss` reads the step's
-    /// loss on demand.
-    pub(super) fn step_event(&mut self, lr: f64, updated: bool, loss: &dyn Fn() -> f64) {
-        if self.callbacks.is_empty() {
-            return;
-        }
-        let mut control = Control::default();
-        let mut callbacks = std::mem::take(&mut self.callbacks);
-        let step = Step {
-            model: self.model(),
-            step: self.state.step,
-            epoch: self.state.epoch,
-            lr,
-            updated,
-            loss,
-        };
-        for callback in &mut callbacks {
-            callback.on_step(&step, &mut control);
-        }
-        self.callbacks = callbacks;
+    /// Takes what `control` asked for: its scalars into the epoch's, its stop unless one is waiting.
+    fn take(&mut self, mut control: Control) {
         control.take_scalars(&mut self.scalars);
         if let Some(reason) = control.stop {
-            self.callback_stop.get_or_insert(reason);
+            self.stop.get_or_insert(reason);
         }
     }
 
-    /// `on_evaluation` for every callback; then the scalars asked for this epoch (rank 0's, on every
-    /// rank) go into `record`. Returns the stop this rank's callbacks asked for, if any.
-    pub(super) fn evaluation_event(
-        &mut self,
-        index: u64,
-        record: &mut Record,
-    ) -> Result<Option<String>, RunnerError> {
-        if self.callbacks.is_empty() {
-            return Ok(None);
-        }
+    pub(super) fn run_start(&mut self, run: &RunStart<'_, M>) {
         let mut control = Control::default();
-        let mut callbacks = std::mem::take(&mut self.callbacks);
-        let evaluation = Evaluation {
-            model: self.model(),
-            index,
-            record,
-        };
-        for callback in &mut callbacks {
-            callback.on_evaluation(&evaluation, &mut control);
-        }
-        self.callbacks = callbacks;
-        let mut scalars = std::mem::take(&mut self.scalars);
-        control.take_scalars(&mut scalars);
-        if self.platform.world_size() > 1 {
-            // Numbers and strings (non-finite ones as strings): serialising cannot fail, and the
-            // bytes rank 0 sent are what it serialised.
-            let mut bytes = serde_json::to_vec(&Scalars(scalars)).unwrap_or_default();
-            self.platform.broadcast(&mut bytes)?;
-            scalars = serde_json::from_slice::<Scalars>(&bytes)
-                .map(|Scalars(theirs)| theirs)
-                .unwrap_or_default();
-        }
-        callback::apply(record, &scalars);
-        Ok(self.callback_stop.take().or(control.stop))
-    }
-
-    /// The stop the callbacks of any rank asked for (`local`: this rank's), agreed by every rank,
-    /// with the reason of the first rank that asked. Every rank calls it at the same point; nothing
-    /// is exchanged in a run without callbacks.
-    pub(super) fn agreed_callback_stop(&self, local: Option<String>) -> Result<Option<String>, RunnerError> {
-        if self.callbacks.is_empty() || self.platform.world_size() <= 1 {
-            return Ok(local);
-        }
-        let mut flag = [f64::from(u8::from(local.is_some()))];
-        self.platform.all_reduce(&mut flag, ReduceOp::Max)?;
-        if flag[0] == 0.0 {
-            return Ok(None);
-        }
-        let mine = local.unwrap_or_default().into_bytes();
-        Ok(self
-            .platform
-            .all_gather(mine)?
-            .into_iter()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .find(|reason| !reason.is_empty()))
-    }
-
-    /// `on_checkpoint` for every callback: `path` is on disk.
-    pub(super) fn checkpoint_event(&mut self, path: &Path) {
-        let checkpoint = Checkpoint {
-            path,
-            step: self.state.step,
-        };
         for callback in &mut self.callbacks {
-            callback.on_checkpoint(&checkpoint);
+            callback.on_run_start(run, &mut control);
         }
+        self.take(control);
+    }
+
+    pub(super) fn step(&mut self, step: &Step<'_, M>) {
+        let mut control = Control::default();
+        for callback in &mut self.callbacks {
+            callback.on_step(step, &mut control);
+        }
+        self.take(control);
+    }
+
+    /// `on_evaluation`; returns the epoch's scalars (taken) and the stop asked for on this rank.
+    pub(super) fn evaluation(&mut self, evaluation: &Evaluation<'_, M>) -> (Record, Option<String>) {
+        let mut control = Control::default();
+        for callback in &mut self.callbacks {
+            callback.on_evaluation(evaluation, &mut control);
+        }
+        self.take(control);
+        (std::mem::take(&mut self.scalars), self.stop.take())
+    }
+
+    pub(super) fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) {
+        for callback in &mut self.callbacks {
+            callback.on_checkpoint(checkpoint);
+        }
+    }
+
+    pub(super) fn run_end(&mut self, end: &RunEnd<'_>) {
+        for callback in &mut self.callbacks {
+            callback.on_run_end(end);
+        }
+    }
+
+    /// The stop asked for on this rank since it was last taken.
+    pub(super) fn take_stop(&mut self) -> Option<String> {
+        self.stop.take()
     }
 }

@@ -229,7 +229,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             config: self.config.to_value(),
             state: State {
                 progress,
-                callbacks: super::callback::states(&self.callbacks),
+                callbacks: self.hooks.states(),
                 ..self.state.clone()
             },
             results: session.results().clone(),

@@ -6,7 +6,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{DType, FloatDType, Tensor};
 use tracing::{debug, warn};
 
-use super::train::Pending;
+use super::pending::Pending;
 use super::{Platform, ReduceOp, Runner, RunnerError, StepOutput, Task, grads, mixed};
 use crate::config::{NonFinite, Sections};
 use crate::metrics::{AverageMeter, MetricSet, MetricStates};

@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use burn::tensor::Tensor;
 use tracing::info;
 
 use super::base::LATEST;
+use super::pending::Pending;
 use super::platform::all_gather_json;
 use super::report::{progress_bar, split_result, step_line};
 use super::session::Session;
-use super::{EpochProgress, Platform, Runner, RunnerError, Targets, Task};
+use super::{EpochProgress, Platform, Runner, RunnerError, Task};
 use crate::config::Sections;
 use crate::metrics::{AverageMeter, MetricSet, MetricStates};
 use crate::optim::LrScheduler;
@@ -44,7 +44,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // `cursor`: the batches of this split trained so far.
         let (mut metrics, mut loss, skipped_before, mut cursor) = match self.state.progress.take() {
             Some(progress) if progress.split == split => {
-                self.scalars = progress.scalars.clone();
+                self.hooks.scalars = progress.scalars.clone();
                 let (loss, metrics) = self.own_progress(progress.loss, progress.metrics, progress.ranks)?;
                 (metrics, loss, progress.skipped_before, progress.cursor as usize)
             }
@@ -114,17 +114,17 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 Err(error @ RunnerError::NonFinite { .. }) => {
                     // `nonfinite: stop` keeps what was trained: the run can be inspected or resumed.
                     let mut progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
-                    progress.scalars = self.scalars.clone();
+                    progress.scalars = self.hooks.scalars.clone();
                     self.save_full(session, scheduler, Some(progress), LATEST)?;
                     return Err(error);
                 }
                 stepped => stepped?,
             };
             samples += trained;
-            let callback_stop = match self.callbacks.is_empty() {
+            let callback_stop = match self.hooks.is_empty() {
                 true => None,
                 false => {
-                    let local = self.callback_stop.take();
+                    let local = self.hooks.take_stop();
                     self.agreed_callback_stop(local)?
                 }
             };
@@ -135,7 +135,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             let stop = self.stop_requested()?;
             if due || stop.is_some() || callback_stop.is_some() {
                 let mut progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
-                progress.scalars = self.scalars.clone();
+                progress.scalars = self.hooks.scalars.clone();
                 self.save_full(session, scheduler, Some(progress.clone()), LATEST)?;
                 if due {
                     let name = format!("step-{}", self.state.step);
@@ -176,58 +176,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         ];
         let result = split_result(&loss, &metrics, &extra, done, start.elapsed().as_secs_f64());
         Ok((result, samples))
-    }
-}
-
-/// Losses and metric inputs of steps the host has not read yet. They are read at `log_interval`,
-/// before a checkpoint and at the end of the split, in step order, so a step never waits for the
-/// device and the averages are the same bits as if each step had been read at once.
-#[derive(Default)]
-pub(super) struct Pending {
-    steps: Vec<(Tensor<1>, usize, Option<Tensor<2>>, Option<Targets>)>,
-}
-
-impl Pending {
-    pub(super) fn push(
-        &mut self,
-        loss: Tensor<1>,
-        samples: usize,
-        outputs: Option<Tensor<2>>,
-        targets: Option<Targets>,
-    ) {
-        self.steps.push((loss, samples, outputs, targets));
-    }
-
-    /// Micro-batches pushed and not read yet.
-    pub(super) fn len(&self) -> usize {
-        self.steps.len()
-    }
-
-    /// The sample-weighted mean loss of the micro-batches pushed since there were `start` (reads them
-    /// from the device; NaN when there are none).
-    pub(super) fn mean_since(&self, start: usize) -> f64 {
-        let (mut sum, mut samples) = (0.0, 0.0);
-        for (loss, n, ..) in self.steps.iter().skip(start) {
-            sum += f64::from(loss.clone().into_scalar::<f32>()) * *n as f64;
-            samples += *n as f64;
-        }
-        sum / samples
-    }
-
-    pub(super) fn flush(&mut self, loss: &mut AverageMeter, metrics: &mut MetricSet) {
-        if self.steps.is_empty() {
-            return;
-        }
-        let losses: Vec<Tensor<1>> = self.steps.iter().map(|(l, ..)| l.clone()).collect();
-        // Read element by element in whatever dtype the device gave: a failed slice view cannot
-        // drop the losses.
-        let values = Tensor::cat(losses, 0).into_data();
-        for ((_, samples, outputs, targets), value) in self.steps.drain(..).zip(values.iter::<f32>()) {
-            loss.update(f64::from(value), samples as f64);
-            if let (Some(outputs), Some(targets)) = (&outputs, &targets) {
-                metrics.update_tensors(outputs, targets);
-            }
-        }
     }
 }
 
