@@ -851,33 +851,21 @@ fn no_two_files_of_the_runner_import_each_other() {
 
 #[test]
 fn two_runner_files_importing_each_other_are_caught() {
-    let copy = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    sources(&src(), &mut files);
-    for file in &files {
-        let target = copy.path().join(file.strip_prefix(src()).unwrap());
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(file, target).unwrap();
-    }
+    let copy = copy_of_sources();
     // `step.rs` and the file of the split loop, as they once were.
-    let train = copy.path().join("runner/train.rs");
-    let text = std::fs::read_to_string(&train).unwrap();
-    std::fs::write(&train, format!("{text}\nuse super::step::sgd_like;\n")).unwrap();
-    let step = copy.path().join("runner/step.rs");
-    let text = std::fs::read_to_string(&step).unwrap();
-    std::fs::write(
-        &step,
-        format!("{text}\nfn pending(_: &super::train::Split) {{}}\n"),
-    )
-    .unwrap();
+    append(&copy.path().join("runner/train.rs"), "use super::step::sgd_like;");
+    append(
+        &copy.path().join("runner/step.rs"),
+        "fn pending(_: &super::train::Split) {}",
+    );
     assert_eq!(
         mutual_imports(copy.path()),
         BTreeSet::from([("step".to_owned(), "train".to_owned())])
     );
 }
 
-/// The violations that appear in a copy of the sources once `plant` has edited it.
-fn planted(plant: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+/// A copy of the library's sources, to plant imports in.
+fn copy_of_sources() -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     sources(&src(), &mut files);
@@ -886,11 +874,21 @@ fn planted(plant: &[(&str, &str)]) -> BTreeSet<(String, String)> {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::copy(file, target).unwrap();
     }
+    copy
+}
+
+/// Adds `code` at the end of `file`.
+fn append(file: &Path, code: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    std::fs::write(file, format!("{text}\n{code}\n")).unwrap();
+}
+
+/// The violations that appear in a copy of the sources once `plant` has edited it.
+fn planted(plant: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    let copy = copy_of_sources();
     let before = violations(copy.path());
     for (file, code) in plant {
-        let file = copy.path().join(file);
-        let text = std::fs::read_to_string(&file).unwrap();
-        std::fs::write(&file, format!("{text}\n{code}\n")).unwrap();
+        append(&copy.path().join(file), code);
     }
     violations(copy.path())
         .difference(&before)
