@@ -289,11 +289,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     }
 
     /// The model.
-    #[allow(clippy::expect_used)] // the slot is empty only inside `optimizer_step`, which refills it
     pub fn model(&self) -> &T::Model {
-        self.model
-            .as_ref()
-            .expect("the model is back after every optimizer step")
+        present(&self.model)
     }
 
     /// The averaged weights, in a run with `ema` once training has started (a validation copy).
@@ -407,4 +404,13 @@ pub fn shuffled_order(seed: u64, epoch: u64, split: usize, n: usize) -> Vec<usiz
 /// stepped, since `train` refuses to start without the program's.
 fn placeholder_optimizer() -> ModuleOptimizer {
     burn::optim::SgdConfig::new().init()
+}
+
+/// The model in its slot, borrowed alone (so that other fields of the runner can be borrowed
+/// mutably beside it).
+#[allow(clippy::expect_used)] // the slot is empty only inside `optimizer_step`, which refills it
+pub(super) fn present<M>(model: &Option<M>) -> &M {
+    model
+        .as_ref()
+        .expect("the model is back after every optimizer step")
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::base::present;
 use super::callback::{self, Checkpoint, Evaluation, RunStart, Step};
 use super::{Platform, ReduceOp, Runner, RunnerError, Task};
 use crate::config::Sections;
@@ -16,10 +17,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// `on_run_start` for every callback.
     pub(super) fn run_start_event(&mut self, total_steps: u64) {
         let run = RunStart {
-            model: self
-                .model
-                .as_ref()
-                .expect("the model is back after every optimizer step"),
+            model: present(&self.model),
             epoch: self.state.epoch,
             step: self.state.step,
             total_steps,
@@ -34,10 +32,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             return;
         }
         let step = Step {
-            model: self
-                .model
-                .as_ref()
-                .expect("the model is back after every optimizer step"),
+            model: present(&self.model),
             step: self.state.step,
             epoch: self.state.epoch,
             lr,
@@ -58,10 +53,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             return Ok(None);
         }
         let evaluation = Evaluation {
-            model: self
-                .model
-                .as_ref()
-                .expect("the model is back after every optimizer step"),
+            model: present(&self.model),
             index,
             record,
         };
