@@ -228,7 +228,7 @@ fn version_and_no_arguments() {
     );
     let bare = danling(dir.path(), &[]);
     assert!(bare.status.success());
-    assert!(stdout(&bare).starts_with("danling sets up"));
+    assert!(stdout(&bare).starts_with("danling trains its built-in task"));
 }
 
 /// The bundled digits example.

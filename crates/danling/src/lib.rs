@@ -18,12 +18,14 @@
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod env;
 pub mod fs;
 pub mod identity;
 pub mod log;
+pub mod manage;
 pub mod metrics;
 mod nonfinite;
 pub mod optim;

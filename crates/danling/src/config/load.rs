@@ -148,6 +148,15 @@ impl<S: Sections> Config<S> {
 
     /// Resolves a config tree (missing keys take their defaults) and validates it.
     pub fn from_value(tree: Value) -> Result<Self, ConfigError> {
+        let mut config = Self::from_written(tree)?;
+        config.resolve()?;
+        Ok(config)
+    }
+
+    /// A config as a run directory records it (the `config` of `runner.yaml`): the keys are typed
+    /// and a missing one takes its default, but nothing is resolved or validated again, so that a
+    /// run whose file a person edited is still read as it stands.
+    pub fn from_written(tree: Value) -> Result<Self, ConfigError> {
         let Value::Object(map) = tree else {
             return Err(ConfigError::NotAMapping {
                 source_name: "document".into(),
@@ -172,7 +181,6 @@ impl<S: Sections> Config<S> {
                 "sections that serialise to JSON",
             ));
         }
-        config.resolve()?;
         Ok(config)
     }
 

@@ -20,8 +20,14 @@ pub fn read_csv(path: &Path, header: Option<bool>, task: CsvTask) -> Result<Tabu
         path: path.to_owned(),
         source,
     })?;
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let header = header.unwrap_or_else(|| first.split(',').any(|field| field.trim().parse::<f64>().is_err()));
+    let header = header.unwrap_or_else(|| {
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let first = reader.records().flatten().find(|record| !is_blank(record));
+        first.is_some_and(|record| record.iter().any(|field| field.trim().parse::<f64>().is_err()))
+    });
     let rows = parse_rows(&text, path, b',', header)?;
     if rows.is_empty() {
         return Err(DataError::format(path, "no data rows"));
@@ -71,25 +77,39 @@ pub fn read_csv(path: &Path, header: Option<bool>, task: CsvTask) -> Result<Tabu
 }
 
 /// Parses numeric rows separated by `delimiter` (`b' '` means any whitespace), skipping blank lines and,
-/// when `header` is set, the first line. Every row must have the same number of columns.
+/// when `header` is set, the first line. Every row must have the same number of columns. Fields may
+/// be quoted as RFC 4180 has it (`"1.5"`, `"a, b"` in a header).
 pub(crate) fn parse_rows(
     text: &str,
     path: &Path,
     delimiter: u8,
     header: bool,
 ) -> Result<Vec<Vec<f64>>, DataError> {
+    let records: Vec<(u64, Vec<String>)> = if delimiter == b' ' {
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| (i as u64 + 1, line.split_whitespace().map(str::to_owned).collect()))
+            .collect()
+    } else {
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .from_reader(text.as_bytes());
+        let mut records = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| DataError::format(path, format!("not CSV: {e}")))?;
+            let line = record.position().map_or(0, ::csv::Position::line);
+            records.push((line, record.iter().map(str::to_owned).collect()));
+        }
+        records
+    };
     let mut rows: Vec<Vec<f64>> = Vec::new();
-    let lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+    let data = records
+        .into_iter()
+        .filter(|(_, fields)| fields.iter().any(|f| !f.trim().is_empty()))
         .skip(usize::from(header));
-    for (number, line) in lines {
-        let fields: Vec<&str> = if delimiter == b' ' {
-            line.split_whitespace().collect()
-        } else {
-            line.split(char::from(delimiter)).collect()
-        };
+    for (line, fields) in data {
         let mut row = Vec::with_capacity(fields.len());
         for (column, field) in fields.iter().enumerate() {
             let value = field
@@ -101,8 +121,7 @@ pub(crate) fn parse_rows(
                     DataError::format(
                         path,
                         format!(
-                            "line {}, column {}: {:?} is not a number",
-                            number + 1,
+                            "line {line}, column {}: {:?} is not a number",
                             column + 1,
                             field.trim()
                         ),
@@ -116,8 +135,7 @@ pub(crate) fn parse_rows(
             return Err(DataError::format(
                 path,
                 format!(
-                    "line {}: {} columns, but the first row has {}",
-                    number + 1,
+                    "line {line}: {} columns, but the first row has {}",
                     row.len(),
                     first.len()
                 ),
@@ -126,6 +144,11 @@ pub(crate) fn parse_rows(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Whether every field of `record` is empty or spaces.
+fn is_blank(record: &::csv::StringRecord) -> bool {
+    record.iter().all(|field| field.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -162,6 +185,19 @@ mod tests {
                 outputs: 1
             }
         );
+    }
+
+    #[test]
+    fn quoted_fields_are_read_as_csv_has_them() {
+        let (_dir, path) = write("\"width, cm\",\"height\",label\n\"1.5\",2,0\n3,\"4\",1\n");
+        let data = read_csv(&path, None, CsvTask::Classification).unwrap();
+        assert_eq!((data.n, data.d), (2, 2));
+        assert_eq!(data.features, [1.5, 2.0, 3.0, 4.0]);
+        let (_dir, path) = write("1,2,0\n\"3,5\",4,1\n");
+        let err = read_csv(&path, Some(false), CsvTask::Classification)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2, column 1: \"3,5\" is not a number"), "{err}");
     }
 
     #[test]

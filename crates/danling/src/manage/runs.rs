@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use danling::results::ScoreMode;
+use crate::results::ScoreMode;
 use serde_json::{Map, Value, json};
 
 use super::filter::{Filter, field, text};
@@ -13,13 +13,18 @@ use super::scan::{Run, Status};
 /// How the listing is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Aligned columns, fitted to a width.
     Table,
+    /// A JSON array of objects, numbers as numbers.
     Json,
+    /// CSV with a header line.
     Csv,
+    /// A Markdown table.
     Markdown,
 }
 
 impl Format {
+    /// The format named `table`, `json`, `csv` or `md`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "table" => Some(Format::Table),
@@ -34,11 +39,15 @@ impl Format {
 /// What `danling runs` was asked for.
 #[derive(Debug, Default)]
 pub struct Query {
+    /// Keep only the runs it holds for.
     pub filter: Option<Filter>,
     /// The sort key, and whether descending.
     pub sort: Option<(String, bool)>,
+    /// More columns: config keys or `split.metric` values.
     pub columns: Vec<String>,
+    /// Add a column per config key whose values differ across the runs kept.
     pub only_changed: bool,
+    /// One row per value of this key: its best run.
     pub group_by: Option<String>,
 }
 
@@ -196,8 +205,11 @@ fn score_label(run: &Run) -> String {
 }
 
 /// The listing: the rows' cells under their column names.
+#[derive(Debug)]
 pub struct Listing {
+    /// The column names.
     pub headers: Vec<String>,
+    /// The cells, row by row.
     pub rows: Vec<Vec<String>>,
     /// The same rows as JSON objects, with numbers as numbers.
     pub objects: Vec<Value>,

@@ -21,7 +21,9 @@ use super::scan::Run;
 /// A parse error: the message and the 1-based character position it is at.
 #[derive(Debug, PartialEq)]
 pub struct FilterError {
+    /// The 1-based character position of the fault.
     pub position: usize,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -31,24 +33,44 @@ impl std::fmt::Display for FilterError {
     }
 }
 
+/// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Op {
+    /// `=`
     Eq,
+    /// `!=`
     Ne,
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `~`: the value's text contains this text.
     Contains,
 }
 
 /// A parsed filter.
 #[derive(Debug, PartialEq)]
 pub enum Filter {
+    /// Both hold.
     And(Box<Filter>, Box<Filter>),
+    /// Either holds.
     Or(Box<Filter>, Box<Filter>),
+    /// It does not hold.
     Not(Box<Filter>),
-    Compare { key: String, op: Op, value: String },
+    /// A key's value compared with a value, as text or as numbers. Build one directly to match a
+    /// value that holds quotes or spaces: nothing is parsed.
+    Compare {
+        /// `name`, `id`, `status`, `group`, a dotted config key or a `split.metric`.
+        key: String,
+        /// The comparison.
+        op: Op,
+        /// The value compared with.
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

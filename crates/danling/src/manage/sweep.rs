@@ -7,14 +7,16 @@
 //! including) stop. A file's `sweep:` mapping gives the same, a list or such a string per key; a key
 //! swept on the command line replaces the file's.
 
-use danling::Override;
+use crate::Override;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// One swept key and its values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Axis {
+    /// The dotted config key.
     pub key: String,
+    /// Its values, in order.
     pub values: Vec<Value>,
 }
 
@@ -193,7 +195,7 @@ pub fn suffix(trial: &[(String, Value)]) -> String {
 /// The default group of a sweep: from the base config (without the swept keys) and the sweep.
 pub fn default_group(base: &Value, axes: &[Axis]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(danling::config::canonical_config(base));
+    hasher.update(crate::config::canonical_config(base));
     for axis in axes {
         hasher.update(axis.key.as_bytes());
         hasher.update(Value::Array(axis.values.clone()).to_string());

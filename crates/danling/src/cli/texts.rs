@@ -3,18 +3,18 @@
 /// The description of `danling sweep`.
 pub(crate) const SWEEP_TEXT: &str = "\
 Train the Cartesian product of some config keys' values: each trial is an ordinary run with its
-own id, its run_name suffixed with its values (lr=0.01_hidden=[64]) and a `group` shared by the
+own id, its run_name suffixed with its values (lr=0.01_seed=1) and a `group` shared by the
 sweep (set --group to name it). Values: a,b is a choice, brackets make one list value, and
 range(start,stop[,step]) counts. A file's `sweep: {optim.lr: [0.1, 0.01]}` mapping sweeps too; a
 key on the command line replaces the file's. Running the same sweep again skips the finished trials
 and resumes the others. A stop signal (Ctrl-C) stops every trial gracefully. Ends with the
 listing of the group's runs.";
 
-/// The examples of `danling sweep`.
+/// The examples of `{app} sweep`.
 pub(crate) const SWEEP_EXAMPLES: &[&str] = &[
-    "danling sweep examples/digits.yaml optim.lr=0.03,0.01,0.003 model.hidden=[64],[128,64] --jobs 2",
-    "danling sweep examples/digits.yaml seed=range(1,6) --dry-run",
-    "danling sweep sweep.yaml --epochs 5             (the file's sweep: mapping, 5 epochs each)",
+    "{app} sweep config.yaml optim.lr=0.03,0.01,0.003 seed=1,2 --jobs 2",
+    "{app} sweep config.yaml seed=range(1,6) --dry-run",
+    "{app} sweep sweep.yaml --epochs 5             (the file's sweep: mapping, 5 epochs each)",
 ];
 
 /// The description of `danling report`.
@@ -23,10 +23,10 @@ Write one HTML file of a project's runs that opens from disk with nothing fetche
 table (sortable, filterable), one chart per split and metric with a line per run (log scale for
 lr), the best run per group, and each run's config with a link to the run it continued.";
 
-/// The examples of `danling report`.
+/// The examples of `{app} report`.
 pub(crate) const REPORT_EXAMPLES: &[&str] = &[
-    "danling report experiments --output report.html",
-    "danling report 1f2e 9a0b --output two.html          (runs by id prefix under experiments/)",
+    "{app} report experiments --output report.html",
+    "{app} report 1f2e 9a0b --output two.html          (runs by id prefix under experiments/)",
     "chromium --headless --screenshot=report.png --window-size=1400,2400 file://$PWD/report.html",
 ];
 
@@ -35,10 +35,10 @@ pub(crate) const COMPARE_TEXT: &str = "\
 Compare two or more runs side by side: the config keys whose values differ, the git commits and
 dirty marks, the best and the last results, and one metric over the index, plotted in the terminal.";
 
-/// The examples of `danling compare`.
+/// The examples of `{app} compare`.
 pub(crate) const COMPARE_EXAMPLES: &[&str] = &[
-    "danling compare experiments/DanLing-Run-1f2e… experiments/DanLing-Run-9a0b…",
-    "danling compare 1f2e 9a0b --metric val.accuracy      (id prefixes under experiments/)",
+    "{app} compare experiments/DanLing-Run-1f2e… experiments/DanLing-Run-9a0b…",
+    "{app} compare 1f2e 9a0b --metric val.accuracy      (id prefixes under experiments/)",
 ];
 
 /// The description of `danling runs`.
@@ -49,25 +49,25 @@ the best score and its index, the last score, the git commit (* when dirty), sta
 trained, and the run it was continued from. A file that cannot be read marks its run damaged;
 it never stops the listing.";
 
-/// What the help of `danling runs` says about filters.
+/// What the help of `{app} runs` says about filters.
 pub(crate) const RUNS_NOTES: &str = "\
 Filters: KEY OP VALUE, joined with and, or, not and parentheses. KEY is name, id, status, group,
 a dotted config key (optim.lr) or a best-result value (val.accuracy); OP is = != < <= > >= or ~
 (contains). Numbers compare as numbers; quote values with spaces ('big run').";
 
-/// The examples of `danling runs`.
+/// The examples of `{app} runs`.
 pub(crate) const RUNS_EXAMPLES: &[&str] = &[
-    "danling runs",
-    "danling runs experiments --filter \"status = finished and optim.lr < 0.01\" --sort -val.accuracy",
-    "danling runs --only-changed --columns val.loss",
-    "danling runs --group-by group --format md",
+    "{app} runs",
+    "{app} runs experiments --filter \"status = finished and optim.lr < 0.01\" --sort -val.accuracy",
+    "{app} runs --only-changed --columns val.loss",
+    "{app} runs --group-by group --format md",
 ];
 
 /// The description of the top-level help.
 pub(crate) const TOP: &str = "\
-danling sets up everything around a training loop on burn: config with files and overrides,
-experiment identity from git and the config, the run directory, results and checkpoints.
-The built-in task trains an MLP on a small tabular data set (see the `model` and `data` keys).";
+Built on danling, which sets up everything around a training loop on burn: config with files and
+overrides, experiment identity from git and the config, the run directory, results and checkpoints.
+`{app} config` prints every config key with its value; `{app} train --help` lists them.";
 
 /// The override section of the top-level help.
 pub(crate) const TOP_OVERRIDES: &str = "\
@@ -79,11 +79,11 @@ Config overrides:
 
 /// The examples of the top-level help.
 pub(crate) const TOP_EXAMPLES: &[&str] = &[
-    "danling train examples/digits.yaml --optim.lr 0.01 --epochs=10",
-    "danling config examples/digits.yaml --model.hidden [64,32] --json",
-    "danling evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors --split val",
-    "danling train RUN/runner.yaml --resume",
-    "danling help train",
+    "{app} train config.yaml --optim.lr 0.01 --epochs=10",
+    "{app} config config.yaml --optim.lr 0.01 --json",
+    "{app} evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors --split val",
+    "{app} train RUN/runner.yaml --resume",
+    "{app} help train",
 ];
 
 /// The last lines of the top-level help.
@@ -93,31 +93,30 @@ Exit codes: 0 on success, 2 for a usage, config or input error, 1 for any other 
 /// The override paragraph of every command's help.
 pub(crate) const COMMAND_OVERRIDES: &str = "\
 Every other --key value or --key=value sets a config key (--optim.lr 0.01); values are YAML
-and a --key alone means true. `danling --help` has the details.";
+and a --key alone means true. `{app} --help` has the details.";
 
 /// The description of `danling train`.
 pub(crate) const TRAIN: &str = "\
-Train the built-in task: an MLP (model.hidden, model.dropout, model.activation, model.norm) on the
-data set named by data.name (digits, breast_cancer, diabetes, synthetic, csv, mnist). Writes the run
+Train the model on its train splits, evaluating every split as it goes. Writes the run
 directory (runner.yaml, run.log, results.json, latest.json, best.json, checkpoints/) and prints
 its path on the last line of stdout.";
 
-/// The examples of `danling train`.
+/// The examples of `{app} train`.
 pub(crate) const TRAIN_EXAMPLES: &[&str] = &[
-    "danling train examples/digits.yaml",
-    "danling train examples/digits.yaml --optim.lr 0.01 --model.hidden [128,64] --epochs=20",
-    "danling train RUN/runner.yaml --resume         (continue the run from its latest checkpoint)",
-    "danling train RUN/runner.yaml --checkpoint RUN/checkpoints/epoch-3.safetensors",
+    "{app} train config.yaml",
+    "{app} train config.yaml --optim.lr 0.01 --epochs=20",
+    "{app} train RUN/runner.yaml --resume         (continue the run from its latest checkpoint)",
+    "{app} train RUN/runner.yaml --checkpoint RUN/checkpoints/epoch-3.safetensors",
 ];
 
 /// The description of `danling evaluate`.
 pub(crate) const EVALUATE: &str = "\
-Evaluate a checkpoint on the built-in task's splits and print {split: {metric: value}} as JSON.";
+Evaluate a checkpoint on the splits of {app} and print {split: {metric: value}} as JSON.";
 
-/// The examples of `danling evaluate`.
+/// The examples of `{app} evaluate`.
 pub(crate) const EVALUATE_EXAMPLES: &[&str] = &[
-    "danling evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors",
-    "danling evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors --split train \\",
+    "{app} evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors",
+    "{app} evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors --split train \\",
     "                 --split val",
 ];
 
@@ -126,9 +125,9 @@ pub(crate) const INFER: &str = "\
 Write a checkpoint's predictions for one split as CSV, one row per sample: index, target (when
 the split has targets), then prob_0 ... prob_{C-1} for classification or pred for regression.";
 
-/// The examples of `danling infer`.
+/// The examples of `{app} infer`.
 pub(crate) const INFER_EXAMPLES: &[&str] = &[
-    "danling infer RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors --split val \\",
+    "{app} infer RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors --split val \\",
     "              --output val.csv",
 ];
 
@@ -137,17 +136,17 @@ pub(crate) const CONFIG_TEXT: &str = "\
 Print the runner.yaml document of a config: the full resolved config (every key, defaults
 included) and the run's identity (ids, name, run directory). Nothing is written.";
 
-/// What the help of `danling config` says before the overrides.
+/// What the help of `{app} config` says before the overrides.
 pub(crate) const CONFIG_NOTES: &str = "\
 The identity is computed after the overrides: overriding a hashed key (optim.lr) changes
 run_id; overriding an ignored key (log_interval, project_root) does not.
 
 ";
 
-/// The examples of `danling config`.
+/// The examples of `{app} config`.
 pub(crate) const CONFIG_EXAMPLES: &[&str] = &[
-    "danling config examples/digits.yaml --optim.lr 0.01",
-    "danling config RUN/runner.yaml --json",
+    "{app} config config.yaml --optim.lr 0.01",
+    "{app} config RUN/runner.yaml --json",
 ];
 
 /// The description of `danling completions`.
@@ -155,9 +154,9 @@ pub(crate) const COMPLETIONS_TEXT: &str = "\
 Print the completion script of a shell: the commands, their flags and the documented config
 keys. Other config keys are not completed.";
 
-/// The examples of `danling completions`.
+/// The examples of `{app} completions`.
 pub(crate) const COMPLETIONS_EXAMPLES: &[&str] = &[
-    "danling completions bash > ~/.local/share/bash-completion/completions/danling",
-    "danling completions zsh > ~/.zfunc/_danling        (with ~/.zfunc on $fpath)",
-    "danling completions fish > ~/.config/fish/completions/danling.fish",
+    "{app} completions bash > ~/.local/share/bash-completion/completions/{app}",
+    "{app} completions zsh > ~/.zfunc/_{app}        (with ~/.zfunc on $fpath)",
+    "{app} completions fish > ~/.config/fish/completions/{app}.fish",
 ];

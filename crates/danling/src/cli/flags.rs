@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ValueHint, value_parser};
 
-use crate::texts::*;
+use serde_json::Value;
+
+use super::App;
+use super::texts::*;
 
 /// The id of the optional config file; a command that has it takes config overrides.
 pub const CONFIG: &str = "config";
@@ -24,6 +27,60 @@ pub const SHELL: &str = "shell";
 pub const COMPLETIONS: &str = "completions";
 /// The shells `completions` writes scripts for.
 pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
+
+/// What the command line knows of the program it belongs to: its name, what it does, and every
+/// config key of its config with the key's default.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// The program's name ([`App::NAME`]).
+    pub name: &'static str,
+    /// What it does ([`App::ABOUT`]).
+    pub about: &'static str,
+    /// Every config key, dotted, with its default as YAML would write it, in the config's order.
+    pub keys: Vec<(String, String)>,
+}
+
+impl Program {
+    /// The program of app `A`.
+    pub fn of<A: App>() -> Self {
+        Self::new::<A::Sections>(A::NAME, A::ABOUT)
+    }
+
+    /// The program `name`, which does `about`, with config sections `S`.
+    pub fn new<S: crate::Sections>(name: &'static str, about: &'static str) -> Self {
+        let tree = crate::Config::<S>::default().to_value();
+        let mut keys = Vec::new();
+        flatten("", &tree, &mut keys);
+        Self { name, about, keys }
+    }
+
+    /// `text` with `{app}` replaced by the program's name.
+    pub fn fill(&self, text: &str) -> String {
+        text.replace("{app}", self.name)
+    }
+}
+
+/// The dotted keys of the mappings of `tree` with their leaf values (a list or null is a leaf).
+fn flatten(prefix: &str, tree: &Value, keys: &mut Vec<(String, String)>) {
+    match tree {
+        Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
+            for (key, value) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, value, keys);
+            }
+        }
+        Value::String(text) => keys.push((prefix.to_owned(), text.clone())),
+        leaf => keys.push((prefix.to_owned(), leaf.to_string())),
+    }
+}
+
+/// The help heading of every other config key of a command that reads a config: listed for `--help`
+/// and the completions, parsed as overrides.
+pub const ALL_KEYS: &str = "Config keys (default)";
 
 /// The help heading of the config keys a command documents (`--checkpoint` of `evaluate`, say). They
 /// are listed for `--help` and the completions, but parsed as overrides like every other `--key`.
@@ -89,11 +146,11 @@ impl Command {
     }
 
     /// The command's clap definition: its flags, config keys and help.
-    fn definition(self) -> clap::Command {
+    fn definition(self, program: &Program) -> clap::Command {
         match self {
-            Command::Runs => return runs(),
-            Command::Compare => return compare(),
-            Command::Report => return report(),
+            Command::Runs => return runs(program),
+            Command::Compare => return compare(program),
+            Command::Report => return report(program),
             _ => {}
         }
         let config = Arg::new(CONFIG)
@@ -130,7 +187,7 @@ impl Command {
                     config,
                     split
                         .action(ArgAction::Append)
-                        .help("A split to evaluate (train, val, or test for mnist); default: val"),
+                        .help("A split to evaluate; default: every split that is not trained on"),
                     checkpoint("The checkpoint whose weights are evaluated (the `checkpoint` key)"),
                 ],
                 EVALUATE_EXAMPLES,
@@ -142,7 +199,7 @@ impl Command {
                     config,
                     split
                         .required(true)
-                        .help("The split (train, val, or test for mnist)"),
+                        .help("The split whose predictions are written"),
                     Arg::new(OUTPUT)
                         .long("output")
                         .value_name("FILE.csv")
@@ -190,16 +247,32 @@ impl Command {
                 CONFIG_EXAMPLES,
             ),
         };
-        let usage = usage(self.name(), &args);
+        let usage = usage(program.name, self.name(), &args);
         let notes = if self == Command::Config { CONFIG_NOTES } else { "" };
         let after = format!("{notes}{COMMAND_OVERRIDES}\n\n{}", examples_section(examples));
+        let documented: Vec<String> = args
+            .iter()
+            .filter_map(|arg| arg.get_long().map(str::to_owned))
+            .collect();
+        let keys = program
+            .keys
+            .iter()
+            .filter(|(key, _)| !documented.contains(key))
+            .map(|(key, default)| {
+                Arg::new(key.clone())
+                    .long(key.clone())
+                    .value_name("VALUE")
+                    .help_heading(ALL_KEYS)
+                    .help(default.clone())
+            });
         with_help(
             clap::Command::new(self.name())
                 .about(about)
-                .before_help(description)
+                .before_help(program.fill(description))
                 .override_usage(usage)
                 .args(args)
-                .after_help(after),
+                .args(keys)
+                .after_help(program.fill(&after)),
             "Print help",
         )
     }
@@ -215,7 +288,7 @@ pub const GROUP_BY: &str = "group-by";
 pub const FORMAT: &str = "format";
 
 /// `danling runs`.
-fn runs() -> clap::Command {
+fn runs(program: &Program) -> clap::Command {
     let args = [
         Arg::new(ROOT)
             .value_name("PROJECT_ROOT")
@@ -256,12 +329,12 @@ fn runs() -> clap::Command {
         clap::Command::new("runs")
             .about("List the runs of a project root: status, progress, best and last scores")
             .before_help(RUNS_TEXT)
-            .override_usage(
-                "danling runs [PROJECT_ROOT] [--filter EXPR] [--sort [-]KEY] [--columns KEYS]... \
+            .override_usage(program.fill(
+                "{app} runs [PROJECT_ROOT] [--filter EXPR] [--sort [-]KEY] [--columns KEYS]... \
                  [--only-changed] [--group-by KEY] [--format FORMAT]",
-            )
+            ))
             .args(args)
-            .after_help(format!("{RUNS_NOTES}\n\n{}", examples_section(RUNS_EXAMPLES))),
+            .after_help(program.fill(&format!("{RUNS_NOTES}\n\n{}", examples_section(RUNS_EXAMPLES)))),
         "Print help",
     )
 }
@@ -283,7 +356,7 @@ fn project_root() -> Arg {
 }
 
 /// `danling compare`.
-fn compare() -> clap::Command {
+fn compare(program: &Program) -> clap::Command {
     let args = [
         Arg::new(RUNS_ARG)
             .value_name("RUN")
@@ -300,9 +373,11 @@ fn compare() -> clap::Command {
         clap::Command::new("compare")
             .about("Compare runs: the config keys that differ, commits, best and last results, a plot")
             .before_help(COMPARE_TEXT)
-            .override_usage("danling compare RUN RUN... [--project-root DIR] [--metric SPLIT.METRIC]")
+            .override_usage(
+                program.fill("{app} compare RUN RUN... [--project-root DIR] [--metric SPLIT.METRIC]"),
+            )
             .args(args)
-            .after_help(examples_section(COMPARE_EXAMPLES)),
+            .after_help(program.fill(&examples_section(COMPARE_EXAMPLES))),
         "Print help",
     )
 }
@@ -316,7 +391,7 @@ pub const DRY_RUN: &str = "dry-run";
 pub const SOURCES: &str = "sources";
 
 /// `danling report`.
-fn report() -> clap::Command {
+fn report(program: &Program) -> clap::Command {
     let args = [
         Arg::new(SOURCES)
             .value_name("PROJECT_ROOT | RUN")
@@ -338,16 +413,17 @@ fn report() -> clap::Command {
             .about("Write one self-contained HTML report: the runs table, charts, configs")
             .before_help(REPORT_TEXT)
             .override_usage(
-                "danling report [PROJECT_ROOT | RUN...] [--output FILE.html] [--project-root DIR]",
+                program
+                    .fill("{app} report [PROJECT_ROOT | RUN...] [--output FILE.html] [--project-root DIR]"),
             )
             .args(args)
-            .after_help(examples_section(REPORT_EXAMPLES)),
+            .after_help(program.fill(&examples_section(REPORT_EXAMPLES))),
         "Print help",
     )
 }
 
-/// The whole command line: every command, `completions` and clap's `help`.
-pub fn app() -> clap::Command {
+/// The whole command line of `program`: every command, `completions` and clap's `help`.
+pub fn app(program: &Program) -> clap::Command {
     let completions = clap::Command::new(COMPLETIONS)
         .about("Print the completion script of a shell (bash, zsh or fish)")
         .before_help(COMPLETIONS_TEXT)
@@ -358,17 +434,17 @@ pub fn app() -> clap::Command {
                 .value_parser(SHELLS)
                 .help("The shell"),
         )
-        .after_help(examples_section(COMPLETIONS_EXAMPLES));
-    let app = clap::Command::new("danling")
-        .version(danling::VERSION)
-        .before_help(TOP)
-        .override_usage(format!("danling <COMMAND> [CONFIG] {OVERRIDES}"))
-        .subcommands(Command::ALL.map(Command::definition))
+        .after_help(program.fill(&examples_section(COMPLETIONS_EXAMPLES)));
+    let app = clap::Command::new(program.name)
+        .version(crate::VERSION)
+        .before_help(format!("{}\n\n{}", program.about, program.fill(TOP)))
+        .override_usage(program.fill(&format!("{{app}} <COMMAND> [CONFIG] {OVERRIDES}")))
+        .subcommands(Command::ALL.map(|command| command.definition(program)))
         .subcommand(with_help(completions, "Print help"))
-        .after_help(format!(
+        .after_help(program.fill(&format!(
             "{TOP_OVERRIDES}\n\n{}\n\n{EXIT_CODES}",
             examples_section(TOP_EXAMPLES)
-        ));
+        )));
     with_help(app, "Print help (after a command: that command's help)")
         .disable_version_flag(true)
         .arg(
@@ -402,24 +478,27 @@ fn examples_section(lines: &[&str]) -> String {
     section
 }
 
-/// Whether `arg` is a config key: documented with the command, parsed as an override.
+/// Whether `arg` is a config key: listed with the command, parsed as an override.
 pub fn is_config_key(arg: &Arg) -> bool {
-    arg.get_help_heading() == Some(CONFIG_KEYS)
+    matches!(arg.get_help_heading(), Some(CONFIG_KEYS | ALL_KEYS))
 }
 
 /// The usage line of command `name` with arguments `args`: the config file, the config keys, the
 /// flags (optional ones bracketed, repeatable ones with `...`), then the overrides.
-fn usage(name: &str, args: &[Arg]) -> String {
+fn usage(program: &str, name: &str, args: &[Arg]) -> String {
     let value = |arg: &Arg| {
         arg.get_value_names()
             .and_then(|names| names.first())
             .map_or_else(|| arg.get_id().to_string(), ToString::to_string)
     };
-    let mut line = format!("danling {name}");
+    let mut line = format!("{program} {name}");
     for arg in args.iter().filter(|arg| arg.is_positional()) {
         line += &format!(" [{}]", value(arg));
     }
-    for arg in args.iter().filter(|arg| is_config_key(arg)) {
+    for arg in args
+        .iter()
+        .filter(|arg| arg.get_help_heading() == Some(CONFIG_KEYS))
+    {
         line += &format!(" --{} {}", arg.get_long().unwrap_or_default(), value(arg));
     }
     for arg in args
@@ -442,17 +521,22 @@ fn usage(name: &str, args: &[Arg]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
     fn the_table_is_consistent() {
-        app().debug_assert();
+        app(&test_program()).debug_assert();
+    }
+
+    /// The program of the tests: danling's name, and the keys of a config without sections.
+    pub(crate) fn test_program() -> Program {
+        Program::new::<crate::NoSections>("danling", "A test program.")
     }
 
     #[test]
     fn usage_lines_come_from_the_flags() {
-        let app = app();
+        let app = app(&test_program());
         let usage = |name: &str| {
             let command = app
                 .find_subcommand(name)

@@ -4,26 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
-use danling::Results;
-use danling::fs::lock_holder;
-use danling::results::{Record, ScoreMode, Scoring};
-use danling::workspace::{RunState, RunStatus, Standing, files, last_write};
+use crate::fs::lock_holder;
+use crate::results::{Record, ScoreMode, Scoring};
+use crate::workspace::{RunState, RunStatus, Standing, files, last_write};
+use crate::{Budget, Config, Identity, Results};
 use rayon::prelude::*;
 use serde_json::Value;
+
+/// The config of a run of any app: danling's keys typed, the app's sections as they are.
+pub type AnyConfig = Config<std::collections::BTreeMap<String, Value>>;
 
 /// How a run stands, as `danling runs` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Its process holds the run directory's lock.
     Running,
+    /// It trained its budget, or stopped early on its score.
     Finished,
+    /// A stop signal or a callback stopped it; it can be resumed.
     Stopped,
+    /// It failed, with the reason.
     Failed,
     /// Its process was killed before it could say how it ended.
     Killed,
+    /// A file of it cannot be read; the reason says which.
     Damaged,
 }
 
 impl Status {
+    /// The status as the listing writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -39,36 +48,52 @@ impl Status {
 /// One score: the index it is at and its value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
+    /// The index (epoch or step) of the result.
     pub index: u64,
+    /// The score's value.
     pub value: f64,
 }
 
 /// One run directory, read.
 #[derive(Debug, Clone)]
 pub struct Run {
+    /// The run directory.
     pub dir: PathBuf,
+    /// The run's name ([`Identity::name`]), or its directory's name when runner.yaml is damaged.
     pub name: String,
+    /// The run's id ([`Identity::id`]).
     pub id: String,
+    /// How it stands.
     pub status: Status,
     /// Why it ended, or why it is damaged.
     pub reason: Option<String>,
     /// The resolved config tree (`Null` when runner.yaml is damaged).
     pub config: Value,
+    /// Its results (`results.json`).
     pub results: Results,
     /// The score's name, mode and split as this run's config resolves them.
     pub score_name: String,
+    /// The split the score is read from.
     pub score_split: Option<String>,
+    /// Whether a lower or a higher score is better.
     pub mode: ScoreMode,
+    /// The best score and its index.
     pub best: Option<Score>,
+    /// The latest score and its index.
     pub last: Option<Score>,
     /// `(done, budget, "epoch" | "step")`.
     pub progress: Option<(u64, u64, &'static str)>,
     /// The git commit (the experiment id of a run in a git tree), short, and whether it was dirty.
     pub commit: Option<String>,
+    /// Whether the git tree had uncommitted changes.
     pub dirty: bool,
+    /// When the latest attempt started (`status.json`).
     pub started: Option<String>,
+    /// Seconds trained, over every attempt.
     pub seconds: Option<f64>,
+    /// The id of the run it was continued from.
     pub parent: Option<String>,
+    /// Its `group` (a sweep's name).
     pub group: Option<String>,
 }
 
@@ -159,34 +184,31 @@ fn fill(run: &mut Run) -> Result<(), String> {
     let runner = read_text(&dir, files::RUNNER)?.ok_or("runner.yaml is missing")?;
     let document: Value = serde_saphyr::from_str(&runner)
         .map_err(|e| format!("runner.yaml is not YAML: {}", first_line(&e)))?;
-    let (Some(config), Some(identity)) = (document.get("config"), document.get("identity")) else {
+    let (Some(tree), Some(identity)) = (document.get("config"), document.get("identity")) else {
         return Err("runner.yaml has no `config` and `identity`".to_owned());
     };
-    if !config.is_object() || !identity.is_object() {
-        return Err("runner.yaml's `config` or `identity` is not a mapping".to_owned());
-    }
-    run.config = config.clone();
-    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
-    run.name = text(identity, "name").unwrap_or_else(|| run.name.clone());
-    run.id = text(identity, "id").unwrap_or_default();
-    run.dirty = identity
-        .get("git_dirty")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    run.commit = text(identity, "experiment_id")
-        .filter(|id| id.chars().all(|c| c.is_ascii_hexdigit()) && !id.is_empty())
+    // Read through the types that wrote it: danling's keys typed, the app's sections as they are.
+    let config = AnyConfig::from_written(tree.clone())
+        .map_err(|e| format!("runner.yaml's config: {}", first_line(&e)))?;
+    let identity: Identity = serde_json::from_value(identity.clone())
+        .map_err(|e| format!("runner.yaml's identity: {}", first_line(&e)))?;
+    run.config = tree.clone();
+    run.name.clone_from(&identity.name);
+    run.id.clone_from(&identity.id);
+    run.dirty = identity.git_dirty;
+    run.commit = Some(&identity.experiment_id)
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
         .map(|id| id.chars().take(8).collect());
-    run.parent = identity
-        .get("parent")
-        .and_then(|p| p.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    run.group = text(config, "group");
+    run.parent = identity.parent.as_ref().map(|parent| parent.id.clone());
+    run.group.clone_from(&config.group);
 
     // Scoring, as the config resolves it.
-    run.score_name = text(config, "score_name").unwrap_or_else(|| "loss".to_owned());
-    let mode = text(config, "score_mode").and_then(|m| serde_json::from_value(Value::String(m)).ok());
-    let scoring = Scoring::new(text(config, "score_split"), run.score_name.clone(), mode);
+    run.score_name.clone_from(&config.score_name);
+    let scoring = Scoring::new(
+        config.score_split.clone(),
+        config.score_name.clone(),
+        config.score_mode,
+    );
     run.mode = scoring.mode;
 
     if let Some(doc) = read_json(&dir, files::RESULTS)? {
@@ -205,12 +227,10 @@ fn fill(run: &mut Run) -> Result<(), String> {
     });
 
     // Progress against the budget.
-    let steps = config.get("steps").and_then(Value::as_u64);
-    let epochs = config.get("epochs").and_then(Value::as_u64).unwrap_or(10);
     let done = run.results.latest().map_or(0, |(index, _)| index);
-    run.progress = Some(match steps {
-        Some(steps) => (done, steps, "step"),
-        None => (done, epochs, "epoch"),
+    run.progress = Some(match config.budget() {
+        Budget::Steps(steps) => (done, steps, "step"),
+        Budget::Epochs(epochs) => (done, epochs, "epoch"),
     });
 
     // How it stands: status.json, checked against the lock.
@@ -237,12 +257,8 @@ fn fill(run: &mut Run) -> Result<(), String> {
     let last = (!live && status.status == RunState::Running)
         .then(|| {
             // A checkpoint dir of its own, outside the run dir (one inside is looked at anyway).
-            let path = |key: &str| identity.get(key).and_then(Value::as_str).map(PathBuf::from);
-            let checkpoint_dir = match (path("checkpoint_dir"), path("dir")) {
-                (Some(c), Some(d)) if c.starts_with(&d) => None,
-                (c, _) => c,
-            };
-            last_write(&dir, checkpoint_dir.as_deref())
+            let own = !identity.checkpoint_dir.starts_with(&identity.dir);
+            last_write(&dir, own.then_some(identity.checkpoint_dir.as_path()))
         })
         .flatten();
     let written = std::fs::metadata(dir.join(files::STATUS))

@@ -13,7 +13,7 @@ use super::scan::{Run, read_run, scan};
 /// directory's name.
 pub fn resolve(spec: &str, root: &Path) -> Result<Run, String> {
     let path = PathBuf::from(spec);
-    if path.join(danling::workspace::files::RUNNER).is_file() {
+    if path.join(crate::workspace::files::RUNNER).is_file() {
         return Ok(read_run(&path));
     }
     let runs = scan(root).map_err(|e| format!("`{spec}` is not a run directory, and {e}"))?;
@@ -71,7 +71,7 @@ fn table(rows: &[Vec<String>]) -> String {
         .map(|i| {
             rows.iter()
                 .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
+                .map(|c| console::measure_text_width(c))
                 .max()
                 .unwrap_or(0)
         })
@@ -81,7 +81,7 @@ fn table(rows: &[Vec<String>]) -> String {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c}{}", " ".repeat(widths[i] - c.chars().count())))
+            .map(|(i, c)| format!("{c}{}", " ".repeat(widths[i] - console::measure_text_width(c))))
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use console::{measure_text_width, truncate_str};
+
 use super::runs::{Format, Listing};
 
 impl Listing {
@@ -44,7 +46,7 @@ impl Listing {
             .map(|i| {
                 std::iter::once(&self.headers[i])
                     .chain(self.rows.iter().map(|r| &r[i]))
-                    .map(|c| clean(c).chars().count())
+                    .map(|c| measure_text_width(&clean(c)))
                     .max()
                     .unwrap_or(0)
             })
@@ -79,14 +81,13 @@ impl Listing {
             }
         }
         let fit = |text: &str, width: usize| {
+            // Display columns, not chars: a wide character (CJK, most emoji) takes two.
             let text = clean(text);
-            let n = text.chars().count();
-            if n <= width {
-                format!("{text}{}", " ".repeat(width - n))
-            } else {
-                let cut: String = text.chars().take(width.saturating_sub(1)).collect();
-                format!("{cut}…")
-            }
+            let cut = truncate_str(&text, width, "…");
+            format!(
+                "{cut}{}",
+                " ".repeat(width.saturating_sub(measure_text_width(&cut)))
+            )
         };
         let mut out = String::new();
         for line in std::iter::once(&self.headers).chain(&self.rows) {
@@ -102,5 +103,36 @@ fn csv_cell(cell: &str) -> String {
         format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
         cell.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(rows: &[[&str; 2]]) -> Listing {
+        Listing {
+            headers: vec!["name".into(), "status".into()],
+            rows: rows.iter().map(|r| r.map(str::to_owned).to_vec()).collect(),
+            objects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns_and_the_table_stays_aligned() {
+        let table = listing(&[["实验-一", "finished"], ["run-a", "failed"]]).render(Format::Table, None);
+        let columns: Vec<usize> = table
+            .lines()
+            .map(|line| {
+                let at = line.find(['s', 'f']).unwrap_or(0);
+                measure_text_width(&line[..at])
+            })
+            .collect();
+        assert_eq!(columns, [9, 9, 9], "{table}");
+        // Cut to a width, a wide name is cut on a character and never overflows.
+        let table = listing(&[["实验实验实验实验实验", "finished"]]).render(Format::Table, Some(20));
+        for line in table.lines() {
+            assert!(measure_text_width(line) <= 20, "{line:?}");
+        }
     }
 }

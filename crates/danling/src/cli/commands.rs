@@ -1,52 +1,51 @@
-//! The commands: `train`, `evaluate`, `infer` and `config`.
+//! The commands that build the app's runner or read its config: `train`, `evaluate`, `infer` and
+//! `config`.
 
-use anyhow::Context as _;
-use danling::fs::write_atomic;
-use danling::log::{Console, init_logging};
-use danling::runner::{Launched, Platform as _, Predictions, Runner};
-use danling::workspace::{runner_tree, runner_yaml};
-use danling::{Config, Identity, RunnerError};
 use std::fmt::Write as _;
 
-use crate::Failure;
-use crate::args::Args;
-use crate::builtin::{Mlp, TabularSet, TabularTask, load_splits};
-use crate::task::TaskSections;
+use anyhow::Context as _;
 
-type TaskConfig = Config<TaskSections>;
+use super::args::Args;
+use super::{App, Failure};
+use crate::fs::write_atomic;
+use crate::log::{Console, init_logging};
+use crate::runner::{Launched, Platform as _, Predictions, Runner};
+use crate::workspace::{runner_tree, runner_yaml};
+use crate::{Config, Identity, RunnerError};
+
+/// The runner of app `A`.
+type AppRunner<A> = Runner<<A as App>::Task, <A as App>::Sections>;
 
 /// The experiment id a rank other than 0 starts with, until it receives rank 0's identity.
 const PLACEHOLDER_EXPERIMENT: &str = "xxxxxxxxxxxxxxxx";
 
-fn load_config(args: &Args) -> Result<TaskConfig, Failure> {
+fn load_config<A: App>(args: &Args) -> Result<Config<A::Sections>, Failure> {
     Config::load(args.config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))
 }
 
-/// Builds the runner of the built-in task: data, model and splits.
-fn build_runner(config: TaskConfig, console: Console) -> Result<Runner<TabularTask, TaskSections>, Failure> {
+/// Builds the runner of app `A`: its task, model and splits, on the platform of `config`.
+fn build_runner<A: App>(config: Config<A::Sections>, console: Console) -> Result<AppRunner<A>, Failure> {
     // The platform first: under a launcher, each rank's failures from here on end the whole job.
     let platform = Launched::new(config.device, config.precision).map_err(|e| runner_failure(e.into()))?;
-    let data = &config.sections.data;
-    let splits = load_splits(data, config.seed).map_err(|e| Failure::Input(e.into()))?;
-    let task = TabularTask::for_data(&splits.train);
-    let (inputs, outputs) = (splits.train.d, splits.train.targets.outputs());
-    // Seed the device before initialising the weights, so that the seed decides the initial model.
+    // Seed the device before the app initialises the weights, so that the seed decides the model.
     platform.seed(config.seed);
-    let model = Mlp::new(&config.sections.model, inputs, outputs, platform.device());
+    let parts = A::build(&config, platform.device()).map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
     // Rank 0's identity is every rank's (the runner broadcasts it): git may be on its machine only.
     let identity = match platform.is_main() {
         true => Identity::new(&config),
         false => Identity::with_experiment_id(&config, PLACEHOLDER_EXPERIMENT, ""),
     }
     .map_err(|e| runner_failure(e.into()))?;
-    let mut runner = Runner::with_platform(config, identity, platform, task, model)
+    let mut runner = Runner::with_platform(config, identity, platform, parts.task, parts.model)
         .map_err(runner_failure)?
-        .console(console)
-        .train_split("train", TabularSet(splits.train));
-    for (name, split) in splits.eval {
-        runner = runner.eval_split(&name, TabularSet(split));
+        .console(console);
+    for (name, train, dataset) in parts.splits {
+        runner = match train {
+            true => runner.train_split(&name, dataset),
+            false => runner.eval_split(&name, dataset),
+        };
     }
-    Ok(runner)
+    Ok(A::runner(runner))
 }
 
 /// Config and input problems exit 2, and so does a run directory that cannot be used when the run
@@ -59,9 +58,9 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Scheduler(_)
         | RunnerError::UnknownSplit { .. }
         | RunnerError::EmptySplit { .. }
-        | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Format { .. })
-        | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Missing { .. })
-        | RunnerError::Checkpoint(danling::checkpoint::CheckpointError::Mismatch { .. })
+        | RunnerError::Checkpoint(crate::checkpoint::CheckpointError::Format { .. })
+        | RunnerError::Checkpoint(crate::checkpoint::CheckpointError::Missing { .. })
+        | RunnerError::Checkpoint(crate::checkpoint::CheckpointError::Mismatch { .. })
         | RunnerError::Data { .. }
         | RunnerError::Workspace(_)
         | RunnerError::Log(_)
@@ -74,54 +73,56 @@ fn runner_failure(err: RunnerError) -> Failure {
 }
 
 /// `danling train`: trains, then prints the run directory on the last line of stdout.
-pub fn train(args: &Args) -> Result<(), Failure> {
-    let config = load_config(args)?;
-    danling::signals::install()
+pub fn train<A: App>(args: &Args) -> Result<(), Failure> {
+    let config = load_config::<A>(args)?;
+    crate::signals::install()
         .context("cannot install signal handlers")
         .map_err(Failure::Other)?;
-    let mut runner = build_runner(config, Console::Stdout)?.overwrite(args.overwrite);
+    let mut runner = build_runner::<A>(config, Console::Stdout)?.overwrite(args.overwrite);
     let trained = runner.train().map_err(runner_failure)?;
     if let Some(dir) = trained.dir {
-        crate::print(&format!("{}\n", dir.display()))?;
+        super::print(&format!("{}\n", dir.display()))?;
     }
     Ok(())
 }
 
-fn checkpointed_runner(args: &Args) -> Result<Runner<TabularTask, TaskSections>, Failure> {
-    let config = load_config(args)?;
+fn checkpointed_runner<A: App>(args: &Args) -> Result<AppRunner<A>, Failure> {
+    let config = load_config::<A>(args)?;
     let checkpoint = config.checkpoint.clone().ok_or_else(|| {
         Failure::Input(anyhow::anyhow!(
-            "`danling {}` needs --checkpoint PATH",
+            "`{} {}` needs --checkpoint PATH",
+            A::NAME,
             args.command.name()
         ))
     })?;
-    let mut runner = build_runner(config, Console::Stderr)?;
+    let mut runner = build_runner::<A>(config, Console::Stderr)?;
     runner.load_weights(&checkpoint).map_err(runner_failure)?;
     Ok(runner)
 }
 
 /// `danling evaluate`: prints `{split: {metric: value}}` as JSON.
-pub fn evaluate(args: &Args) -> Result<(), Failure> {
+pub fn evaluate<A: App>(args: &Args) -> Result<(), Failure> {
     let _log = init_logging(Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
-    let mut runner = checkpointed_runner(args)?;
+    let mut runner = checkpointed_runner::<A>(args)?;
     let splits: Vec<&str> = args.splits.iter().map(String::as_str).collect();
     let record = runner.evaluate(&splits).map_err(runner_failure)?;
     let text = serde_json::to_string_pretty(&record)
         .context("cannot render JSON")
         .map_err(Failure::Other)?;
-    crate::print(&format!("{text}\n"))
+    super::print(&format!("{text}\n"))
 }
 
 /// `danling infer`: writes one CSV row per sample of the split.
-pub fn infer(args: &Args) -> Result<(), Failure> {
+pub fn infer<A: App>(args: &Args) -> Result<(), Failure> {
     let _log = init_logging(Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
     let (Some(split), Some(output)) = (args.splits.first(), args.output.as_ref()) else {
         return Err(Failure::Input(anyhow::anyhow!(
-            "`danling infer` needs --split S and --output FILE.csv"
+            "`{} infer` needs --split S and --output FILE.csv",
+            A::NAME
         )));
     };
-    let mut runner = checkpointed_runner(args)?;
-    let classifier = is_classifier(&runner);
+    let mut runner = checkpointed_runner::<A>(args)?;
+    let classifier = is_classifier::<A>(&runner);
     let predictions = runner.infer(split).map_err(runner_failure)?;
     let csv = predictions_csv(&predictions, classifier);
     let rows = predictions.outputs.len() / predictions.width.max(1);
@@ -130,9 +131,9 @@ pub fn infer(args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn is_classifier(runner: &Runner<TabularTask, TaskSections>) -> bool {
-    use danling::metrics::MetricKind;
-    use danling::runner::Task as _;
+fn is_classifier<A: App>(runner: &AppRunner<A>) -> bool {
+    use crate::metrics::MetricKind;
+    use crate::runner::Task as _;
     matches!(
         runner.task().metrics(),
         MetricKind::Binary | MetricKind::Multiclass(_)
@@ -169,9 +170,9 @@ fn predictions_csv(predictions: &Predictions, classifier: bool) -> String {
 }
 
 /// `danling config`: print the runner.yaml document, YAML or JSON.
-pub fn config(args: &Args) -> Result<(), Failure> {
+pub fn config<A: App>(args: &Args) -> Result<(), Failure> {
     let _log = init_logging(Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
-    let config = load_config(args)?;
+    let config = load_config::<A>(args)?;
     let identity = Identity::new(&config).map_err(|e| Failure::Other(e.into()))?;
     let tree = config.to_value();
     let text = if args.json {
@@ -183,5 +184,5 @@ pub fn config(args: &Args) -> Result<(), Failure> {
         runner_yaml(&tree, &identity).map_err(|e| anyhow::anyhow!("cannot render YAML: {e}"))
     }
     .map_err(Failure::Other)?;
-    crate::print(&text)
+    super::print(&text)
 }

@@ -52,7 +52,7 @@ sortBy(j,table.getAttribute('data-mode')==='min'?1:-1);}}
 pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
     let mut html = String::with_capacity(64 * 1024);
     let mode = runs.first().map_or("max", |r| {
-        if matches!(r.mode, danling::results::ScoreMode::Min) {
+        if matches!(r.mode, crate::results::ScoreMode::Min) {
             "min"
         } else {
             "max"
@@ -63,7 +63,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" \
          content=\"danling {}\"><title>danling report: {}</title><style>{STYLE}</style></head><body>\n<h1>danling \
          report: {}</h1>\n<p>{} runs, written {}.</p>\n",
-        danling::VERSION,
+        crate::VERSION,
         escape(source),
         escape(source),
         runs.len(),
@@ -190,7 +190,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
         let best = members.iter().filter(|r| r.best.is_some()).min_by(|a, b| {
             let (x, y) = (a.best.map_or(0.0, |s| s.value), b.best.map_or(0.0, |s| s.value));
             let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-            if matches!(a.mode, danling::results::ScoreMode::Min) {
+            if matches!(a.mode, crate::results::ScoreMode::Min) {
                 o
             } else {
                 o.reverse()

@@ -3,24 +3,29 @@
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-use crate::args::{Invocation, UsageError};
-use crate::flags;
+use super::args::{Invocation, UsageError};
+use super::flags::{self, Program};
 
 /// What clap's `err` means: the text of `--help` or `--version`, or a usage error. `command` is the
 /// command whose arguments were being parsed, `None` before one was named.
-pub fn clap_error(err: &clap::Error, command: Option<&str>) -> Result<Invocation, UsageError> {
+pub fn clap_error(
+    err: &clap::Error,
+    program: &Program,
+    command: Option<&str>,
+) -> Result<Invocation, UsageError> {
     match err.kind() {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             Ok(Invocation::Print(err.render().to_string()))
         }
-        _ => Err(UsageError(message(err, command))),
+        _ => Err(UsageError(message(err, program, command))),
     }
 }
 
 /// The one-line message of clap's error `err`.
-fn message(err: &clap::Error, command: Option<&str>) -> String {
+fn message(err: &clap::Error, program: &Program, command: Option<&str>) -> String {
+    let app = program.name;
     let string = |kind| match err.get(kind) {
         Some(ContextValue::String(value)) => Some(value.as_str()),
         _ => None,
@@ -34,8 +39,8 @@ fn message(err: &clap::Error, command: Option<&str>) -> String {
     // the messages name the flag, and write values as the usage lines do (`--split S`, `SHELL`).
     let flag = |arg: &str| arg.split(' ').next().unwrap_or(arg).replace(['<', '>'], "");
     let help = match command {
-        Some(command) => format!("run `danling {command} --help`"),
-        None => "run `danling --help`".to_owned(),
+        Some(command) => format!("run `{app} {command} --help`"),
+        None => format!("run `{app} --help`"),
     };
     let arg = string(ContextKind::InvalidArg);
     match (err.kind(), arg, command) {
@@ -43,7 +48,7 @@ fn message(err: &clap::Error, command: Option<&str>) -> String {
             let name = string(ContextKind::InvalidSubcommand).unwrap_or_default();
             let hint = match strings(ContextKind::SuggestedSubcommand) {
                 suggested if !suggested.is_empty() => format!("did you mean `{suggested}`?"),
-                _ => format!("commands: {}", command_names()),
+                _ => format!("commands: {}", command_names(program)),
             };
             format!("unknown command `{name}` ({hint}); {help}")
         }
@@ -54,8 +59,8 @@ fn message(err: &clap::Error, command: Option<&str>) -> String {
             format!("unknown flag `{arg}`; overrides are written --key value")
         }
         (ErrorKind::UnknownArgument, Some(arg), Some(command)) => {
-            let one = positional(command);
-            format!("unexpected argument `{arg}` (`danling {command}` takes one {one}); {help}")
+            let one = positional(program, command);
+            format!("unexpected argument `{arg}` (`{app} {command}` takes one {one}); {help}")
         }
         (ErrorKind::InvalidValue, Some(arg), _) => match string(ContextKind::InvalidValue) {
             Some("") | None => format!("`{}` needs a value", flag(arg)),
@@ -73,7 +78,7 @@ fn message(err: &clap::Error, command: Option<&str>) -> String {
         }
         (ErrorKind::MissingRequiredArgument, _, _) => {
             let missing = strings(ContextKind::InvalidArg).replace(['<', '>'], "");
-            let who = command.map_or_else(|| "danling".to_owned(), |command| format!("danling {command}"));
+            let who = command.map_or_else(|| app.to_owned(), |command| format!("{app} {command}"));
             format!("`{who}` needs {missing}; {help}")
         }
         (ErrorKind::ArgumentConflict, Some(arg), _) if string(ContextKind::PriorArg) == Some(arg) => {
@@ -84,15 +89,15 @@ fn message(err: &clap::Error, command: Option<&str>) -> String {
 }
 
 /// The names of the commands, for the message of an unknown one.
-fn command_names() -> String {
-    let app = flags::app();
+fn command_names(program: &Program) -> String {
+    let app = flags::app(program);
     let names: Vec<&str> = app.get_subcommands().map(clap::Command::get_name).collect();
     names.join(", ")
 }
 
 /// The value name of the positional argument of `command` (`CONFIG`, `SHELL`).
-fn positional(command: &str) -> String {
-    let app = flags::app();
+fn positional(program: &Program, command: &str) -> String {
+    let app = flags::app(program);
     let name = app.find_subcommand(command).and_then(|command| {
         let arg = command.get_positionals().next()?;
         Some(arg.get_value_names()?.first()?.to_string())

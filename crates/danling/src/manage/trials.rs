@@ -5,30 +5,38 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use danling::{Config, Identity, Override};
+use crate::{Config, Identity, Override, Sections};
 use serde_json::Value;
 
 use super::scan::{Status, read_run};
 use super::sweep::{shown, suffix};
-use crate::task::TaskSections;
 
 /// One trial: its overrides and where its run goes.
 #[derive(Debug)]
 pub struct Trial {
+    /// Its swept values, `optim.lr=0.01 seed=2`.
     pub label: String,
+    /// The overrides it adds to the sweep's: its values, its `run_name` and the `group`.
     pub overrides: Vec<(String, Value)>,
+    /// Its run directory.
     pub dir: PathBuf,
+    /// Whether it is new, finished or to be resumed.
     pub state: TrialState,
 }
 
+/// Where a trial stands before the sweep runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrialState {
+    /// No run directory yet.
     New,
+    /// Its run finished: it is skipped.
     Finished,
+    /// Its run directory exists unfinished: it is resumed.
     Resume,
 }
 
 impl TrialState {
+    /// The state as the dry run lists it.
     pub fn as_str(self) -> &'static str {
         match self {
             TrialState::New => "new",
@@ -39,13 +47,13 @@ impl TrialState {
 }
 
 /// The trials of a sweep over `config` (with the base `overrides`), each resolved to its run dir.
-pub fn plan(
+pub fn plan<S: Sections>(
     config: Option<&Path>,
     overrides: &[Override],
     trials: Vec<Vec<(String, Value)>>,
     group: &str,
 ) -> Result<Vec<Trial>, String> {
-    let base: Config<TaskSections> = Config::load(config, overrides).map_err(|e| e.to_string())?;
+    let base: Config<S> = Config::load(config, overrides).map_err(|e| e.to_string())?;
     trials
         .into_iter()
         .map(|trial| {
@@ -60,10 +68,10 @@ pub fn plan(
                     value: value.clone(),
                 });
             }
-            let config: Config<TaskSections> = Config::load(config, &all).map_err(|e| e.to_string())?;
+            let config: Config<S> = Config::load(config, &all).map_err(|e| e.to_string())?;
             let identity = Identity::new(&config).map_err(|e| e.to_string())?;
             let run = read_run(&identity.dir);
-            let state = if !identity.dir.join(danling::workspace::files::RUNNER).exists() {
+            let state = if !identity.dir.join(crate::workspace::files::RUNNER).exists() {
                 TrialState::New
             } else if run.status == Status::Finished {
                 TrialState::Finished
@@ -85,9 +93,13 @@ pub fn plan(
 }
 
 /// How running the trials went.
+#[derive(Debug)]
 pub struct Outcome {
+    /// Trials finished, those skipped included.
     pub finished: usize,
+    /// Trials that failed.
     pub failed: usize,
+    /// Whether a stop signal ended the sweep.
     pub stopped: bool,
 }
 
@@ -110,13 +122,13 @@ pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize
     };
     let mut forwarded = false;
     loop {
-        if let Some(signal) = danling::signals::requested() {
+        if let Some(signal) = crate::signals::requested() {
             outcome.stopped = true;
             if !forwarded {
                 forwarded = true;
                 let name = match signal {
-                    danling::signals::Stop::Interrupt => "-INT",
-                    danling::signals::Stop::Terminate => "-TERM",
+                    crate::signals::Stop::Interrupt => "-INT",
+                    crate::signals::Stop::Terminate => "-TERM",
                 };
                 for (_, _, child, _) in &running {
                     let _ = Command::new("kill")

@@ -2,17 +2,17 @@
 //! file, and every other `--key value` / `--key=value` as a config override.
 //!
 //! clap cannot collect unknown `--key value` pairs, so the arguments of a command that takes
-//! overrides are split first, asking the command's clap definition ([`crate::flags`]) which `--name`s
+//! overrides are split first, asking the command's clap definition ([`super::flags`]) which `--name`s
 //! are its flags and which of those take a value. The flags and the config file go to clap; the rest
 //! are the overrides, in the order given.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::Override;
 use clap_complete::Shell;
-use danling::Override;
 
-use crate::flags::{self, COMPLETIONS, Command, SHELL};
+use super::flags::{self, COMPLETIONS, Command, Program, SHELL};
 
 /// What the user asked for.
 #[derive(Debug)]
@@ -59,9 +59,9 @@ struct Pending {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Invocation, UsageError> {
+pub fn parse(argv: impl IntoIterator<Item = OsString>, program: &Program) -> Result<Invocation, UsageError> {
     let argv = utf8(argv)?;
-    let mut app = flags::app();
+    let mut app = flags::app(program);
     if argv.is_empty() {
         return Ok(Invocation::Print(app.render_help().to_string()));
     }
@@ -74,10 +74,10 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Invocation, Usa
         }
         None => (argv.clone(), Vec::new()),
     };
-    let program = app.get_name().to_owned();
-    let matches = match app.try_get_matches_from_mut(std::iter::once(program).chain(line)) {
+    let name_of_app = app.get_name().to_owned();
+    let matches = match app.try_get_matches_from_mut(std::iter::once(name_of_app).chain(line)) {
         Ok(matches) => matches,
-        Err(err) => return crate::messages::clap_error(&err, name.as_deref()),
+        Err(err) => return super::messages::clap_error(&err, program, name.as_deref()),
     };
     let Some((name, sub)) = matches.subcommand() else {
         return Ok(Invocation::Print(app.render_help().to_string()));
@@ -91,7 +91,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Invocation, Usa
         };
     }
     let command = Command::named(name)
-        .ok_or_else(|| UsageError(format!("unknown command `{name}`; run `danling --help`")))?;
+        .ok_or_else(|| UsageError(format!("unknown command `{name}`; run `{} --help`", program.name)))?;
     let flag = |id: &str| {
         sub.try_get_one::<bool>(id)
             .ok()
@@ -202,7 +202,10 @@ mod tests {
     use super::*;
 
     fn parse_line(line: &str) -> Result<Invocation, UsageError> {
-        parse(line.split_whitespace().map(OsString::from))
+        parse(
+            line.split_whitespace().map(OsString::from),
+            &flags::tests::test_program(),
+        )
     }
 
     fn run(line: &str) -> Args {
@@ -299,7 +302,7 @@ mod tests {
         use std::os::unix::ffi::OsStringExt as _;
         let argv = ["config", "--name"].map(OsString::from).into_iter();
         let bad = OsString::from_vec(b"caf\xe9".to_vec());
-        match parse(argv.chain([bad])) {
+        match parse(argv.chain([bad]), &flags::tests::test_program()) {
             Err(UsageError(message)) => assert_eq!(message, r#"argument 3 is not valid UTF-8: "caf\xE9""#),
             other => panic!("{other:?}"),
         }

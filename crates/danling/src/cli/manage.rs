@@ -1,25 +1,13 @@
-//! Experiment management: `danling runs` over a project root's run directories.
-
-mod compare;
-mod filter;
-mod render;
-mod report;
-mod runs;
-mod scan;
-mod svg;
-mod sweep;
-mod trials;
+//! The experiment-management commands: `runs`, `compare`, `report` and `sweep` parse their flags,
+//! call [`crate::manage`] and print.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use crate::Failure;
-use crate::args::Args;
-use crate::flags;
-
-pub use filter::Filter;
-pub use runs::{Format, Query};
-pub use scan::{Run, scan};
+use super::args::Args;
+use super::{Failure, flags};
+use crate::Sections;
+use crate::manage::{Filter, Format, Query, Run, compare, report, runs, scan, sweep, trials};
 
 /// The project root when none is given.
 const DEFAULT_ROOT: &str = "experiments";
@@ -108,7 +96,7 @@ pub fn runs(args: &Args) -> Result<(), Failure> {
         }
     }
     let listing = runs::listing(&selected, &columns, query.group_by.as_deref());
-    crate::print(&listing.render(format, terminal_width()))
+    super::print(&listing.render(format, terminal_width()))
 }
 
 /// `danling compare`.
@@ -127,7 +115,7 @@ pub fn compare(args: &Args) -> Result<(), Failure> {
         .map_err(input)?;
     let metric = args.matches.get_one::<String>(flags::METRIC).map(String::as_str);
     let text = compare::compare(&runs, metric, terminal_width().unwrap_or(100)).map_err(input)?;
-    crate::print(&text)
+    super::print(&text)
 }
 
 /// `danling report`.
@@ -149,9 +137,7 @@ pub fn report(args: &Args) -> Result<(), Failure> {
         [] => (scan(&root).map_err(Failure::Input)?, root.display().to_string()),
         [one]
             if PathBuf::from(one).is_dir()
-                && !PathBuf::from(one)
-                    .join(danling::workspace::files::RUNNER)
-                    .exists() =>
+                && !PathBuf::from(one).join(crate::workspace::files::RUNNER).exists() =>
         {
             (scan(&PathBuf::from(one)).map_err(Failure::Input)?, (*one).clone())
         }
@@ -164,14 +150,14 @@ pub fn report(args: &Args) -> Result<(), Failure> {
             specs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
         ),
     };
-    let html = report::report(&runs, &source, &danling::workspace::timestamp());
-    danling::fs::write_atomic(&output, html.as_bytes()).map_err(input)?;
+    let html = report::report(&runs, &source, &crate::workspace::timestamp());
+    crate::fs::write_atomic(&output, html.as_bytes()).map_err(input)?;
     tracing::info!("wrote {} ({} runs)", output.display(), runs.len());
-    crate::print(&format!("{}\n", output.display()))
+    super::print(&format!("{}\n", output.display()))
 }
 
 /// `danling sweep`.
-pub fn sweep(args: &Args) -> Result<(), Failure> {
+pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
     let mut specs: Vec<String> = args
         .matches
         .get_many::<String>(flags::AXES)
@@ -193,8 +179,8 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
         .map(|spec| sweep::parse_axis(spec))
         .collect::<Result<Vec<_>, _>>()
         .map_err(input)?;
-    let base: danling::Config<crate::task::TaskSections> =
-        danling::Config::load(config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))?;
+    let base: crate::Config<S> =
+        crate::Config::load(config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))?;
     let file = match &base.sweep {
         Some(sweep) => sweep::file_axes(sweep).map_err(input)?,
         None => Vec::new(),
@@ -209,8 +195,8 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
         Some(group) => group.clone(),
         None => sweep::default_group(&base.to_value(), &axes),
     };
-    let trials =
-        trials::plan(config.as_deref(), &args.overrides, sweep::product(&axes), &group).map_err(input)?;
+    let trials = trials::plan::<S>(config.as_deref(), &args.overrides, sweep::product(&axes), &group)
+        .map_err(input)?;
     let jobs = args
         .matches
         .get_one::<usize>(flags::JOBS)
@@ -231,12 +217,12 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
                 trial.dir.display()
             );
         }
-        return crate::print(&out);
+        return super::print(&out);
     }
-    danling::signals::install()
+    crate::signals::install()
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
-    let _log = danling::log::init_logging(danling::log::Console::Stderr, None)
-        .map_err(|e| Failure::Other(e.into()))?;
+    let _log =
+        crate::log::init_logging(crate::log::Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
     let skipped = trials
         .iter()
         .filter(|t| t.state == trials::TrialState::Finished)
@@ -255,7 +241,12 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
     let root = base.project_root.clone();
     if let Ok(all) = scan(&root) {
         let query = Query {
-            filter: Filter::parse(&format!("group = '{group}'")).ok(),
+            // Built, not parsed: a group named `it's` is matched as it is.
+            filter: Some(Filter::Compare {
+                key: "group".to_owned(),
+                op: crate::manage::filter::Op::Eq,
+                value: group.clone(),
+            }),
             ..Query::default()
         };
         let selected = runs::select(&all, &query);
@@ -268,13 +259,13 @@ pub fn sweep(args: &Args) -> Result<(), Failure> {
             },
         );
         let grouped = runs::listing(&best, &[], Some("group"));
-        crate::print(&format!(
+        super::print(&format!(
             "{}\n{}",
             listing.render(Format::Table, terminal_width()),
             grouped.render(Format::Table, terminal_width())
         ))?;
     }
-    if let Some(signal) = danling::signals::requested().filter(|_| outcome.stopped) {
+    if let Some(signal) = crate::signals::requested().filter(|_| outcome.stopped) {
         return Err(Failure::Stopped(signal.exit_code()));
     }
     if outcome.failed > 0 {

@@ -1,0 +1,43 @@
+//! `chargpt`: a character-level transformer language model with danling's whole command line.
+//!
+//! ```sh
+//! chargpt train --data.path examples/chargpt/data/sonnets.txt --steps 2000
+//! chargpt evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors
+//! chargpt sweep --data.path sonnets.txt --steps 500 model.n_layer=2,4
+//! ```
+
+use std::process::ExitCode;
+
+use burn::tensor::Device;
+use danling::Config;
+use danling::cli::{App, BuildError, Parts};
+use danling_example_chargpt::CharGptSections;
+use danling_example_chargpt::data::Corpus;
+use danling_example_chargpt::model::Gpt;
+use danling_example_chargpt::task::CharGptTask;
+
+/// The app: its sections, and its model, task and splits from the config.
+struct CharGpt;
+
+impl App for CharGpt {
+    const NAME: &'static str = "chargpt";
+    const ABOUT: &'static str = "\
+chargpt trains a character-level transformer language model in nanoGPT's shape (model.n_layer,
+model.n_head, model.n_embd, model.block_size) on the text file data.path, and reports the
+perplexity of the next character.";
+    type Sections = CharGptSections;
+    type Task = CharGptTask;
+
+    fn build(config: &Config<CharGptSections>, device: &Device) -> Result<Parts<CharGptTask>, BuildError> {
+        let (model, data) = (&config.sections.model, &config.sections.data);
+        let corpus = Corpus::read(&data.path.clone().unwrap_or_default(), data.val_fraction)?;
+        let (train, val) = corpus.windows(model.block_size)?;
+        let gpt = Gpt::new(model, corpus.vocab.len(), device);
+        let task = CharGptTask::new(corpus.vocab.len());
+        Ok(Parts::new(task, gpt).train("train", train).eval("val", val))
+    }
+}
+
+fn main() -> ExitCode {
+    danling::cli::main::<CharGpt>()
+}

@@ -1,0 +1,77 @@
+//! Next-character prediction: windows of ids to input and target batches, and logits to the
+//! cross-entropy of every position, with danling's multi-class metrics and [`Perplexity`].
+//!
+//! The objective is nanoGPT's (Andrej Karpathy, <https://github.com/karpathy/nanoGPT>, MIT licence).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use danling::metrics::{MetricKind, MetricMode, MetricSet, Metrics};
+use danling::runner::{StepOutput, Task};
+
+use crate::data::Window;
+use crate::metric::Perplexity;
+use crate::model::Gpt;
+
+/// Trains a [`Gpt`] to predict each next character of a text of `vocab_size` characters.
+#[derive(Debug, Clone, Copy)]
+pub struct CharGptTask {
+    vocab_size: usize,
+}
+
+impl CharGptTask {
+    /// The task over a vocabulary of `vocab_size` characters.
+    pub fn new(vocab_size: usize) -> Self {
+        Self { vocab_size }
+    }
+}
+
+/// A batch on a device: the first `T` ids of each window and the `T` ids after them.
+#[derive(Debug, Clone)]
+pub struct CharBatch {
+    /// Ids `[n, T]`.
+    pub inputs: Tensor<2, Int>,
+    /// The next id at each position, `[n, T]`.
+    pub targets: Tensor<2, Int>,
+}
+
+impl Task for CharGptTask {
+    type Model = Gpt;
+    type Item = Window;
+    type Batch = CharBatch;
+
+    fn collate(&self, items: Vec<Window>, device: &Device) -> CharBatch {
+        let n = items.len();
+        let t = items
+            .first()
+            .map_or(0, |window| window.ids.len().saturating_sub(1));
+        let (mut inputs, mut targets) = (Vec::with_capacity(n * t), Vec::with_capacity(n * t));
+        for window in &items {
+            inputs.extend(window.ids[..t].iter().map(|&id| i64::from(id)));
+            targets.extend(window.ids[1..].iter().map(|&id| i64::from(id)));
+        }
+        CharBatch {
+            inputs: Tensor::from_data(TensorData::new(inputs, [n, t]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [n, t]), device),
+        }
+    }
+
+    /// Every position is a sample: logits `[n·T, vocab]` against targets `[n·T]`.
+    fn forward(&self, model: &Gpt, batch: &CharBatch) -> StepOutput {
+        let logits = model.forward(batch.inputs.clone());
+        let [n, t, vocab] = logits.dims();
+        StepOutput::classification(
+            logits.reshape([n * t, vocab]),
+            batch.targets.clone().reshape([n * t]),
+        )
+    }
+
+    fn metrics(&self) -> MetricKind {
+        MetricKind::Multiclass(self.vocab_size)
+    }
+
+    /// The multi-class preset as running batch averages (its exact mode would keep every
+    /// position's `vocab` probabilities for the epoch, and in every mid-epoch checkpoint), and the
+    /// perplexity of the split.
+    fn metric_set(&self) -> MetricSet {
+        MetricSet::from(Metrics::new(self.metrics(), MetricMode::Stream)).with(Perplexity::default())
+    }
+}

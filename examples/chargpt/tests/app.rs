@@ -1,0 +1,166 @@
+//! The `chargpt` app driven as a user drives it: it trains on the bundled sonnets to well below the
+//! unigram perplexity, evaluates and infers from a checkpoint, resumes bit-exactly from a mid-epoch
+//! checkpoint, runs a 2-trial sweep, and shows its runs in `runs` and `report`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../common/app.rs"]
+mod common;
+
+use std::path::Path;
+
+use common::{json, knows_key, listed, resumes_exactly, run, text, train};
+use danling_example_chargpt::data::Corpus;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chargpt");
+
+fn sonnets() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/sonnets.txt")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The perplexity of the validation text under the train text's character frequencies (add-one).
+fn unigram_perplexity(corpus: &Corpus) -> f64 {
+    let mut counts = vec![1.0; corpus.vocab.len()];
+    corpus.train.iter().for_each(|&id| counts[id as usize] += 1.0);
+    let total: f64 = counts.iter().sum();
+    let nll: f64 = corpus.val[1..]
+        .iter()
+        .map(|&id| -(counts[id as usize] / total).ln())
+        .sum();
+    (nll / (corpus.val.len() - 1) as f64).exp()
+}
+
+#[test]
+fn chargpt_trains_evaluates_infers_resumes_and_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dir, data) = (dir.path(), sonnets());
+    // A tiny model; an epoch is 533 steps, so every step checkpoint is mid-epoch.
+    let args = [
+        "--data.path",
+        &data,
+        "--model.n_layer",
+        "2",
+        "--model.n_head",
+        "2",
+        "--model.n_embd",
+        "32",
+        "--model.block_size",
+        "32",
+        "--optim.lr",
+        "0.005",
+        "--steps",
+        "150",
+        "--save_steps",
+        "50",
+        "--log_interval",
+        "30",
+        "--progress",
+        "false",
+    ];
+    let trained = train(BIN, dir, &args);
+
+    // Quality: well below the unigram perplexity; the loss is the log of the perplexity.
+    let corpus = Corpus::read(Path::new(&data), 0.1).unwrap();
+    let baseline = unigram_perplexity(&corpus);
+    let latest = json(&trained.join("latest.json"));
+    let (perplexity, loss) = (
+        latest["val"]["perplexity"].as_f64().unwrap(),
+        latest["val"]["loss"].as_f64().unwrap(),
+    );
+    println!("val perplexity {perplexity:.2} against the unigram's {baseline:.2}");
+    assert!(perplexity < 0.7 * baseline, "{perplexity} against {baseline}");
+    assert!(
+        (loss.exp() - perplexity).abs() < 1e-3 * perplexity,
+        "{loss} vs {perplexity}"
+    );
+
+    // Evaluate the best checkpoint: the numbers the run recorded for it.
+    let runner = trained.join("runner.yaml");
+    let best = trained.join("checkpoints/best.safetensors");
+    let (runner, best) = (runner.to_str().unwrap(), best.to_str().unwrap());
+    let evaluated = text(&run(BIN, dir, &["evaluate", runner, "--checkpoint", best], 0).stdout);
+    let evaluated: serde_json::Value = serde_json::from_str(&evaluated).unwrap();
+    let recorded = json(&trained.join("best.json"));
+    for metric in ["loss", "perplexity", "accuracy"] {
+        assert_eq!(evaluated["val"][metric], recorded["val"][metric], "val {metric}");
+    }
+
+    // Infer: one row per position of the validation windows, with a distribution over characters.
+    let csv = dir.join("val.csv");
+    let csv_arg = csv.to_str().unwrap();
+    run(
+        BIN,
+        dir,
+        &[
+            "infer",
+            runner,
+            "--checkpoint",
+            best,
+            "--split",
+            "val",
+            "--output",
+            csv_arg,
+        ],
+        0,
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 2 + corpus.vocab.len(), "index, target, prob_*");
+    let windows = (corpus.val.len() - 1) / 32;
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), windows * 32);
+    for row in rows.iter().step_by(97) {
+        let probs: f64 = row.split(',').skip(2).map(|p| p.parse::<f64>().unwrap()).sum();
+        assert!((probs - 1.0).abs() < 1e-4, "{row}");
+    }
+
+    // Resumed from step 100, in the middle of the first epoch.
+    resumes_exactly(BIN, dir, &args, &trained, 100);
+
+    // A sweep of two trials, then the listing and the report.
+    let sweep_root = dir.join("sweep");
+    let mut sweep = vec![
+        "sweep",
+        "optim.lr=0.005,0.002",
+        "--project_root",
+        sweep_root.to_str().unwrap(),
+    ];
+    sweep.extend(
+        args.iter()
+            .copied()
+            .filter(|a| *a != "--save_steps" && *a != "50"),
+    );
+    sweep.extend(["--steps", "20"]);
+    run(BIN, dir, &sweep, 0);
+    let names: Vec<String> = std::fs::read_dir(&sweep_root)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().any(|n| n.contains("lr=0.005")) && names.iter().any(|n| n.contains("lr=0.002")));
+    listed(BIN, dir, &sweep_root, &names);
+    knows_key(BIN, dir, "model.n_embd");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let out = run(BIN, dir, &["train", "--steps", "1"], 2);
+    let message = text(&out.stderr);
+    assert!(
+        message.starts_with("chargpt: error:") && message.contains("data.path"),
+        "{message}"
+    );
+    std::fs::write(dir.join("bad.txt"), b"caf\xe9").unwrap();
+    let out = run(BIN, dir, &["train", "--data.path", "bad.txt"], 2);
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("bad.txt") && message.contains("UTF-8"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+}

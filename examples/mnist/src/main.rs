@@ -1,0 +1,44 @@
+//! `mnist`: burn's MNIST CNN with danling's whole command line.
+//!
+//! ```sh
+//! mnist train --data.path ~/data/mnist --epochs 3
+//! mnist evaluate RUN/runner.yaml --checkpoint RUN/checkpoints/best.safetensors
+//! mnist sweep --data.path ~/data/mnist optim.lr=0.01,0.001
+//! ```
+
+use std::process::ExitCode;
+
+use burn::tensor::Device;
+use danling::Config;
+use danling::cli::{App, BuildError, Parts};
+use danling_example_mnist::MnistSections;
+use danling_example_mnist::data::{MnistDataset, Split};
+use danling_example_mnist::model::Model;
+use danling_example_mnist::task::MnistTask;
+
+/// The app: its sections, and its model, task and splits from the config.
+struct Mnist;
+
+impl App for Mnist {
+    const NAME: &'static str = "mnist";
+    const ABOUT: &'static str = "\
+mnist trains burn's MNIST CNN (model.channels, model.hidden, model.dropout) on the IDX files in
+data.path: train-images-idx3-ubyte and the rest, as downloaded (.gz or not).";
+    type Sections = MnistSections;
+    type Task = MnistTask;
+
+    fn build(config: &Config<MnistSections>, device: &Device) -> Result<Parts<MnistTask>, BuildError> {
+        let data = &config.sections.data;
+        let dir = data.path.clone().unwrap_or_default();
+        let train = MnistDataset::read(&dir, Split::Train, data.limit)?;
+        let test = MnistDataset::read(&dir, Split::Test, data.limit)?;
+        let model = Model::new(&config.sections.model, device);
+        Ok(Parts::new(MnistTask, model)
+            .train("train", train)
+            .eval("test", test))
+    }
+}
+
+fn main() -> ExitCode {
+    danling::cli::main::<Mnist>()
+}

@@ -1,0 +1,153 @@
+//! The `mnist` app driven as a user drives it, on MNIST-shaped IDX files made from the bundled UCI
+//! digits (1000 train, 797 test images): it trains to a stated test accuracy, evaluates and infers
+//! from a checkpoint, resumes bit-exactly from a mid-epoch checkpoint (BatchNorm's running
+//! statistics included), runs a 2-trial sweep, and shows its runs in `runs` and `report`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../common/app.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{json, knows_key, listed, resumes_exactly, run, text, train};
+use danling_example_mnist::data::{Split, digits_as_mnist, write_idx};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mnist");
+const TRAIN: usize = 1000;
+
+/// Writes the four IDX files of the train and test splits under `dir/mnist`.
+fn idx_files(dir: &Path) -> PathBuf {
+    let data = dir.join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    let (images, labels) = digits_as_mnist().unwrap();
+    write_idx(&data, &images[..TRAIN], &labels[..TRAIN], Split::Train.prefix()).unwrap();
+    write_idx(&data, &images[TRAIN..], &labels[TRAIN..], Split::Test.prefix()).unwrap();
+    data
+}
+
+#[test]
+fn mnist_trains_evaluates_infers_resumes_and_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let data = idx_files(dir);
+    // 32 batches an epoch: the step-20 checkpoint is in the middle of the first.
+    let args = [
+        "--data.path",
+        data.to_str().unwrap(),
+        "--model.channels",
+        "[16,32]",
+        "--model.hidden",
+        "64",
+        "--optim.lr",
+        "0.002",
+        "--epochs",
+        "3",
+        "--save_steps",
+        "20",
+        "--score_name",
+        "accuracy",
+        "--progress",
+        "false",
+    ];
+    let trained = train(BIN, dir, &args);
+    let best = json(&trained.join("best.json"));
+    let accuracy = best["test"]["accuracy"].as_f64().unwrap();
+    println!("test accuracy {accuracy:.3}");
+    assert!(accuracy >= 0.85, "test accuracy {accuracy}");
+
+    // Evaluate the best checkpoint: the numbers the run recorded for it.
+    let runner = trained.join("runner.yaml");
+    let checkpoint = trained.join("checkpoints/best.safetensors");
+    let (runner, checkpoint) = (runner.to_str().unwrap(), checkpoint.to_str().unwrap());
+    let evaluated = text(&run(BIN, dir, &["evaluate", runner, "--checkpoint", checkpoint], 0).stdout);
+    let evaluated: serde_json::Value = serde_json::from_str(&evaluated).unwrap();
+    for metric in ["loss", "accuracy", "f1"] {
+        assert_eq!(evaluated["test"][metric], best["test"][metric], "test {metric}");
+    }
+
+    // Infer: one row per test image, ten probabilities that sum to one, argmax mostly the target.
+    let csv = dir.join("test.csv");
+    let csv_arg = csv.to_str().unwrap();
+    run(
+        BIN,
+        dir,
+        &[
+            "infer",
+            runner,
+            "--checkpoint",
+            checkpoint,
+            "--split",
+            "test",
+            "--output",
+            csv_arg,
+        ],
+        0,
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 1797 - TRAIN);
+    let mut right = 0;
+    for row in &rows {
+        assert_eq!(row.len(), 12, "index, target, prob_0..prob_9");
+        assert!((row[2..].iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        let argmax = (0..10)
+            .max_by(|&a, &b| row[2 + a].total_cmp(&row[2 + b]))
+            .unwrap();
+        right += usize::from(argmax as f64 == row[1]);
+    }
+    assert!(
+        right as f64 / rows.len() as f64 >= 0.85,
+        "{right} of {} right",
+        rows.len()
+    );
+
+    resumes_exactly(BIN, dir, &args, &trained, 20);
+
+    let sweep_root = dir.join("sweep");
+    let mut sweep = vec![
+        "sweep",
+        "optim.lr=0.002,0.001",
+        "--project_root",
+        sweep_root.to_str().unwrap(),
+    ];
+    sweep.extend(
+        args.iter()
+            .copied()
+            .filter(|a| *a != "--save_steps" && *a != "20"),
+    );
+    sweep.extend(["--epochs", "1"]);
+    run(BIN, dir, &sweep, 0);
+    let names: Vec<String> = std::fs::read_dir(&sweep_root)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    listed(BIN, dir, &sweep_root, &names);
+    knows_key(BIN, dir, "model.channels");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let out = run(BIN, dir, &["train"], 2);
+    let message = text(&out.stderr);
+    assert!(
+        message.starts_with("mnist: error:") && message.contains("data.path"),
+        "{message}"
+    );
+    // A truncated images file is named, and nothing is trained.
+    let data = idx_files(dir);
+    let images = data.join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run(BIN, dir, &["train", "--data.path", data.to_str().unwrap()], 2);
+    let message = text(&out.stderr);
+    assert!(message.contains("train-images-idx3-ubyte"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(!dir.join("experiments").exists(), "a run directory was made");
+}
