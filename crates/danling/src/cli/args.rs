@@ -25,8 +25,9 @@ pub enum Invocation {
     Run(Args),
 }
 
-/// A command with its parsed arguments.
-#[derive(Debug)]
+/// A command with its parsed arguments, every one typed: clap's matches are read in one place
+/// ([`Matches`]), which turns a mismatch between the table and a read into an error, never a panic.
+#[derive(Debug, Default)]
 pub struct Args {
     /// The command.
     pub command: Command,
@@ -40,10 +41,62 @@ pub struct Args {
     pub overwrite: bool,
     /// `--split`, in order.
     pub splits: Vec<String>,
-    /// `--output`.
+    /// `--output` (`infer`'s CSV file, `report`'s page).
     pub output: Option<PathBuf>,
-    /// Everything clap parsed, for the commands with flags of their own (`runs`).
-    pub matches: clap::ArgMatches,
+    /// The project root of `runs` (its positional argument).
+    pub root: Option<PathBuf>,
+    /// `--filter`.
+    pub filter: Option<String>,
+    /// `--sort`.
+    pub sort: Option<String>,
+    /// `--columns`, each occurrence's comma-separated keys in order.
+    pub columns: Vec<String>,
+    /// `--only-changed`.
+    pub only_changed: bool,
+    /// `--group-by`.
+    pub group_by: Option<String>,
+    /// `--format`.
+    pub format: Option<String>,
+    /// The runs of `compare`.
+    pub runs: Vec<String>,
+    /// `--project-root`.
+    pub project_root: Option<PathBuf>,
+    /// `--metric`.
+    pub metric: Option<String>,
+    /// The sources of `report`.
+    pub sources: Vec<String>,
+    /// The swept keys of `sweep`.
+    pub axes: Vec<String>,
+    /// `--jobs`.
+    pub jobs: Option<usize>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// clap's matches of one command, read by id and type. An id the command does not define reads as
+/// absent; a value of another type than the table gives it is an error naming the id.
+struct Matches<'a>(&'a clap::ArgMatches);
+
+impl Matches<'_> {
+    fn one<T: Clone + Send + Sync + 'static>(&self, id: &str) -> Result<Option<T>, UsageError> {
+        match self.0.try_get_one::<T>(id) {
+            Ok(value) => Ok(value.cloned()),
+            Err(clap::parser::MatchesError::UnknownArgument { .. }) => Ok(None),
+            Err(err) => Err(UsageError(format!("internal error reading `{id}`: {err}"))),
+        }
+    }
+
+    fn many<T: Clone + Send + Sync + 'static>(&self, id: &str) -> Result<Vec<T>, UsageError> {
+        match self.0.try_get_many::<T>(id) {
+            Ok(values) => Ok(values.into_iter().flatten().cloned().collect()),
+            Err(clap::parser::MatchesError::UnknownArgument { .. }) => Ok(Vec::new()),
+            Err(err) => Err(UsageError(format!("internal error reading `{id}`: {err}"))),
+        }
+    }
+
+    fn flag(&self, id: &str) -> Result<bool, UsageError> {
+        Ok(self.one::<bool>(id)?.unwrap_or(false))
+    }
 }
 
 /// A usage error: the message names the argument at fault.
@@ -92,27 +145,39 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>, program: &Program) -> Res
     }
     let command = Command::named(name)
         .ok_or_else(|| UsageError(format!("unknown command `{name}`; run `{} --help`", program.name)))?;
-    let flag = |id: &str| {
-        sub.try_get_one::<bool>(id)
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or(false)
-    };
-    let path = |id: &str| sub.try_get_one::<PathBuf>(id).ok().flatten().cloned();
-    let splits = sub.try_get_many::<String>(flags::SPLIT).ok().flatten();
+    let sub = Matches(sub);
     Ok(Invocation::Run(Args {
         command,
-        config: path(flags::CONFIG),
+        config: sub.one(flags::CONFIG)?,
         overrides: pending
             .into_iter()
             .map(parse_override)
             .collect::<Result<_, _>>()?,
-        json: flag(flags::JSON),
-        overwrite: flag(flags::OVERWRITE),
-        splits: splits.into_iter().flatten().cloned().collect(),
-        output: path(flags::OUTPUT),
-        matches: sub.clone(),
+        json: sub.flag(flags::JSON)?,
+        overwrite: sub.flag(flags::OVERWRITE)?,
+        splits: sub.many(flags::SPLIT)?,
+        output: sub.one(flags::OUTPUT)?,
+        root: sub.one(flags::ROOT)?,
+        filter: sub.one(flags::FILTER)?,
+        sort: sub.one(flags::SORT)?,
+        columns: sub
+            .many::<String>(flags::COLUMNS)?
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        only_changed: sub.flag(flags::ONLY_CHANGED)?,
+        group_by: sub.one(flags::GROUP_BY)?,
+        format: sub.one(flags::FORMAT)?,
+        runs: sub.many(flags::RUNS_ARG)?,
+        project_root: sub.one(flags::PROJECT_ROOT)?,
+        metric: sub.one(flags::METRIC)?,
+        sources: sub.many(flags::SOURCES)?,
+        axes: sub.many(flags::AXES)?,
+        jobs: sub.one(flags::JOBS)?,
+        dry_run: sub.flag(flags::DRY_RUN)?,
     }))
 }
 
@@ -253,6 +318,37 @@ mod tests {
         assert_eq!(args.splits, ["val"]);
         assert!(run("train --overwrite").overwrite);
         assert!(!run("train").overwrite);
+    }
+
+    #[test]
+    fn every_flag_of_every_command_reads_back_typed() {
+        let args = run(
+            "runs root --filter a=1 --sort -b --columns c,d --columns e --only-changed \
+                        --group-by g --format csv",
+        );
+        assert_eq!(args.root, Some(PathBuf::from("root")));
+        assert_eq!(
+            (args.filter.as_deref(), args.sort.as_deref()),
+            (Some("a=1"), Some("-b"))
+        );
+        assert_eq!(args.columns, ["c", "d", "e"]);
+        assert!(args.only_changed);
+        assert_eq!(
+            (args.group_by.as_deref(), args.format.as_deref()),
+            (Some("g"), Some("csv"))
+        );
+        let args = run("compare a b --project-root p --metric val.loss");
+        assert_eq!(args.runs, ["a", "b"]);
+        assert_eq!(args.project_root, Some(PathBuf::from("p")));
+        assert_eq!(args.metric.as_deref(), Some("val.loss"));
+        let args = run("report x y --output r.html");
+        assert_eq!(args.sources, ["x", "y"]);
+        assert_eq!(args.output, Some(PathBuf::from("r.html")));
+        let args = run("sweep c.yaml optim.lr=1,2 seed=1,2 --jobs 3 --dry-run");
+        assert_eq!(args.axes, ["optim.lr=1,2", "seed=1,2"]);
+        assert_eq!((args.jobs, args.dry_run), (Some(3), true));
+        let args = run("train c.yaml --overwrite");
+        assert!(args.overwrite && args.runs.is_empty() && args.jobs.is_none());
     }
 
     #[test]

@@ -93,9 +93,10 @@ const OVERRIDES: &str = "[--key value | --key=value]...";
 const TEMPLATE: &str = "{before-help}{usage-heading} {usage}\n\n{all-args}{after-help}";
 
 /// The commands that run something; `completions` and `help` are clap's business.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Command {
-    /// Train the built-in task.
+    /// Train the app's model.
+    #[default]
     Train,
     /// Evaluate a checkpoint.
     Evaluate,

@@ -4,8 +4,8 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
+use super::Failure;
 use super::args::Args;
-use super::{Failure, flags};
 use crate::Sections;
 use crate::manage::{Filter, Format, Query, Run, compare, report, runs, scan, sweep, trials};
 
@@ -16,25 +16,9 @@ fn input(message: impl std::fmt::Display) -> Failure {
     Failure::Input(anyhow::anyhow!("{message}"))
 }
 
-/// The directory `id` names, or the default project root.
-fn path_or_default(args: &Args, id: &str) -> PathBuf {
-    args.matches
-        .get_one::<PathBuf>(id)
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
-}
-
-/// The comma-separated values of a repeatable flag, in order.
-fn list(args: &Args, id: &str) -> Vec<String> {
-    args.matches
-        .get_many::<String>(id)
-        .into_iter()
-        .flatten()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// The directory given, or the default project root.
+fn or_default(root: Option<&PathBuf>) -> PathBuf {
+    root.cloned().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
 }
 
 /// The terminal's width, when stdout is one (`COLUMNS` wins).
@@ -52,7 +36,7 @@ fn terminal_width() -> Option<usize> {
 
 /// `danling runs`.
 pub fn runs(args: &Args) -> Result<(), Failure> {
-    let root = path_or_default(args, flags::ROOT);
+    let root = or_default(args.root.as_ref());
     if !root.is_dir() {
         return Err(input(format!(
             "project root {} is not a directory",
@@ -60,29 +44,26 @@ pub fn runs(args: &Args) -> Result<(), Failure> {
         )));
     }
     let filter = args
-        .matches
-        .get_one::<String>(flags::FILTER)
-        .map(|text| Filter::parse(text))
+        .filter
+        .as_deref()
+        .map(Filter::parse)
         .transpose()
         .map_err(input)?;
-    let sort = args
-        .matches
-        .get_one::<String>(flags::SORT)
-        .map(|key| match key.strip_prefix('-') {
-            Some(key) => (key.to_owned(), true),
-            None => (key.clone(), false),
-        });
+    let sort = args.sort.as_ref().map(|key| match key.strip_prefix('-') {
+        Some(key) => (key.to_owned(), true),
+        None => (key.clone(), false),
+    });
     let format = args
-        .matches
-        .get_one::<String>(flags::FORMAT)
-        .and_then(|f| Format::parse(f))
+        .format
+        .as_deref()
+        .and_then(Format::parse)
         .unwrap_or(Format::Table);
     let query = Query {
         filter,
         sort,
-        columns: list(args, flags::COLUMNS),
-        only_changed: args.matches.get_flag(flags::ONLY_CHANGED),
-        group_by: args.matches.get_one::<String>(flags::GROUP_BY).cloned(),
+        columns: args.columns.clone(),
+        only_changed: args.only_changed,
+        group_by: args.group_by.clone(),
     };
     let all = scan(&root).map_err(Failure::Input)?;
     let selected = runs::select(&all, &query);
@@ -101,36 +82,25 @@ pub fn runs(args: &Args) -> Result<(), Failure> {
 
 /// `danling compare`.
 pub fn compare(args: &Args) -> Result<(), Failure> {
-    let root = path_or_default(args, flags::PROJECT_ROOT);
-    let specs: Vec<&String> = args
-        .matches
-        .get_many::<String>(flags::RUNS_ARG)
-        .into_iter()
-        .flatten()
-        .collect();
-    let runs = specs
+    let root = or_default(args.project_root.as_ref());
+    let runs = args
+        .runs
         .iter()
         .map(|spec| compare::resolve(spec, &root))
         .collect::<Result<Vec<_>, _>>()
         .map_err(input)?;
-    let metric = args.matches.get_one::<String>(flags::METRIC).map(String::as_str);
+    let metric = args.metric.as_deref();
     let text = compare::compare(&runs, metric, terminal_width().unwrap_or(100)).map_err(input)?;
     super::print(&text)
 }
 
 /// `danling report`.
 pub fn report(args: &Args) -> Result<(), Failure> {
-    let root = path_or_default(args, flags::PROJECT_ROOT);
-    let sources: Vec<&String> = args
-        .matches
-        .get_many::<String>(flags::SOURCES)
-        .into_iter()
-        .flatten()
-        .collect();
+    let root = or_default(args.project_root.as_ref());
+    let sources: Vec<&String> = args.sources.iter().collect();
     let output = args
-        .matches
-        .get_one::<PathBuf>(flags::OUTPUT)
-        .cloned()
+        .output
+        .clone()
         .unwrap_or_else(|| PathBuf::from("report.html"));
     // One directory that is not a run is a project root; anything else names runs.
     let (runs, source) = match sources.as_slice() {
@@ -158,13 +128,7 @@ pub fn report(args: &Args) -> Result<(), Failure> {
 
 /// `danling sweep`.
 pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
-    let mut specs: Vec<String> = args
-        .matches
-        .get_many::<String>(flags::AXES)
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+    let mut specs = args.axes.clone();
     // `danling sweep optim.lr=0.1,0.01` without a file: the first spec was taken for the file.
     let mut config = args.config.clone();
     if let Some(path) = &config
@@ -197,15 +161,10 @@ pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
     };
     let trials = trials::plan::<S>(config.as_deref(), &args.overrides, sweep::product(&axes), &group)
         .map_err(input)?;
-    let jobs = args
-        .matches
-        .get_one::<usize>(flags::JOBS)
-        .copied()
-        .unwrap_or(1)
-        .max(1);
+    let jobs = args.jobs.unwrap_or(1).max(1);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = (cores / jobs).max(1);
-    if args.matches.get_flag(flags::DRY_RUN) {
+    if args.dry_run {
         let mut out = format!("{} trials in group {group}:\n", trials.len());
         for (i, trial) in trials.iter().enumerate() {
             out += &format!(
