@@ -688,7 +688,7 @@ impl Crate {
         };
         let (name, rest) = path.split_first().unwrap();
         if scope.children.contains(name) {
-            let child = [module, &[name.clone()]].concat();
+            let child = [module, std::slice::from_ref(name)].concat();
             self.walk(&child, rest, depth + 1, out);
         } else if let Some(targets) = scope.bindings.get(name) {
             for target in targets {
@@ -778,7 +778,7 @@ fn violations(src: &Path) -> BTreeSet<Violation> {
                 path: written.path.join("::"),
             };
             let theirs = &reached[0];
-            if theirs != top && !rules.layer(theirs).is_some_and(|theirs| theirs < own) {
+            if theirs != top && rules.layer(theirs).is_none_or(|theirs| theirs >= own) {
                 found.insert(violation(top.clone(), theirs.clone()));
             }
             if platform_side && reached.len() > 1 && reached[0] == "runner" && !rules.platform_side(&reached)

@@ -305,7 +305,7 @@ impl Callback<Net> for Counter {
     fn on_step(&mut self, step: &Step<'_, Net>, control: &mut Control) {
         self.seen += 1;
         self.events.lock().unwrap().push(format!("step {}", step.step));
-        if step.step % 3 == 0 {
+        if step.step.is_multiple_of(3) {
             control.record("train", "counted", self.seen as f64);
             control.record("train", "step_loss", step.loss());
         }

@@ -239,7 +239,7 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError>
 
 /// Writes `images` and their `labels` as the IDX files of a split, `{prefix}-images-idx3-ubyte` and
 /// `{prefix}-labels-idx1-ubyte`, in `dir` (`prefix` is `train` or `t10k` for a directory that
-/// [`MnistDataset::read`] reads). For tests and for data sets of your own.
+/// [`MnistDataset::read`] reads), each atomically. For tests and for data sets of your own.
 pub fn write_idx(dir: &Path, images: &[[u8; PIXELS]], labels: &[u8], prefix: &str) -> std::io::Result<()> {
     if images.len() != labels.len() {
         return Err(std::io::Error::new(
@@ -261,8 +261,12 @@ pub fn write_idx(dir: &Path, images: &[[u8; PIXELS]], labels: &[u8], prefix: &st
         .for_each(|image| image_bytes.extend_from_slice(image));
     let mut label_bytes = header(LABELS_MAGIC, &[n]);
     label_bytes.extend_from_slice(labels);
-    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), image_bytes)?;
-    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), label_bytes)
+    // Atomically, as danling writes its own files: a reader never sees half a file.
+    let write = |name: String, bytes: &[u8]| {
+        danling::fs::write_atomic(&dir.join(name), bytes).map_err(std::io::Error::other)
+    };
+    write(format!("{prefix}-images-idx3-ubyte"), &image_bytes)?;
+    write(format!("{prefix}-labels-idx1-ubyte"), &label_bytes)
 }
 
 /// The UCI handwritten digits that danling bundles (1797 images of 8×8 pixels, 0 to 16), made to

@@ -22,7 +22,7 @@ pub enum Invocation {
     /// Print the completion script of this shell.
     Completions(Shell),
     /// Run a command.
-    Run(Args),
+    Run(Box<Args>),
 }
 
 /// A command with its parsed arguments, every one typed: clap's matches are read in one place
@@ -146,7 +146,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>, program: &Program) -> Res
     let command = Command::named(name)
         .ok_or_else(|| UsageError(format!("unknown command `{name}`; run `{} --help`", program.name)))?;
     let sub = Matches(sub);
-    Ok(Invocation::Run(Args {
+    Ok(Invocation::Run(Box::new(Args {
         command,
         config: sub.one(flags::CONFIG)?,
         overrides: pending
@@ -178,7 +178,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>, program: &Program) -> Res
         axes: sub.many(flags::AXES)?,
         jobs: sub.one(flags::JOBS)?,
         dry_run: sub.flag(flags::DRY_RUN)?,
-    }))
+    })))
 }
 
 /// The arguments as strings; one that is not UTF-8 is a usage error naming it: its position (1 is
@@ -275,7 +275,7 @@ mod tests {
 
     fn run(line: &str) -> Args {
         match parse_line(line) {
-            Ok(Invocation::Run(args)) => args,
+            Ok(Invocation::Run(args)) => *args,
             other => panic!("{other:?}"),
         }
     }

@@ -39,10 +39,10 @@ fn build_runner<A: App>(config: Config<A::Sections>, console: Console) -> Result
     let mut runner = Runner::with_platform(config, identity, platform, parts.task, parts.model)
         .map_err(runner_failure)?
         .console(console);
-    for (name, train, dataset) in parts.splits {
-        runner = match train {
-            true => runner.train_split(&name, dataset),
-            false => runner.eval_split(&name, dataset),
+    for split in parts.splits {
+        runner = match split.train {
+            true => runner.train_split(&split.name, split.dataset),
+            false => runner.eval_split(&split.name, split.dataset),
         };
     }
     Ok(A::runner(runner))

@@ -98,12 +98,19 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Parts<T: Task> {
     task: T,
     model: T::Model,
-    splits: Vec<(String, bool, Arc<dyn Dataset<T::Item>>)>,
+    splits: Vec<PartSplit<T::Item>>,
+}
+
+/// A split of [`Parts`]: its name, whether it is trained on, and its items.
+struct PartSplit<I> {
+    name: String,
+    train: bool,
+    dataset: Arc<dyn Dataset<I>>,
 }
 
 impl<T: Task> std::fmt::Debug for Parts<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let splits: Vec<&str> = self.splits.iter().map(|(name, ..)| name.as_str()).collect();
+        let splits: Vec<&str> = self.split_names().collect();
         f.debug_struct("Parts")
             .field("splits", &splits)
             .finish_non_exhaustive()
@@ -121,20 +128,27 @@ impl<T: Task> Parts<T> {
     }
 
     /// Adds a split that is trained on (and evaluated, as every split is).
-    pub fn train(mut self, name: &str, dataset: impl Dataset<T::Item> + 'static) -> Self {
-        self.splits.push((name.to_owned(), true, Arc::new(dataset)));
-        self
+    pub fn train(self, name: &str, dataset: impl Dataset<T::Item> + 'static) -> Self {
+        self.push(name, true, dataset)
     }
 
     /// Adds a split that is only evaluated.
-    pub fn eval(mut self, name: &str, dataset: impl Dataset<T::Item> + 'static) -> Self {
-        self.splits.push((name.to_owned(), false, Arc::new(dataset)));
-        self
+    pub fn eval(self, name: &str, dataset: impl Dataset<T::Item> + 'static) -> Self {
+        self.push(name, false, dataset)
     }
 
     /// The names of the splits, in order.
     pub fn split_names(&self) -> impl Iterator<Item = &str> {
-        self.splits.iter().map(|(name, ..)| name.as_str())
+        self.splits.iter().map(|split| split.name.as_str())
+    }
+
+    fn push(mut self, name: &str, train: bool, dataset: impl Dataset<T::Item> + 'static) -> Self {
+        self.splits.push(PartSplit {
+            name: name.to_owned(),
+            train,
+            dataset: Arc::new(dataset),
+        });
+        self
     }
 }
 

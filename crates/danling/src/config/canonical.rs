@@ -199,4 +199,19 @@ mod tests {
         let config = json!({"seed": 1, "log_interval": 7, "project_root": "x", "optim": {"lr": 0.1}});
         assert_eq!(canonical_config(&config), r#"{"optim":{"lr":0.1},"seed":1}"#);
     }
+
+    #[test]
+    fn the_readme_names_every_ignored_key() {
+        let readme = include_str!("../../../../README.md");
+        let start = readme
+            .find("Ignored keys do not change what is trained")
+            .expect("the README's paragraph on ignored keys");
+        let paragraph = &readme[start..start + readme[start..].find("\n\n").unwrap_or(0)];
+        for key in IGNORED_KEYS {
+            assert!(
+                paragraph.contains(&format!("`{key}`")),
+                "the README does not name `{key}`"
+            );
+        }
+    }
 }
