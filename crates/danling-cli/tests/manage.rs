@@ -824,10 +824,21 @@ fn a_sweep_trains_the_product_once_and_resumes_what_did_not_finish() {
     );
     assert_eq!(json(dir.path(), &[]).len(), 4);
 
+    // A group whose name has a quote lists its own run alone (and its best), not the other four.
+    let quoted = sweep(dir.path(), &["s.yaml", "optim.lr=0.05", "--group", "it's"]);
+    assert!(quoted.status.success(), "{}", stderr(&quoted));
+    assert_eq!(
+        stdout(&quoted).matches("finished (budget)").count(),
+        2,
+        "{}",
+        stdout(&quoted)
+    );
+    assert_eq!(json(dir.path(), &[]).len(), 5);
+
     // A key on the command line replaces the file's.
-    let one = sweep(dir.path(), &["s.yaml", "optim.lr=0.05", "--dry-run"]);
+    let one = sweep(dir.path(), &["s.yaml", "optim.lr=0.07", "--dry-run"]);
     assert!(stdout(&one).starts_with("1 trials in group"), "{}", stdout(&one));
-    assert!(stdout(&one).contains("optim.lr=0.05"));
+    assert!(stdout(&one).contains("optim.lr=0.07"));
 
     // A sweep that cannot be read is an input error.
     let bad = sweep(dir.path(), &["s.yaml", "seed=range(3)"]);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::Failure;
 use super::args::Args;
 use crate::Sections;
-use crate::manage::{Filter, Format, Query, Run, compare, report, runs, scan, sweep, trials};
+use crate::manage::{Filter, Format, Query, Sweep, compare, report, runs, scan};
 
 /// The project root when none is given.
 const DEFAULT_ROOT: &str = "experiments";
@@ -66,18 +66,7 @@ pub fn runs(args: &Args) -> Result<(), Failure> {
         group_by: args.group_by.clone(),
     };
     let all = scan(&root).map_err(Failure::Input)?;
-    let selected = runs::select(&all, &query);
-    let mut columns = query.columns.clone();
-    if query.only_changed {
-        let listed: Vec<&Run> = selected.iter().map(|(run, _)| *run).collect();
-        for key in runs::changed_keys(&listed) {
-            if !columns.contains(&key) {
-                columns.push(key);
-            }
-        }
-    }
-    let listing = runs::listing(&selected, &columns, query.group_by.as_deref());
-    super::print(&listing.render(format, terminal_width()))
+    super::print(&runs::list(&all, &query).render(format, terminal_width()))
 }
 
 /// `danling compare`.
@@ -138,29 +127,8 @@ pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
         specs.insert(0, path.to_string_lossy().into_owned());
         config = None;
     }
-    let cli = specs
-        .iter()
-        .map(|spec| sweep::parse_axis(spec))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(input)?;
-    let base: crate::Config<S> =
-        crate::Config::load(config.as_deref(), &args.overrides).map_err(|e| Failure::Input(e.into()))?;
-    let file = match &base.sweep {
-        Some(sweep) => sweep::file_axes(sweep).map_err(input)?,
-        None => Vec::new(),
-    };
-    let axes = sweep::merge(file, cli);
-    if axes.is_empty() {
-        return Err(input(
-            "nothing to sweep: give KEY=V1,V2... or a `sweep:` mapping in the config file",
-        ));
-    }
-    let group = match &base.group {
-        Some(group) => group.clone(),
-        None => sweep::default_group(&base.to_value(), &axes),
-    };
-    let trials = trials::plan::<S>(config.as_deref(), &args.overrides, sweep::product(&axes), &group)
-        .map_err(input)?;
+    let sweep = Sweep::plan::<S>(config.as_deref(), &args.overrides, &specs).map_err(input)?;
+    let (group, trials) = (&sweep.group, &sweep.trials);
     let jobs = args.jobs.unwrap_or(1).max(1);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = (cores / jobs).max(1);
@@ -178,50 +146,26 @@ pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
         }
         return super::print(&out);
     }
+    // Each trial is a `train` process of this very program.
+    let program = std::env::current_exe()
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot find this program's executable: {e}")))?;
     crate::signals::install()
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let _log =
         crate::log::init_logging(crate::log::Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
-    let skipped = trials
-        .iter()
-        .filter(|t| t.state == trials::TrialState::Finished)
-        .count();
     tracing::info!(
-        "sweep of {} trials in group {group} ({skipped} finished before): {jobs} at once, {threads} thread(s) each ({cores} cores)",
-        trials.len()
+        "sweep of {} trials in group {group} ({} finished before): {jobs} at once, {threads} thread(s) each ({cores} cores)",
+        trials.len(),
+        sweep.finished()
     );
-    let base_args: Vec<String> = args
-        .overrides
-        .iter()
-        .map(|o| format!("--{}={}", o.path.join("."), o.value))
-        .collect();
-    let outcome = trials::run(&trials, config.as_deref(), &base_args, jobs, threads);
+    let outcome = sweep.run(&program, jobs, threads);
     // The group's runs, and the best of them.
-    let root = base.project_root.clone();
-    if let Ok(all) = scan(&root) {
-        let query = Query {
-            // Built, not parsed: a group named `it's` is matched as it is.
-            filter: Some(Filter::Compare {
-                key: "group".to_owned(),
-                op: crate::manage::filter::Op::Eq,
-                value: group.clone(),
-            }),
-            ..Query::default()
-        };
-        let selected = runs::select(&all, &query);
-        let listing = runs::listing(&selected, &[], None);
-        let best = runs::select(
-            &all,
-            &Query {
-                group_by: Some("group".into()),
-                ..query
-            },
-        );
-        let grouped = runs::listing(&best, &[], Some("group"));
+    if let Ok((runs, best)) = sweep.listings() {
+        let width = terminal_width();
         super::print(&format!(
             "{}\n{}",
-            listing.render(Format::Table, terminal_width()),
-            grouped.render(Format::Table, terminal_width())
+            runs.render(Format::Table, width),
+            best.render(Format::Table, width)
         ))?;
     }
     if let Some(signal) = crate::signals::requested().filter(|_| outcome.stopped) {

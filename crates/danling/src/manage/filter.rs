@@ -33,6 +33,8 @@ impl std::fmt::Display for FilterError {
     }
 }
 
+impl std::error::Error for FilterError {}
+
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Op {

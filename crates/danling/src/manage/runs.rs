@@ -51,6 +51,22 @@ pub struct Query {
     pub group_by: Option<String>,
 }
 
+/// The listing `query` asks for of `runs`: the runs it keeps in its order, with its columns, and
+/// with `only_changed` a column for each config key whose values differ among them.
+pub fn list(runs: &[Run], query: &Query) -> Listing {
+    let selected = select(runs, query);
+    let mut columns = query.columns.clone();
+    if query.only_changed {
+        let listed: Vec<&Run> = selected.iter().map(|(run, _)| *run).collect();
+        for key in changed_keys(&listed) {
+            if !columns.contains(&key) {
+                columns.push(key);
+            }
+        }
+    }
+    listing(&selected, &columns, query.group_by.as_deref())
+}
+
 /// The rows a query keeps, in order, each with the number of runs it stands for (its group's size
 /// under `--group-by`, else 1).
 pub fn select<'a>(runs: &'a [Run], query: &Query) -> Vec<(&'a Run, usize)> {

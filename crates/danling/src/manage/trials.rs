@@ -1,5 +1,6 @@
-//! The trials of a sweep: each resolved to its run directory (and whether it is finished), then
-//! trained by child `danling train` processes, N at once, with stop signals passed on.
+//! A sweep: its axes (from the command line and the config's `sweep:` mapping) and its group, its
+//! trials each resolved to its run directory (and whether it is finished), then trained by child
+//! `train` processes of the program, N at once, with stop signals passed on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,8 +9,110 @@ use std::time::{Duration, Instant};
 use crate::{Config, Identity, Override, Sections};
 use serde_json::Value;
 
-use super::scan::{Status, read_run};
-use super::sweep::{shown, suffix};
+use super::filter::{Filter, Op};
+use super::runs::{Listing, Query, listing, select};
+use super::scan::{Status, read_run, scan};
+use super::sweep::{self as axes, shown, suffix};
+
+/// A sweep, planned: its group, and its trials resolved to their run directories.
+#[derive(Debug)]
+pub struct Sweep {
+    /// The `group` every trial shares: the config's, or `sweep-` and a hash of the base config and
+    /// the axes.
+    pub group: String,
+    /// The trials, in the order of the axes' product.
+    pub trials: Vec<Trial>,
+    /// Where the trials' run directories are.
+    pub project_root: PathBuf,
+    /// The config file of every trial.
+    config: Option<PathBuf>,
+    /// The base overrides, as each trial's command line gives them.
+    base: Vec<String>,
+}
+
+impl Sweep {
+    /// Plans the sweep over the config `file` with `overrides`, for a program whose sections are
+    /// `S`: the axes are the `KEY=V1,V2` `specs` and the config's `sweep:` mapping (a key in
+    /// `specs` replaces the file's). An error says what is wrong with a spec or the config.
+    pub fn plan<S: Sections>(
+        file: Option<&Path>,
+        overrides: &[Override],
+        specs: &[String],
+    ) -> Result<Self, String> {
+        let cli = specs
+            .iter()
+            .map(|spec| axes::parse_axis(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let base: Config<S> = Config::load(file, overrides).map_err(|e| e.to_string())?;
+        let from_file = match &base.sweep {
+            Some(sweep) => axes::file_axes(sweep)?,
+            None => Vec::new(),
+        };
+        let axes = axes::merge(from_file, cli);
+        if axes.is_empty() {
+            return Err(
+                "nothing to sweep: give KEY=V1,V2... or a `sweep:` mapping in the config file".to_owned(),
+            );
+        }
+        let group = match &base.group {
+            Some(group) => group.clone(),
+            None => axes::default_group(&base.to_value(), &axes),
+        };
+        let trials = plan::<S>(file, overrides, axes::product(&axes), &group)?;
+        Ok(Self {
+            group,
+            trials,
+            project_root: base.project_root.clone(),
+            config: file.map(Path::to_owned),
+            base: overrides
+                .iter()
+                .map(|o| format!("--{}={}", o.path.join("."), o.value))
+                .collect(),
+        })
+    }
+
+    /// How many trials finished before this sweep started (they are skipped).
+    pub fn finished(&self) -> usize {
+        self.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Finished)
+            .count()
+    }
+
+    /// Trains the trials that are not finished, `jobs` at once, each as `program train ...` with
+    /// `threads` threads (`RAYON_NUM_THREADS`). A stop signal is passed on to every running trial,
+    /// and no more start.
+    pub fn run(&self, program: &Path, jobs: usize, threads: usize) -> Outcome {
+        run(
+            &self.trials,
+            program,
+            self.config.as_deref(),
+            &self.base,
+            jobs,
+            threads,
+        )
+    }
+
+    /// The listing of the group's runs, and the one of its best run (`group_by: group`).
+    pub fn listings(&self) -> Result<(Listing, Listing), String> {
+        let all = scan(&self.project_root).map_err(|e| e.to_string())?;
+        let query = Query {
+            // Built, not parsed: a group named `it's` is matched as it is.
+            filter: Some(Filter::Compare {
+                key: "group".to_owned(),
+                op: Op::Eq,
+                value: self.group.clone(),
+            }),
+            ..Query::default()
+        };
+        let runs = listing(&select(&all, &query), &[], None);
+        let best = Query {
+            group_by: Some("group".into()),
+            ..query
+        };
+        Ok((runs, listing(&select(&all, &best), &[], Some("group"))))
+    }
+}
 
 /// One trial: its overrides and where its run goes.
 #[derive(Debug)]
@@ -47,7 +150,7 @@ impl TrialState {
 }
 
 /// The trials of a sweep over `config` (with the base `overrides`), each resolved to its run dir.
-pub fn plan<S: Sections>(
+fn plan<S: Sections>(
     config: Option<&Path>,
     overrides: &[Override],
     trials: Vec<Vec<(String, Value)>>,
@@ -103,10 +206,16 @@ pub struct Outcome {
     pub stopped: bool,
 }
 
-/// Runs the trials that are not finished, `jobs` at once, each with `threads` threads; a stop signal
-/// is passed on to every running trial, and no more start.
-pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize, threads: usize) -> Outcome {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("danling"));
+/// Runs the trials that are not finished, `jobs` at once, each as `program train` with `threads`
+/// threads; a stop signal is passed on to every running trial, and no more start.
+fn run(
+    trials: &[Trial],
+    program: &Path,
+    config: Option<&Path>,
+    base: &[String],
+    jobs: usize,
+    threads: usize,
+) -> Outcome {
     let total = trials.len();
     let mut pending: Vec<(usize, &Trial)> = trials
         .iter()
@@ -140,7 +249,7 @@ pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize
         }
         while !outcome.stopped && running.len() < jobs {
             let Some((i, trial)) = pending.pop() else { break };
-            let mut command = Command::new(&exe);
+            let mut command = Command::new(program);
             command.arg("train");
             if let Some(config) = config {
                 command.arg(config);
@@ -174,9 +283,10 @@ pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize
                 }
                 Err(error) => {
                     tracing::error!(
-                        "[{}/{total}] {}: cannot start danling train: {error}",
+                        "[{}/{total}] {}: cannot start {} train: {error}",
                         i + 1,
-                        trial.label
+                        trial.label,
+                        program.display()
                     );
                     outcome.failed += 1;
                 }
@@ -211,7 +321,7 @@ pub fn run(trials: &[Trial], config: Option<&Path>, base: &[String], jobs: usize
                 }
                 Some(130 | 143) => {
                     tracing::warn!(
-                        "[{}/{total}] {}: stopped; the next `danling sweep` resumes it",
+                        "[{}/{total}] {}: stopped; the same sweep again resumes it",
                         i + 1,
                         trial.label
                     );
