@@ -37,28 +37,14 @@ fn chargpt_trains_evaluates_infers_resumes_and_sweeps() {
     let dir = tempfile::tempdir().unwrap();
     let (dir, data) = (dir.path(), sonnets());
     // A tiny model; an epoch is 533 steps, so every step checkpoint is mid-epoch.
-    let args = [
-        "--data.path",
-        &data,
-        "--model.n_layer",
-        "2",
-        "--model.n_head",
-        "2",
-        "--model.n_embd",
-        "32",
-        "--model.block_size",
-        "32",
-        "--optim.lr",
-        "0.005",
-        "--steps",
-        "150",
-        "--save_steps",
-        "50",
-        "--log_interval",
-        "30",
-        "--progress",
-        "false",
-    ];
+    let model = "--model.n_layer 2 --model.n_head 2 --model.n_embd 32 --model.block_size 32 \
+                 --optim.lr 0.005 --log_interval 30 --progress false";
+    let with = |more: &str| -> Vec<String> {
+        let words = format!("--data.path {data} {model} {more}");
+        words.split_whitespace().map(str::to_owned).collect()
+    };
+    let args = with("--steps 100 --save_steps 50");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let trained = train(BIN, dir, &args);
 
     // Quality: well below the unigram perplexity; the loss is the log of the perplexity.
@@ -117,8 +103,8 @@ fn chargpt_trains_evaluates_infers_resumes_and_sweeps() {
         assert!((probs - 1.0).abs() < 1e-4, "{row}");
     }
 
-    // Resumed from step 100, in the middle of the first epoch.
-    resumes_exactly(BIN, dir, &args, &trained, 100);
+    // Resumed from step 50, in the middle of the first epoch.
+    resumes_exactly(BIN, dir, &args, &trained, 50);
 
     // A sweep of two trials, then the listing and the report.
     let sweep_root = dir.join("sweep");

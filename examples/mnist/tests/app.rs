@@ -31,24 +31,14 @@ fn mnist_trains_evaluates_infers_resumes_and_sweeps() {
     let dir = dir.path();
     let data = idx_files(dir);
     // 32 batches an epoch: the step-20 checkpoint is in the middle of the first.
-    let args = [
-        "--data.path",
-        data.to_str().unwrap(),
-        "--model.channels",
-        "[16,32]",
-        "--model.hidden",
-        "64",
-        "--optim.lr",
-        "0.002",
-        "--epochs",
-        "3",
-        "--save_steps",
-        "20",
-        "--score_name",
-        "accuracy",
-        "--progress",
-        "false",
-    ];
+    let model = "--model.channels [16,32] --model.hidden 64 --optim.lr 0.002 --score_name accuracy \
+                 --progress false";
+    let with = |more: &str| -> Vec<String> {
+        let words = format!("--data.path {} {model} {more}", data.display());
+        words.split_whitespace().map(str::to_owned).collect()
+    };
+    let args = with("--epochs 3 --save_steps 20");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let trained = train(BIN, dir, &args);
     let best = json(&trained.join("best.json"));
     let accuracy = best["test"]["accuracy"].as_f64().unwrap();
@@ -108,19 +98,12 @@ fn mnist_trains_evaluates_infers_resumes_and_sweeps() {
     resumes_exactly(BIN, dir, &args, &trained, 20);
 
     let sweep_root = dir.join("sweep");
-    let mut sweep = vec![
-        "sweep",
-        "optim.lr=0.002,0.001",
-        "--project_root",
-        sweep_root.to_str().unwrap(),
-    ];
-    sweep.extend(
-        args.iter()
-            .copied()
-            .filter(|a| *a != "--save_steps" && *a != "20"),
-    );
-    sweep.extend(["--epochs", "1"]);
-    run(BIN, dir, &sweep, 0);
+    let sweep = with(&format!(
+        "optim.lr=0.002,0.001 --project_root {} --epochs 1",
+        sweep_root.display()
+    ));
+    let sweep: Vec<&str> = sweep.iter().map(String::as_str).collect();
+    run(BIN, dir, &[&["sweep"], &sweep[..]].concat(), 0);
     let names: Vec<String> = std::fs::read_dir(&sweep_root)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
