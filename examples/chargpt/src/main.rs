@@ -16,6 +16,10 @@ use danling_example_chargpt::data::Corpus;
 use danling_example_chargpt::model::Gpt;
 use danling_example_chargpt::task::CharGptTask;
 
+/// mimalloc, as the `danling` binary uses it (the `mimalloc` feature of danling).
+#[global_allocator]
+static ALLOCATOR: danling::alloc::MiMalloc = danling::alloc::MiMalloc;
+
 /// The app: its sections, and its model, task and splits from the config.
 struct CharGpt;
 

@@ -16,6 +16,10 @@ use danling_example_mnist::data::{MnistDataset, Split};
 use danling_example_mnist::model::Model;
 use danling_example_mnist::task::MnistTask;
 
+/// mimalloc, as the `danling` binary uses it (the `mimalloc` feature of danling).
+#[global_allocator]
+static ALLOCATOR: danling::alloc::MiMalloc = danling::alloc::MiMalloc;
+
 /// The app: its sections, and its model, task and splits from the config.
 struct Mnist;
 
