@@ -145,3 +145,50 @@ pub fn knows_key(bin: &str, dir: &Path, key: &str) {
         "no --{key} in the completions"
     );
 }
+
+/// `evaluate` of `run`'s best checkpoint on `split` prints the values the run recorded for that
+/// checkpoint (`best.json`), for each of `metrics`, to the bit.
+pub fn evaluates_as_recorded(bin: &str, dir: &Path, run_dir: &Path, split: &str, metrics: &[&str]) {
+    let runner = run_dir.join("runner.yaml");
+    let best = run_dir.join("checkpoints/best.safetensors");
+    let args = [
+        "evaluate",
+        runner.to_str().unwrap(),
+        "--checkpoint",
+        best.to_str().unwrap(),
+    ];
+    let evaluated: Value = serde_json::from_str(&text(&run(bin, dir, &args, 0).stdout)).unwrap();
+    let recorded = json(&run_dir.join("best.json"));
+    for metric in metrics {
+        assert_eq!(
+            evaluated[split][metric], recorded[split][metric],
+            "{split} {metric}"
+        );
+    }
+}
+
+/// `infer` of `run`'s best checkpoint on `split`: the CSV's rows, each as its cells (`index`, the
+/// target, then the outputs).
+pub fn inferred(bin: &str, dir: &Path, run_dir: &Path, split: &str) -> Vec<Vec<f64>> {
+    let runner = run_dir.join("runner.yaml");
+    let best = run_dir.join("checkpoints/best.safetensors");
+    let csv = dir.join(format!("{split}.csv"));
+    let args = [
+        "infer",
+        runner.to_str().unwrap(),
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--split",
+        split,
+        "--output",
+        csv.to_str().unwrap(),
+    ];
+    run(bin, dir, &args, 0);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("index,target,"), "{header}");
+    lines
+        .map(|line| line.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect()
+}

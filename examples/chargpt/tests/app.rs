@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{json, knows_key, listed, resumes_exactly, run, text, train};
+use common::{evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, text, train};
 use danling_example_chargpt::data::Corpus;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chargpt");
@@ -63,44 +63,15 @@ fn chargpt_trains_evaluates_infers_resumes_and_sweeps() {
     );
 
     // Evaluate the best checkpoint: the numbers the run recorded for it.
-    let runner = trained.join("runner.yaml");
-    let best = trained.join("checkpoints/best.safetensors");
-    let (runner, best) = (runner.to_str().unwrap(), best.to_str().unwrap());
-    let evaluated = text(&run(BIN, dir, &["evaluate", runner, "--checkpoint", best], 0).stdout);
-    let evaluated: serde_json::Value = serde_json::from_str(&evaluated).unwrap();
-    let recorded = json(&trained.join("best.json"));
-    for metric in ["loss", "perplexity", "accuracy"] {
-        assert_eq!(evaluated["val"][metric], recorded["val"][metric], "val {metric}");
-    }
+    evaluates_as_recorded(BIN, dir, &trained, "val", &["loss", "perplexity", "accuracy"]);
 
     // Infer: one row per position of the validation windows, with a distribution over characters.
-    let csv = dir.join("val.csv");
-    let csv_arg = csv.to_str().unwrap();
-    run(
-        BIN,
-        dir,
-        &[
-            "infer",
-            runner,
-            "--checkpoint",
-            best,
-            "--split",
-            "val",
-            "--output",
-            csv_arg,
-        ],
-        0,
-    );
-    let csv = std::fs::read_to_string(&csv).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 2 + corpus.vocab.len(), "index, target, prob_*");
+    let rows = inferred(BIN, dir, &trained, "val");
     let windows = (corpus.val.len() - 1) / 32;
-    let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), windows * 32);
     for row in rows.iter().step_by(97) {
-        let probs: f64 = row.split(',').skip(2).map(|p| p.parse::<f64>().unwrap()).sum();
-        assert!((probs - 1.0).abs() < 1e-4, "{row}");
+        assert_eq!(row.len(), 2 + corpus.vocab.len(), "index, target, prob_*");
+        assert!((row[2..].iter().sum::<f64>() - 1.0).abs() < 1e-4, "{row:?}");
     }
 
     // Resumed from step 50, in the middle of the first epoch.

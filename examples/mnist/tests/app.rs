@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{json, knows_key, listed, resumes_exactly, run, text, train};
+use common::{evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, text, train};
 use danling_example_mnist::data::{Split, digits_as_mnist, write_idx};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mnist");
@@ -46,39 +46,10 @@ fn mnist_trains_evaluates_infers_resumes_and_sweeps() {
     assert!(accuracy >= 0.85, "test accuracy {accuracy}");
 
     // Evaluate the best checkpoint: the numbers the run recorded for it.
-    let runner = trained.join("runner.yaml");
-    let checkpoint = trained.join("checkpoints/best.safetensors");
-    let (runner, checkpoint) = (runner.to_str().unwrap(), checkpoint.to_str().unwrap());
-    let evaluated = text(&run(BIN, dir, &["evaluate", runner, "--checkpoint", checkpoint], 0).stdout);
-    let evaluated: serde_json::Value = serde_json::from_str(&evaluated).unwrap();
-    for metric in ["loss", "accuracy", "f1"] {
-        assert_eq!(evaluated["test"][metric], best["test"][metric], "test {metric}");
-    }
+    evaluates_as_recorded(BIN, dir, &trained, "test", &["loss", "accuracy", "f1"]);
 
     // Infer: one row per test image, ten probabilities that sum to one, argmax mostly the target.
-    let csv = dir.join("test.csv");
-    let csv_arg = csv.to_str().unwrap();
-    run(
-        BIN,
-        dir,
-        &[
-            "infer",
-            runner,
-            "--checkpoint",
-            checkpoint,
-            "--split",
-            "test",
-            "--output",
-            csv_arg,
-        ],
-        0,
-    );
-    let csv = std::fs::read_to_string(&csv).unwrap();
-    let rows: Vec<Vec<f64>> = csv
-        .lines()
-        .skip(1)
-        .map(|line| line.split(',').map(|v| v.parse().unwrap()).collect())
-        .collect();
+    let rows = inferred(BIN, dir, &trained, "test");
     assert_eq!(rows.len(), 1797 - TRAIN);
     let mut right = 0;
     for row in &rows {
