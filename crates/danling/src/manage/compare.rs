@@ -26,7 +26,7 @@ pub fn resolve(spec: &str, root: &Path) -> Result<Run, String> {
         )),
         n => {
             const SHOWN: usize = 5;
-            let mut listed: Vec<String> = matching.iter().take(SHOWN).map(label).collect();
+            let mut listed: Vec<String> = matching.iter().take(SHOWN).map(Run::label).collect();
             if n > SHOWN {
                 listed.push(format!("and {} more", n - SHOWN));
             }
@@ -50,18 +50,6 @@ fn names(run: &Run, spec: &str) -> bool {
     (!run.id.is_empty() && run.id.starts_with(spec))
         || (!run_part.is_empty() && run_part.starts_with(spec))
         || dir_name.starts_with(spec)
-}
-
-/// A run as an ambiguity error names it: its id, or its directory's name when it has none.
-fn label(run: &Run) -> String {
-    if run.id.is_empty() {
-        run.dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    } else {
-        run.id.clone()
-    }
 }
 
 /// Rows of cells as an aligned table.

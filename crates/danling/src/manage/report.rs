@@ -95,12 +95,12 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
     }
     html.push_str("</tr></thead><tbody>\n");
     for run in runs {
-        let anchor = anchor(run);
+        let id = anchor(run);
         let number = |x: Option<f64>| x.map(|v| (format!("{v}"), metric(v)));
         let cells: Vec<(Option<String>, String)> = vec![
             (
                 None,
-                format!("<a href=\"#config-{anchor}\">{}</a>", escape(&run.name)),
+                format!("<a href=\"#config-{id}\">{}</a>", escape(&run.name)),
             ),
             (None, escape(&run.id)),
             (
@@ -154,14 +154,14 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
                     .as_ref()
                     .map(|p| match runs.iter().find(|r| &r.id == p) {
                         Some(parent) => {
-                            format!("<a href=\"#config-{}\">{}</a>", anchor_of(parent), escape(p))
+                            format!("<a href=\"#config-{}\">{}</a>", anchor(parent), escape(p))
                         }
                         None => escape(p),
                     })
                     .unwrap_or_default(),
             ),
         ];
-        let _ = write!(html, "<tr id=\"run-{anchor}\">");
+        let _ = write!(html, "<tr id=\"run-{id}\">");
         for (value, shown) in cells {
             match value {
                 Some(value) => {
@@ -282,7 +282,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
             Some(p) => match runs.iter().find(|r| &r.id == p) {
                 Some(parent) => format!(
                     " — continued from <a href=\"#config-{}\">{}</a>",
-                    anchor_of(parent),
+                    anchor(parent),
                     escape(p)
                 ),
                 None => format!(" — continued from {}", escape(p)),
@@ -309,21 +309,10 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
     html
 }
 
-/// An id for a run's elements: its id with anything outside `[A-Za-z0-9_-]` replaced.
+/// An id for a run's elements: its label with anything outside `[A-Za-z0-9_-]` replaced.
 fn anchor(run: &Run) -> String {
-    anchor_of(run)
-}
-
-fn anchor_of(run: &Run) -> String {
-    let base = if run.id.is_empty() {
-        run.dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    } else {
-        run.id.clone()
-    };
-    base.chars()
+    run.label()
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c

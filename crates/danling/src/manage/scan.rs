@@ -103,6 +103,19 @@ impl Run {
         self.best.and_then(|best| self.results.get(best.index))
     }
 
+    /// The run's id, or its directory's name when runner.yaml is damaged: what names it in
+    /// messages and anchors.
+    pub fn label(&self) -> String {
+        if self.id.is_empty() {
+            self.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            self.id.clone()
+        }
+    }
+
     /// A config value by dotted key (`optim.lr`).
     pub fn config_value(&self, key: &str) -> Option<&Value> {
         key.split('.')
