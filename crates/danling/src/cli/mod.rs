@@ -49,6 +49,7 @@ mod commands;
 mod flags;
 mod manage;
 mod messages;
+mod program;
 mod texts;
 
 use std::ffi::OsString;
