@@ -5,7 +5,7 @@
 //! - [`model`]: the transformer and its `model` section;
 //! - [`data`]: the text as character ids, its train and validation windows, and the `data` section;
 //! - [`task`]: batches and the next-character loss;
-//! - [`metric`]: perplexity, a metric of the example's own;
+//! - [`metric`]: perplexity and top-1 accuracy, metrics of the example's own;
 //! - [`CharGptSections`]: the config's own sections, `model` and `data`.
 //!
 //! `data/sonnets.txt` beside this crate is a small public-domain text to train on.
