@@ -1,4 +1,6 @@
-//! `chargpt`: a character-level transformer language model with danling's whole command line.
+//! `chargpt`: a character-level transformer language model with danling's whole command line. The
+//! model, its data and its objective follow Andrej Karpathy's nanoGPT
+//! (<https://github.com/karpathy/nanoGPT>, MIT licence).
 //!
 //! ```sh
 //! chargpt train --data.path examples/chargpt/data/sonnets.txt --steps 2000

@@ -1,4 +1,6 @@
-//! `mnist`: burn's MNIST CNN with danling's whole command line.
+//! `mnist`: burn's MNIST CNN with danling's whole command line. The model and the data pipeline it
+//! trains are adapted from burn's MNIST example (<https://github.com/tracel-ai/burn>,
+//! `examples/mnist`, © Nathaniel Simard and the Burn Framework contributors, MIT or Apache-2.0).
 //!
 //! ```sh
 //! mnist train --data.path ~/data/mnist --epochs 3

@@ -1,6 +1,8 @@
 //! `digits-idx DIR`: writes the UCI digits that danling bundles, made to look like MNIST
 //! ([`digits_as_mnist`]), as the four IDX files of MNIST in `DIR`: the first 1500 images as the train
-//! split, the other 297 as the test split. Then `mnist train --data.path DIR` runs offline.
+//! split, the other 297 as the test split. Then `mnist train --data.path DIR` runs offline. The IDX
+//! layout is MNIST's (Yann LeCun, Corinna Cortes and Christopher J.C. Burges); the example it feeds
+//! is adapted from burn's MNIST example (<https://github.com/tracel-ai/burn>, MIT or Apache-2.0).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
