@@ -72,6 +72,8 @@ impl Task for CharGptTask {
     /// over every position of the split. (The multi-class preset's AUROC and AUPRC over the whole
     /// vocabulary would cost more than the model's step here, and say little.)
     fn metric_set(&self) -> MetricSet {
-        MetricSet::new().with(Accuracy::default()).with(Perplexity::default())
+        MetricSet::new()
+            .with(Accuracy::default())
+            .with(Perplexity::default())
     }
 }
