@@ -40,11 +40,11 @@ pub fn json(path: &Path) -> Value {
 }
 
 /// `results.json`, `latest.json` and `best.json` without their wall-clock parts (the timestamp, and
-/// every split's `time` and `samples_per_s`).
+/// every split's wall-clock values, `danling::results::WALL_CLOCK_KEYS`).
 pub fn stable_results(run: &Path) -> Value {
     fn strip(value: &mut Value) {
         if let Some(map) = value.as_object_mut() {
-            map.retain(|k, _| k != "time" && k != "samples_per_s" && k != "timestamp");
+            map.retain(|k, _| !danling::results::is_wall_clock(k) && k != "timestamp");
             map.values_mut().for_each(strip);
         }
     }

@@ -5,7 +5,13 @@
 //! learner prepare-mnist DIR [TRAIN_IMAGES]      # the digits as MNIST IDX files, train replicated
 //! learner mnist DIR ARTIFACTS [options]          # burn's MNIST CNN on DIR
 //! learner chargpt FILE ARTIFACTS [options]       # the char GPT on the text FILE
+//! learner bare-mnist DIR [options]               # burn's MNIST CNN in a bare burn loop
+//! learner bare-chargpt FILE [options]            # the char GPT in a bare burn loop
 //! ```
+//!
+//! The bare loops are what the runner's overhead is measured against: the same shuffled order
+//! (`danling::runner::shuffled_order`), the example's `collate` and `forward` on the training
+//! thread, backward and burn's Adam, and nothing else (no metrics, evaluation, logs or files).
 //!
 //! Options: `--epochs N` (2), `--batch-size N` (64), `--lr X` (0.001), `--seed N` (1016),
 //! `--workers N` (0: batches built on the training thread, as danling does), `--metrics full|minimal`
@@ -66,7 +72,7 @@ impl TrainStep for MnistNet {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
-        let out = classification(MnistTask.forward(&self.model, &batch));
+        let out = classification(MnistTask::default().forward(&self.model, &batch));
         let grads = out.loss.backward();
         TrainOutput::new(self, grads, out)
     }
@@ -77,7 +83,7 @@ impl InferenceStep for MnistNet {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: MnistBatch) -> ClassificationOutput {
-        classification(MnistTask.forward(&self.model, &batch))
+        classification(MnistTask::default().forward(&self.model, &batch))
     }
 }
 
@@ -260,7 +266,7 @@ fn mnist(dir: &Path, artifacts: &Path, options: &Options) -> Result<(), String> 
         "mnist",
         artifacts,
         model,
-        Collate(MnistTask),
+        Collate(MnistTask::default()),
         train_set,
         test_set,
         options,
@@ -315,6 +321,33 @@ fn chargpt(file: &Path, artifacts: &Path, options: &Options) -> Result<(), Strin
     Ok(())
 }
 
+/// A bare burn loop over `train`: `options.epochs` shuffled passes in batches, each collated,
+/// forwarded, back-propagated and stepped with burn's Adam; prints the train samples/s.
+fn bare<T: Task>(what: &str, task: &T, model: T::Model, train: &impl Dataset<T::Item>, options: &Options) {
+    use burn::optim::GradientsParams;
+    let device = Device::flex().autodiff();
+    let mut model = model.to_device(&device).train();
+    let mut optimizer = options.optimizer().init();
+    let n = train.len();
+    let start = Instant::now();
+    for epoch in 0..options.epochs as u64 {
+        let order = danling::runner::shuffled_order(options.seed, epoch, 0, n);
+        for rows in order.chunks(options.batch_size) {
+            let items = rows.iter().map(|&i| train.get(i).expect("an item")).collect();
+            let batch = task.collate(items, &device);
+            let loss = task.forward(&model, &batch).loss;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(options.lr, model, grads);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let samples = n * options.epochs;
+    eprintln!(
+        "bare {what}: trained {samples} samples in {seconds:.3} s ({:.1} samples/s)",
+        samples as f64 / seconds
+    );
+}
+
 /// Writes the bundled digits as MNIST IDX files in `dir`: the first 1500 images, repeated in order
 /// up to `n_train`, as the train split; the other 297 as the test split.
 fn prepare_mnist(dir: &Path, n_train: usize) -> Result<(), String> {
@@ -338,7 +371,11 @@ fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     danling::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = |i: usize| args.get(i).map(PathBuf::from).ok_or("missing a path argument".to_owned());
+    let path = |i: usize| {
+        args.get(i)
+            .map(PathBuf::from)
+            .ok_or("missing a path argument".to_owned())
+    };
     let run = || -> Result<(), String> {
         match args.first().map(String::as_str) {
             Some("prepare-mnist") => {
@@ -350,8 +387,27 @@ fn main() -> ExitCode {
             }
             Some("mnist") => mnist(&path(1)?, &path(2)?, &Options::parse(&args[3..])?),
             Some("chargpt") => chargpt(&path(1)?, &path(2)?, &Options::parse(&args[3..])?),
+            Some("bare-mnist") => {
+                let options = Options::parse(&args[2..])?;
+                let train = MnistDataset::read(&path(1)?, Split::Train, None).map_err(|e| e.to_string())?;
+                let device = Device::flex();
+                device.seed(options.seed);
+                let model = Model::new(&ModelConfig::default(), &device);
+                bare("mnist", &MnistTask::default(), model, &train, &options);
+                Ok(())
+            }
+            Some("bare-chargpt") => {
+                let options = Options::parse(&args[2..])?;
+                let corpus = Corpus::read(&path(1)?, options.val_fraction).map_err(|e| e.to_string())?;
+                let (train, _) = corpus.windows(options.gpt.block_size).map_err(|e| e.to_string())?;
+                let device = Device::flex();
+                device.seed(options.seed);
+                let model = Gpt::new(&options.gpt, corpus.vocab.len(), &device);
+                bare("chargpt", &CharGptTask::new(corpus.vocab.len()), model, &train, &options);
+                Ok(())
+            }
             _ => Err("usage: learner prepare-mnist DIR [N] | mnist DIR ARTIFACTS [options] | \
-                      chargpt FILE ARTIFACTS [options]"
+                      chargpt FILE ARTIFACTS [options] | bare-mnist DIR [options] | bare-chargpt FILE [options]"
                 .to_owned()),
         }
     };
@@ -363,4 +419,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -104,19 +104,21 @@ fn python_run(python: &Python, threads: usize) -> anyhow::Result<(f64, Value)> {
         .current_dir(root())
         .output()?;
     let wall = start.elapsed().as_secs_f64();
+    Ok((wall, json_line(&out, "bench/danling_mlp.py")?))
+}
+
+/// The last JSON line a reference script printed, or why there is none (its stderr when it failed).
+pub fn json_line(out: &std::process::Output, script: &str) -> anyhow::Result<Value> {
     if !out.status.success() {
-        bail!(
-            "bench/danling_mlp.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json = stdout
         .lines()
         .rev()
         .find(|line| line.starts_with('{'))
-        .context("bench/danling_mlp.py printed no JSON line")?;
-    Ok((wall, serde_json::from_str(json)?))
+        .with_context(|| format!("{script} printed no JSON line"))?;
+    Ok(serde_json::from_str(json)?)
 }
 
 const THREADS: [usize; 2] = [1, 2];

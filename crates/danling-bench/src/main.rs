@@ -9,18 +9,22 @@
 //! - (f) data parallelism: 2 MPI ranks × 1 thread against 1 process × 2 threads on one global batch
 //!   (needs `mpiexec` and the binary built with `--features mpi`, which `bench/run` does when
 //!   `mpiexec` is there);
-//! - (g) experiment management: `danling runs` over 1,000 run directories.
+//! - (g) experiment management: `danling runs` over 1,000 run directories;
+//! - (i) data-bound training: burn's MNIST CNN on 20,000 PNGs with 0, 1 and 2 loader threads,
+//!   against PyTorch's `DataLoader` and torchvision's `ImageFolder` with 0, 1 and 2 workers (needs
+//!   torch and torchvision).
 //!
 //! Writes a markdown table of ratios to `BENCHMARKS.md` (or `--output`) and prints it. The Python
 //! sides run when `--python` (or `$PYTHON`, or `python3`) can import torch, danling and torchmetrics;
 //! otherwise their columns say so.
 //!
 //! ```text
-//! bench/run [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g]
+//! bench/run [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g,i]
 //! ```
 
 mod checkpoint;
 mod e2e;
+mod images;
 mod listing;
 mod metrics;
 mod mlp;
@@ -51,7 +55,7 @@ pub struct Options {
     pub repeats: usize,
     /// Where the markdown goes.
     pub output: PathBuf,
-    /// Which cases run (letters a to g).
+    /// Which cases run (letters a to g, and i).
     pub only: String,
     /// Run the one case in `only` and print its rows as JSON (how each in-process case gets a
     /// process of its own).
@@ -62,7 +66,9 @@ pub struct Options {
 fn flags() -> clap::Command {
     clap::Command::new("danling-bench")
         .about("Benchmarks danling against Python DanLing and a bare burn loop; writes a table of ratios")
-        .override_usage("danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g]")
+        .override_usage(
+            "danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g,i]",
+        )
         // As before clap: a flag given twice takes its last value.
         .args_override_self(true)
         .arg(
@@ -90,8 +96,8 @@ fn flags() -> clap::Command {
         .arg(
             Arg::new("only")
                 .long("only")
-                .value_name("a,b,c,d,e,f,g")
-                .default_value("abcdefg")
+                .value_name("a,b,c,d,e,f,g,i")
+                .default_value("abcdefgi")
                 .help("The cases to run (see Cases below)"),
         )
         .after_help(
@@ -102,7 +108,8 @@ fn flags() -> clap::Command {
              d  startup: from process start to the end of the first step\n  \
              e  AUROC on 10M binary and 1M x 10 multi-class samples against torchmetrics\n  \
              f  2 MPI ranks x 1 thread against 1 process x 2 threads (needs mpiexec)\n  \
-             g  `danling runs` over a project root of 1,000 run directories",
+             g  `danling runs` over a project root of 1,000 run directories\n  \
+             i  burn's MNIST CNN on 20,000 PNGs, 0/1/2 loader threads, against PyTorch's DataLoader",
         )
         .arg(
             Arg::new("emit-json")
@@ -212,6 +219,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
     if options.only.contains('g') {
         listing::runs(options, &mut report)?;
     }
+    if options.only.contains('i') {
+        images::data_bound(options, &mut report)?;
+    }
     let markdown = report.markdown();
     std::fs::write(&options.output, &markdown)
         .with_context(|| format!("cannot write {}", options.output.display()))?;
@@ -275,7 +285,7 @@ mod tests {
                 defaults.only,
                 defaults.emit_json
             ),
-            (3, PathBuf::from("BENCHMARKS.md"), "abcdefg".to_owned(), false)
+            (3, PathBuf::from("BENCHMARKS.md"), "abcdefgi".to_owned(), false)
         );
         let given =
             options("--only a,c --repeats 5 --output b.md --python py --repeats=2 --emit-json").unwrap();

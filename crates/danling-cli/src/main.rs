@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use danling::Config;
 use danling::cli::{App, BuildError, Parts};
 
-use crate::builtin::{Mlp, TabularSet, TabularTask, load_splits};
+use crate::builtin::{Mlp, TabularTask, load_splits};
 use crate::task::TaskSections;
 
 /// mimalloc, never handing freed memory back (see [`danling::alloc`]).
@@ -25,18 +25,17 @@ impl App for Builtin {
     const ABOUT: &'static str = "\
 danling trains its built-in task, an MLP (model.hidden, model.dropout, model.activation,
 model.norm) on the data set named by data.name (digits, breast_cancer, diabetes, synthetic, csv,
-mnist).";
+mnist, imagefolder).";
     type Sections = TaskSections;
     type Task = TabularTask;
 
     fn build(config: &Config<TaskSections>, device: &Device) -> Result<Parts<TabularTask>, BuildError> {
         let splits = load_splits(&config.sections.data, config.seed)?;
-        let task = TabularTask::for_data(&splits.train);
-        let (inputs, outputs) = (splits.train.d, splits.train.targets.outputs());
-        let model = Mlp::new(&config.sections.model, inputs, outputs, device);
-        let mut parts = Parts::new(task, model).train("train", TabularSet(splits.train));
+        let task = TabularTask::new(splits.metrics);
+        let model = Mlp::new(&config.sections.model, splits.inputs, task.outputs(), device);
+        let mut parts = Parts::new(task, model).train("train", splits.train);
         for (name, split) in splits.eval {
-            parts = parts.eval(&name, TabularSet(split));
+            parts = parts.eval(&name, split);
         }
         Ok(parts)
     }

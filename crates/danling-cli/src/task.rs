@@ -103,6 +103,12 @@ pub struct DataConfig {
     pub header: Option<bool>,
     /// `csv`: what the last column is; `auto` reads integer targets as classes.
     pub task: CsvTaskKind,
+    /// `imagefolder`: `[height, width]` every image is resized and centre-cropped to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<[u32; 2]>,
+    /// `imagefolder`: 1 (grey) or 3 (RGB, the default, as torchvision's `ImageFolder` loads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u8>,
 }
 
 /// What the target column of a CSV file holds.
@@ -129,6 +135,8 @@ impl Default for DataConfig {
             classes: 4,
             header: None,
             task: CsvTaskKind::Auto,
+            size: None,
+            channels: None,
         }
     }
 }
@@ -149,6 +157,8 @@ pub enum DataName {
     Csv,
     /// MNIST in IDX files.
     Mnist,
+    /// A folder of PNG or JPEG images, one subfolder per class (torchvision's `ImageFolder`).
+    Imagefolder,
 }
 
 impl Sections for TaskSections {
@@ -189,12 +199,33 @@ impl Sections for TaskSections {
                 "a number in (0, 1)",
             ));
         }
-        if matches!(data.name, DataName::Csv | DataName::Mnist) && data.path.is_none() {
+        if matches!(data.name, DataName::Csv | DataName::Mnist | DataName::Imagefolder) && data.path.is_none()
+        {
             return Err(ConfigError::invalid_value(
                 "data.path",
                 "null",
-                "a path, which data.name csv and mnist need",
+                "a path, which data.name csv, mnist and imagefolder need",
             ));
+        }
+        match data.size {
+            Some(size) if size.contains(&0) => {
+                return Err(ConfigError::invalid_value(
+                    "data.size",
+                    format!("{size:?}"),
+                    "[height, width], both >= 1",
+                ));
+            }
+            None if data.name == DataName::Imagefolder => {
+                return Err(ConfigError::invalid_value(
+                    "data.size",
+                    "null",
+                    "[height, width], which data.name imagefolder needs",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(channels) = data.channels.filter(|c| !matches!(c, 1 | 3)) {
+            return Err(ConfigError::invalid_value("data.channels", channels, "1 or 3"));
         }
         Ok(())
     }

@@ -613,6 +613,11 @@ fn the_report_is_one_self_contained_page_with_everything_escaped() {
         );
     }
     assert!(html.contains("<ul class=\"legend\""));
+    // Where each run's training time went: a stacked bar per run.
+    let time = &html[html.find("<figure class=\"time\"").expect("the time bars")..];
+    let time = &time[..time.find("</figure>").unwrap()];
+    assert_eq!(time.matches("text-anchor=\"end\"").count(), 3, "a bar per run");
+    assert!(time.contains("<title>forward+backward: "), "{time}");
 
     // Nothing from outside the file, and one script: the page's own.
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"));

@@ -44,6 +44,30 @@ impl ScoreMode {
     }
 }
 
+/// The parts of a train split's wall time, in the order its result gives them (each in seconds,
+/// and as `{part}_share` of the split's `wall`).
+pub const TIME_PARTS: [&str; 6] = [
+    "data_wait",
+    "forward_backward",
+    "all_reduce",
+    "optimizer",
+    "checkpoint",
+    "other",
+];
+
+/// The results that are wall-clock measurements, not outcomes of training, besides the
+/// [`TIME_PARTS`] and their shares: `time` (seconds per batch), `samples_per_s`, a train split's
+/// `tokens_per_s` and `wall` time, and the process's peak resident memory. They differ between two
+/// runs of one config; every other result does not.
+pub const WALL_CLOCK_KEYS: &[&str] = &["time", "samples_per_s", "tokens_per_s", "wall", "peak_rss_mib"];
+
+/// Whether a result name is a wall-clock measurement: one of [`WALL_CLOCK_KEYS`], a
+/// [`TIME_PARTS`] entry, or its `_share`.
+pub fn is_wall_clock(name: &str) -> bool {
+    let part = name.strip_suffix("_share").unwrap_or(name);
+    WALL_CLOCK_KEYS.contains(&name) || TIME_PARTS.contains(&part)
+}
+
 /// The value of each metric of one split, in the order they were reported.
 pub type SplitResult = IndexMap<String, f64>;
 

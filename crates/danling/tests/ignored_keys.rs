@@ -1,4 +1,5 @@
-//! Ignored keys change nothing that is trained or reported, and a run continued from any of its
+//! Ignored keys (the loader's `data.workers` and `data.prefetch` among them) change nothing that is
+//! trained or reported, and a run continued from any of its
 //! checkpoints, in its own run directory or from a copy of the file somewhere else, ends as the run
 //! that was never stopped. Settings are drawn at random: the intervals at which the runner logs, saves
 //! and prunes must never line up by luck for these to pass.
@@ -27,6 +28,8 @@ struct Io {
     tensorboard: Option<bool>,
     progress: Option<bool>,
     log: Option<bool>,
+    workers: Option<u64>,
+    prefetch: Option<u64>,
 }
 
 impl Io {
@@ -44,6 +47,8 @@ impl Io {
         push("tensorboard", self.tensorboard.map(|v| v.to_string()));
         push("progress", self.progress.map(|v| v.to_string()));
         push("log", self.log.map(|v| v.to_string()));
+        push("data.workers", self.workers.map(|v| v.to_string()));
+        push("data.prefetch", self.prefetch.map(|v| v.to_string()));
         pairs
     }
 }
@@ -137,13 +142,12 @@ fn outcome(runner: &Runner<Classify>, dir: &Path) -> Outcome {
     }
 }
 
-/// Removes `timestamp`, `time` and `samples_per_s` at every depth.
+/// Removes `timestamp` and the wall-clock results (`time`, `samples_per_s`, the time breakdown) at
+/// every depth.
 fn strip_wall_clock(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            for key in ["timestamp", "time", "samples_per_s"] {
-                map.remove(key);
-            }
+            map.retain(|key, _| key != "timestamp" && !danling::results::is_wall_clock(key));
             map.values_mut().for_each(strip_wall_clock);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_wall_clock),
@@ -175,9 +179,10 @@ fn io() -> impl Strategy<Value = Io> {
         maybe(any::<bool>()),
         maybe(any::<bool>()),
         maybe(any::<bool>()),
+        (maybe(0u64..=4), maybe(1u64..=6)),
     )
         .prop_map(
-            |(log_interval, save_steps, save_interval, keep_latest_k, tensorboard, progress, log)| Io {
+            |(
                 log_interval,
                 save_steps,
                 save_interval,
@@ -185,6 +190,17 @@ fn io() -> impl Strategy<Value = Io> {
                 tensorboard,
                 progress,
                 log,
+                (workers, prefetch),
+            )| Io {
+                log_interval,
+                save_steps,
+                save_interval,
+                keep_latest_k,
+                tensorboard,
+                progress,
+                log,
+                workers,
+                prefetch,
             },
         )
 }
@@ -285,6 +301,7 @@ fn misaligned() -> impl Strategy<Value = (Shape, Io, Io)> {
                     log_interval: Some(log_interval),
                     save_steps: Some(save_steps),
                     save_interval: Some(save_interval),
+                    workers: Some(u64::from(save_steps % 3 == 0)),
                     ..Io::default()
                 };
                 (shape, io, again)

@@ -259,7 +259,7 @@ fn values(results: &Results) -> Vec<(String, f64)> {
     for (index, record) in tree.as_object().unwrap() {
         for (split, metrics) in record.as_object().unwrap() {
             for (name, value) in metrics.as_object().unwrap() {
-                if !["time", "samples_per_s"].contains(&name.as_str()) {
+                if !danling::results::is_wall_clock(name) {
                     out.push((
                         format!("{index}.{split}.{name}"),
                         value.as_f64().unwrap_or(f64::NAN),

@@ -1,5 +1,5 @@
 //! A library program gets the graceful stop without asking for it: `train` installs the SIGTERM and
-//! SIGINT handlers itself. (Its own test binary: a stop request is process-wide, and would stop
+//! SIGINT handlers itself, and the loader's threads end with the stopped run. (Its own test binary: a stop request is process-wide, and would stop
 //! every run after it.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,7 +52,7 @@ impl Task for SignalledAt {
 fn sigterm_stops_a_library_run_gracefully_without_any_set_up() {
     let root = tempfile::tempdir().unwrap();
     // 37 samples in batches of 5, 2 micro-batches a step: the signal comes in the 3rd step.
-    let mut config = config(root.path(), &[("save_steps", "100")]);
+    let mut config = config(root.path(), &[("save_steps", "100"), ("data.workers", "3")]);
     config.data.batch_size = 5;
     let identity = Identity::with_experiment_id(&config, "xxxxxxxxxxxxxxxx", "").unwrap();
     let task = SignalledAt {
@@ -83,5 +83,13 @@ fn sigterm_stops_a_library_run_gracefully_without_any_set_up() {
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap();
     assert_eq!(status["status"], "stopped", "{status}");
+    // The loader's threads (`data.workers: 3`) ended with the run.
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        let loaders = tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("danling-data"))
+            .count();
+        assert_eq!(loaders, 0, "loader threads left after the stop");
+    }
     assert_eq!(Stop::Terminate.exit_code(), 143);
 }

@@ -12,12 +12,15 @@ use std::sync::Arc;
 use burn::data::dataset::{Dataset, DatasetError};
 use serde::{Deserialize, Serialize};
 
-/// The `data` section: the text file and its validation share. (`data.batch_size` and
-/// `data.shuffle` in the same mapping are danling's own keys.)
+/// The `data` section: the text file (or the directory of token files) and its validation share.
+/// (`data.batch_size`, `data.shuffle`, `data.workers` and `data.prefetch` in the same mapping are
+/// danling's own keys.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// The UTF-8 text file to model (required).
+    /// The UTF-8 text file to model, or a directory of nanoGPT's token files as
+    /// [`write_token_files`] writes them: `train.bin` and `val.bin` (u16 ids) and `vocab.txt` (the
+    /// characters, in id order). Token files are read window by window, never whole (required).
     pub path: Option<PathBuf>,
     /// The share of the text, at its end, held out for validation.
     pub val_fraction: f64,
@@ -40,6 +43,13 @@ pub struct Vocab {
 }
 
 impl Vocab {
+    /// The characters of `text`, in order: a vocabulary as `vocab.txt` holds it.
+    pub fn from_chars(text: &str) -> Self {
+        Self {
+            chars: text.chars().collect(),
+        }
+    }
+
     /// The distinct characters of `text`.
     pub fn from_text(text: &str) -> Self {
         let mut chars: Vec<char> = text.chars().collect();
@@ -200,6 +210,67 @@ impl Dataset<Window> for Windows {
             Some(room) => room / self.stride + 1,
             None => 0,
         }
+    }
+}
+
+/// Writes `dir/train.bin` and `dir/val.bin` (the corpus's ids as little-endian u16, nanoGPT's
+/// format) and `dir/vocab.txt` (its characters in id order), as nanoGPT's `prepare.py` does.
+pub fn write_token_files(corpus: &Corpus, dir: &Path) -> Result<(), DataError> {
+    if corpus.vocab.len() > usize::from(u16::MAX) + 1 {
+        return Err(DataError::new(
+            &corpus.source,
+            "more than 65,536 characters do not fit u16 ids",
+        ));
+    }
+    let failed = |path: &Path, e: std::io::Error| DataError::new(path, format!("cannot write it: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    for (name, ids) in [("train.bin", &corpus.train), ("val.bin", &corpus.val)] {
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| (id as u16).to_le_bytes()).collect();
+        let path = dir.join(name);
+        danling::fs::write_atomic(&path, &bytes).map_err(|e| DataError::new(&path, e.to_string()))?;
+    }
+    let text: String = corpus.vocab.chars().iter().collect();
+    let path = dir.join(VOCAB_FILE);
+    danling::fs::write_atomic(&path, text.as_bytes()).map_err(|e| DataError::new(&path, e.to_string()))
+}
+
+/// The vocabulary file beside the token files.
+pub const VOCAB_FILE: &str = "vocab.txt";
+
+/// The train windows (one at every position) and validation windows (side by side) of the token
+/// files in `dir`, read from disk window by window, and their vocabulary. A token file that is
+/// truncated, too short, or holds an id past the vocabulary is an error that names it.
+pub fn token_files(
+    dir: &Path,
+    block_size: usize,
+) -> Result<(Vocab, TokenWindows, TokenWindows), Box<dyn std::error::Error + Send + Sync>> {
+    let path = dir.join(VOCAB_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| DataError::new(&path, format!("cannot read the vocabulary: {e}")))?;
+    let vocab = Vocab::from_chars(&text);
+    if vocab.is_empty() {
+        return Err(DataError::new(&path, "the vocabulary is empty").into());
+    }
+    let open = |name: &str, stride: usize| {
+        danling::data::TokenFile::open(dir.join(name), danling::data::TokenWidth::U16, block_size)
+            .map(|file| TokenWindows(file.stride(stride).vocab(vocab.len() as u32)))
+    };
+    let train = open("train.bin", 1)?;
+    let val = open("val.bin", block_size)?;
+    Ok((vocab, train, val))
+}
+
+/// A token file's windows as [`Window`]s.
+#[derive(Debug)]
+pub struct TokenWindows(pub danling::data::TokenFile);
+
+impl Dataset<Window> for TokenWindows {
+    fn get(&self, index: usize) -> Result<Window, DatasetError> {
+        self.0.get(index).map(|ids| Window { ids })
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

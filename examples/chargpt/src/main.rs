@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use danling::Config;
 use danling::cli::{App, BuildError, Parts};
 use danling_example_chargpt::CharGptSections;
-use danling_example_chargpt::data::Corpus;
+use danling_example_chargpt::data::{Corpus, token_files};
 use danling_example_chargpt::model::Gpt;
 use danling_example_chargpt::task::CharGptTask;
 
@@ -29,14 +29,22 @@ impl App for CharGpt {
     const NAME: &'static str = "chargpt";
     const ABOUT: &'static str = "\
 chargpt trains a character-level transformer language model in nanoGPT's shape (model.n_layer,
-model.n_head, model.n_embd, model.block_size) on the text file data.path, and reports the
-perplexity of the next character.";
+model.n_head, model.n_embd, model.block_size) on the text file data.path (or on the token files
+chargpt-tokens writes into the directory data.path: train.bin, val.bin and vocab.txt, read window by
+window from disk), and reports the perplexity of the next character.";
     type Sections = CharGptSections;
     type Task = CharGptTask;
 
     fn build(config: &Config<CharGptSections>, device: &Device) -> Result<Parts<CharGptTask>, BuildError> {
         let (model, data) = (&config.sections.model, &config.sections.data);
-        let corpus = Corpus::read(&data.path.clone().unwrap_or_default(), data.val_fraction)?;
+        let path = data.path.clone().unwrap_or_default();
+        if path.is_dir() {
+            let (vocab, train, val) = token_files(&path, model.block_size)?;
+            let gpt = Gpt::new(model, vocab.len(), device);
+            let task = CharGptTask::new(vocab.len());
+            return Ok(Parts::new(task, gpt).train("train", train).eval("val", val));
+        }
+        let corpus = Corpus::read(&path, data.val_fraction)?;
         let (train, val) = corpus.windows(model.block_size)?;
         let gpt = Gpt::new(model, corpus.vocab.len(), device);
         let task = CharGptTask::new(corpus.vocab.len());

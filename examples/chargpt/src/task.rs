@@ -38,6 +38,12 @@ impl Task for CharGptTask {
     type Item = Window;
     type Batch = CharBatch;
 
+    /// Every position of every window is a token trained on.
+    fn tokens(&self, batch: &CharBatch) -> Option<u64> {
+        let [n, t] = batch.targets.dims();
+        Some((n * t) as u64)
+    }
+
     fn collate(&self, items: Vec<Window>, device: &Device) -> CharBatch {
         let n = items.len();
         let t = items

@@ -121,3 +121,64 @@ fn bad_input_is_one_line_and_exit_code_2() {
     );
     assert_eq!(message.lines().count(), 1, "{message}");
 }
+
+#[test]
+fn token_files_on_disk_train_as_the_text_does_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tokens = dir.join("tokens");
+    let out = run(
+        env!("CARGO_BIN_EXE_chargpt-tokens"),
+        dir,
+        &[&sonnets(), tokens.to_str().unwrap()],
+        0,
+    );
+    assert!(text(&out.stdout).contains("train and"), "{}", text(&out.stdout));
+    let model = "--model.n_layer 1 --model.n_head 2 --model.n_embd 16 --model.block_size 16 --steps 30 \
+                 --progress false";
+    let args = |path: &str, workers: &str, root: &str| -> Vec<String> {
+        format!("--data.path {path} {model} --data.workers {workers} --project_root {root}")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let from_text = args(&sonnets(), "0", "text-runs");
+    let from_text: Vec<&str> = from_text.iter().map(String::as_str).collect();
+    let from_files = args(tokens.to_str().unwrap(), "2", "file-runs");
+    let from_files: Vec<&str> = from_files.iter().map(String::as_str).collect();
+    let a = train(BIN, dir, &from_text);
+    let b = train(BIN, dir, &from_files);
+    // The same windows, read from the text in memory or from the token files window by window.
+    let results = |run: &Path| common::stable_results(run)["results.json"]["results"].clone();
+    assert_eq!(results(&a), results(&b));
+    let latest = json(&b.join("latest.json"));
+    let rate = latest["train"]["tokens_per_s"].as_f64().unwrap();
+    assert!(rate > 0.0, "{latest}");
+
+    // A val.bin cut off inside a token, and an id past the vocabulary: one line naming the file.
+    let val = tokens.join("val.bin");
+    let mut bytes = std::fs::read(&val).unwrap();
+    bytes.pop();
+    std::fs::write(&val, &bytes).unwrap();
+    let again = args(tokens.to_str().unwrap(), "2", "bad-runs");
+    let again: Vec<&str> = std::iter::once("train")
+        .chain(again.iter().map(String::as_str))
+        .collect();
+    let out = run(BIN, dir, &again, 2);
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("val.bin") && message.contains("truncated"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+    bytes.pop();
+    bytes[10] = 0xff;
+    bytes[11] = 0xff;
+    std::fs::write(&val, &bytes).unwrap();
+    let out = run(BIN, dir, &again, 2);
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("val.bin") && message.contains("token 65535"),
+        "{message}"
+    );
+}

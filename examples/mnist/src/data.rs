@@ -35,10 +35,105 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// The directory of the four IDX files (required).
+    /// The directory of the four IDX files, or with `format: imagefolder` of the `train` and `test`
+    /// (or `val`) image folders (required).
     pub path: Option<PathBuf>,
     /// Reads at most this many samples of each split, the first ones (`null`: all).
     pub limit: Option<usize>,
+    /// `idx` (MNIST's files, the default) or `imagefolder` (PNG or JPEG digits, one folder per
+    /// digit, decoded on danling's loader threads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// Shifts each training image by up to this many pixels in each direction (zeros fill in), a
+    /// new shift every epoch: the translation part of burn's random affine augmentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<usize>,
+}
+
+/// How the digits are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// MNIST's IDX files.
+    #[default]
+    Idx,
+    /// An image folder: `train/0/…png` to `train/9/`, and `test/` (or `val/`) the same.
+    Imagefolder,
+}
+
+/// The splits of an image folder of digits: `dir/train`, and `dir/test` or else `dir/val`, named
+/// as their folders. Images are read as 28×28 grey. Each class folder must be named by its digit,
+/// `0` to `9`: a folder of another name is an error that names it (a label the model has no output
+/// for would fail in the middle of training).
+pub fn read_image_folders(
+    dir: &Path,
+) -> Result<(FolderDigits, (String, FolderDigits)), danling::data::DataError> {
+    use danling::data::ImageFolder;
+    let train = ImageFolder::open(dir.join("train"), [SIDE as u32; 2], 1)?;
+    let digits = train
+        .classes()
+        .iter()
+        .map(|name| match name.parse::<u8>() {
+            Ok(digit) if digit < 10 && name.len() == 1 => Ok(digit),
+            _ => Err(danling::data::DataError::Format {
+                path: dir.join("train").join(name),
+                message: "is not a digit's folder: the class folders are named 0 to 9".into(),
+            }),
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    let name = if dir.join("test").is_dir() { "test" } else { "val" };
+    let eval = ImageFolder::with_classes(dir.join(name), train.classes(), [SIDE as u32; 2], 1)?;
+    Ok((
+        FolderDigits {
+            images: train,
+            digits: digits.clone(),
+        },
+        (name.to_owned(), FolderDigits { images: eval, digits }),
+    ))
+}
+
+/// An image folder of digits as [`MnistItem`]s, each labelled with its folder's digit.
+#[derive(Debug, Clone)]
+pub struct FolderDigits {
+    images: danling::data::ImageFolder,
+    /// The digit of each class, in the folder's class order.
+    digits: Vec<u8>,
+}
+
+impl Dataset<MnistItem> for FolderDigits {
+    fn get(&self, index: usize) -> Result<MnistItem, DatasetError> {
+        let decoded = self.images.get(index)?;
+        let mut image = [[0.0; SIDE]; SIDE];
+        for (row, values) in image.iter_mut().zip(decoded.pixels.chunks_exact(SIDE)) {
+            for (value, &v) in row.iter_mut().zip(values) {
+                *value = (v * 255.0).round();
+            }
+        }
+        // `read_image_folders` gave a digit to every class the folder has.
+        let label = self.digits[decoded.label];
+        Ok(MnistItem { image, label })
+    }
+
+    fn len(&self) -> usize {
+        self.images.len()
+    }
+}
+
+/// `item` shifted by `(dx, dy)` pixels, zeros filling in.
+pub fn shifted(item: &MnistItem, dx: isize, dy: isize) -> MnistItem {
+    let mut image = [[0.0; SIDE]; SIDE];
+    for (y, row) in image.iter_mut().enumerate() {
+        for (x, value) in row.iter_mut().enumerate() {
+            let (sx, sy) = (x as isize - dx, y as isize - dy);
+            if (0..SIDE as isize).contains(&sx) && (0..SIDE as isize).contains(&sy) {
+                *value = item.image[sy as usize][sx as usize];
+            }
+        }
+    }
+    MnistItem {
+        image,
+        label: item.label,
+    }
 }
 
 /// One image and its digit, as burn's `MnistItem`.

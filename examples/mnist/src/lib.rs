@@ -56,6 +56,13 @@ impl Sections for MnistSections {
                 "the directory of MNIST's IDX files",
             ));
         }
+        if let Some(shift) = data.shift.filter(|&s| s >= data::SIDE) {
+            return Err(ConfigError::invalid_value(
+                "data.shift",
+                shift,
+                "a shift in pixels below the image side, 28",
+            ));
+        }
         if data.limit == Some(0) {
             return Err(ConfigError::invalid_value(
                 "data.limit",

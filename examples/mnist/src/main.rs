@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use danling::Config;
 use danling::cli::{App, BuildError, Parts};
 use danling_example_mnist::MnistSections;
-use danling_example_mnist::data::{MnistDataset, Split};
+use danling_example_mnist::data::{Format, MnistDataset, Split, read_image_folders};
 use danling_example_mnist::model::Model;
 use danling_example_mnist::task::MnistTask;
 
@@ -29,19 +29,26 @@ impl App for Mnist {
     const NAME: &'static str = "mnist";
     const ABOUT: &'static str = "\
 mnist trains burn's MNIST CNN (model.channels, model.hidden, model.dropout) on the IDX files in
-data.path: train-images-idx3-ubyte and the rest, as downloaded (.gz or not).";
+data.path: train-images-idx3-ubyte and the rest, as downloaded (.gz or not); or, with
+data.format imagefolder, on PNG digits in data.path/train/0..9 and data.path/test (or val).
+data.shift N shifts each training image by up to N pixels.";
     type Sections = MnistSections;
     type Task = MnistTask;
 
     fn build(config: &Config<MnistSections>, device: &Device) -> Result<Parts<MnistTask>, BuildError> {
         let data = &config.sections.data;
         let dir = data.path.clone().unwrap_or_default();
+        let model = Model::new(&config.sections.model, device);
+        let task = MnistTask {
+            shift: data.shift.unwrap_or(0),
+        };
+        if data.format == Some(Format::Imagefolder) {
+            let (train, (name, eval)) = read_image_folders(&dir)?;
+            return Ok(Parts::new(task, model).train("train", train).eval(&name, eval));
+        }
         let train = MnistDataset::read(&dir, Split::Train, data.limit)?;
         let test = MnistDataset::read(&dir, Split::Test, data.limit)?;
-        let model = Model::new(&config.sections.model, device);
-        Ok(Parts::new(MnistTask, model)
-            .train("train", train)
-            .eval("test", test))
+        Ok(Parts::new(task, model).train("train", train).eval("test", test))
     }
 }
 

@@ -6,15 +6,19 @@
 //! licensed under MIT or Apache-2.0: pixels become `((x / 255) - 0.1307) / 0.3081`.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use danling::data::ItemContext;
 use danling::metrics::MetricKind;
 use danling::runner::{StepOutput, Task};
 
-use crate::data::{MEAN, MnistItem, PIXELS, SIDE, STD};
+use crate::data::{MEAN, MnistItem, PIXELS, SIDE, STD, shifted};
 use crate::model::{Model, NUM_CLASSES};
 
-/// Classifies MNIST digits with [`Model`].
+/// Classifies MNIST digits with [`Model`], shifting each training image by up to `shift` pixels.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MnistTask;
+pub struct MnistTask {
+    /// The largest shift of the augmentation, in pixels (0: none).
+    pub shift: usize,
+}
 
 /// A batch on a device: normalised images `[n, 1, 28, 28]` and their digits `[n]`.
 #[derive(Debug, Clone)]
@@ -41,6 +45,19 @@ impl Task for MnistTask {
             images: Tensor::from_data(TensorData::new(pixels, [n, 1, SIDE, SIDE]), device),
             labels: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
+    }
+
+    /// A random shift on the train split, drawn from the item's own RNG: the same in every run of
+    /// the seed, with any number of loader threads.
+    fn transform(&self, item: MnistItem, at: &ItemContext) -> MnistItem {
+        if !at.train || self.shift == 0 {
+            return item;
+        }
+        let mut rng = at.rng();
+        let span = 2 * self.shift as u64 + 1;
+        let mut draw = || rng.below(span) as isize - self.shift as isize;
+        let (dx, dy) = (draw(), draw());
+        shifted(&item, dx, dy)
     }
 
     fn forward(&self, model: &Model, batch: &MnistBatch) -> StepOutput {

@@ -105,3 +105,66 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(!dir.join("experiments").exists(), "a run directory was made");
 }
+
+/// Writes `dir/digits/{train,test}/<digit>/N.png` from the bundled digits: `TRAIN_IMAGES` train and
+/// `TEST_IMAGES` test images.
+fn image_folders(dir: &Path) -> PathBuf {
+    const TRAIN_IMAGES: usize = 400;
+    const TEST_IMAGES: usize = 100;
+    let root = dir.join("digits");
+    let (images, labels) = digits_as_mnist().unwrap();
+    for (i, (pixels, label)) in images
+        .iter()
+        .zip(&labels)
+        .take(TRAIN_IMAGES + TEST_IMAGES)
+        .enumerate()
+    {
+        let split = if i < TRAIN_IMAGES { "train" } else { "test" };
+        let folder = root.join(split).join(label.to_string());
+        std::fs::create_dir_all(&folder).unwrap();
+        let image = image::GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap();
+        image.save(folder.join(format!("{i:04}.png"))).unwrap();
+    }
+    root
+}
+
+#[test]
+fn an_image_folder_with_shifts_trains_the_same_with_any_workers_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let data = image_folders(dir);
+    // 13 batches an epoch: the step-5 checkpoint is in the middle of the first; BatchNorm's running
+    // statistics and the random shifts must both come back exactly.
+    let args = |workers: &str, root: &str| -> Vec<String> {
+        format!(
+            "--data.path {} --data.format imagefolder --data.shift 2 --data.batch_size 32 \
+             --model.channels [4,8] --model.hidden 16 --epochs 2 --save_steps 5 --progress false \
+             --data.workers {workers} --project_root {root}",
+            data.display()
+        )
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    };
+    let on_thread = args("0", "on-thread");
+    let on_thread: Vec<&str> = on_thread.iter().map(String::as_str).collect();
+    let threaded = args("3", "threaded");
+    let threaded: Vec<&str> = threaded.iter().map(String::as_str).collect();
+    let a = train(BIN, dir, &on_thread);
+    let b = train(BIN, dir, &threaded);
+    assert_eq!(a.file_name(), b.file_name(), "data.workers is an ignored key");
+    assert_eq!(common::stable_results(&a), common::stable_results(&b));
+    let latest = "checkpoints/latest.safetensors";
+    assert!(common::model_tensors(&a.join(latest)) == common::model_tensors(&b.join(latest)));
+    assert!(json(&a.join("latest.json"))["train"]["data_wait"].is_number());
+
+    // Resumed from the middle of the first epoch with 3 workers: the run that never stopped.
+    resumes_exactly(BIN, dir, &threaded, &a, 5);
+
+    // A class folder that is not a digit is refused before training, naming it.
+    std::fs::create_dir_all(data.join("train/ten")).unwrap();
+    let out = run(BIN, dir, &[&["train"], &on_thread[..]].concat(), 2);
+    let message = text(&out.stderr);
+    assert!(message.contains("ten") && message.contains("0 to 9"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}

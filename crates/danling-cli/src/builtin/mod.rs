@@ -6,4 +6,4 @@ mod task;
 
 pub use data::load_splits;
 pub use model::Mlp;
-pub use task::{TabularSet, TabularTask};
+pub use task::TabularTask;

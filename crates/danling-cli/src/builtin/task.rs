@@ -66,14 +66,18 @@ pub struct TabularTask {
 }
 
 impl TabularTask {
-    /// The task that fits `data`'s targets.
-    pub fn for_data(data: &Tabular) -> Self {
-        let metrics = match &data.targets {
-            TabularTargets::Classes { num_classes: 2, .. } => MetricKind::Binary,
-            TabularTargets::Classes { num_classes, .. } => MetricKind::Multiclass(*num_classes),
-            TabularTargets::Values { outputs, .. } => MetricKind::Regression(*outputs),
-        };
+    /// The task whose targets are `metrics`'s.
+    pub fn new(metrics: MetricKind) -> Self {
         Self { metrics }
+    }
+
+    /// The model's outputs: a logit per class (two for binary), or the regression values.
+    pub fn outputs(&self) -> usize {
+        match self.metrics {
+            MetricKind::Binary => 2,
+            MetricKind::Multiclass(n) | MetricKind::Multilabel(n) | MetricKind::Regression(n) => n,
+            MetricKind::None => 1,
+        }
     }
 }
 

@@ -66,11 +66,11 @@ pub fn model_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// A results document (`results.json`, `latest.json` or `best.json`) without its wall-clock parts:
-/// the `timestamp`, and every split's `time` and `samples_per_s`.
+/// the `timestamp`, and every split's wall-clock values (`danling::results::WALL_CLOCK_KEYS`).
 pub fn stable(mut doc: Value) -> Value {
     fn strip(value: &mut Value) {
         if let Some(map) = value.as_object_mut() {
-            map.retain(|k, _| k != "time" && k != "samples_per_s");
+            map.retain(|k, _| !danling::results::is_wall_clock(k));
             map.values_mut().for_each(strip);
         }
     }

@@ -28,15 +28,31 @@ pub const IGNORED_KEYS: &[&str] = &[
     "progress",
 ];
 
+/// Ignored keys inside a section, as `section.key`: speed knobs of a section whose other keys count.
+pub const IGNORED_NESTED_KEYS: &[&str] = &["data.workers", "data.prefetch"];
+
 /// The canonical config string of a resolved config tree: its top-level mapping without
-/// [`IGNORED_KEYS`], as RFC 8785 JSON.
+/// [`IGNORED_KEYS`] and [`IGNORED_NESTED_KEYS`], as RFC 8785 JSON.
 pub fn canonical_config(config: &Value) -> String {
     match config {
         Value::Object(map) => {
             let kept: serde_json::Map<String, Value> = map
                 .iter()
                 .filter(|(key, _)| !IGNORED_KEYS.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
+                .map(|(key, value)| {
+                    let mut value = value.clone();
+                    if let Value::Object(section) = &mut value {
+                        for nested in IGNORED_NESTED_KEYS {
+                            if let Some(inner) = nested
+                                .strip_prefix(key.as_str())
+                                .and_then(|k| k.strip_prefix('.'))
+                            {
+                                section.remove(inner);
+                            }
+                        }
+                    }
+                    (key.clone(), value)
+                })
                 .collect();
             canonical_json(&Value::Object(kept))
         }
@@ -198,6 +214,8 @@ mod tests {
     fn ignored_keys_are_left_out_of_the_canonical_config() {
         let config = json!({"seed": 1, "log_interval": 7, "project_root": "x", "optim": {"lr": 0.1}});
         assert_eq!(canonical_config(&config), r#"{"optim":{"lr":0.1},"seed":1}"#);
+        let config = json!({"data": {"batch_size": 8, "workers": 4, "prefetch": 2}});
+        assert_eq!(canonical_config(&config), r#"{"data":{"batch_size":8}}"#);
     }
 
     #[test]
@@ -207,7 +225,7 @@ mod tests {
             .find("Ignored keys do not change what is trained")
             .expect("the README's paragraph on ignored keys");
         let paragraph = &readme[start..start + readme[start..].find("\n\n").unwrap_or(0)];
-        for key in IGNORED_KEYS {
+        for key in IGNORED_KEYS.iter().chain(IGNORED_NESTED_KEYS) {
             assert!(
                 paragraph.contains(&format!("`{key}`")),
                 "the README does not name `{key}`"

@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use super::data::DataConfig;
 use super::error::{ConfigError, DeError};
-use super::schema::{Config, DataConfig, NoSections, Sections};
+use super::schema::{Config, NoSections, Sections};
 
 /// One command-line override: a dotted key and a value parsed as YAML.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,18 +5,20 @@
 //! [`Config::load`], which returns a typed [`ConfigError`] naming the key or file at fault.
 
 mod canonical;
+mod data;
 mod device;
 mod error;
 mod load;
 mod schema;
 mod validate;
 
-pub use canonical::{IGNORED_KEYS, canonical_config, canonical_json};
+pub use canonical::{IGNORED_KEYS, IGNORED_NESTED_KEYS, canonical_config, canonical_json};
+pub use data::DataConfig;
 pub use device::{AUTO_ORDER, DEVICE_SPELLINGS, Device};
 pub use error::ConfigError;
 pub use load::{Override, apply_overrides, read_file};
 pub use schema::{
-    Budget, Config, DEFAULT_EPOCHS, DataConfig, EmaConfig, NoSections, NonFinite, OptimConfig, OptimKind,
+    Budget, Config, DEFAULT_EPOCHS, EmaConfig, NoSections, NonFinite, OptimConfig, OptimKind,
     ParamGroupConfig, Precision, Scaling, SchedConfig, SchedKind, Sections,
 };
 pub use validate::{at_least_one, non_negative, positive};

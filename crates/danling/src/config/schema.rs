@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::data::DataConfig;
 use super::{ConfigError, Device};
 use crate::results::ScoreMode;
 
@@ -223,34 +224,6 @@ pub enum Precision {
     Bf16,
     /// float16 compute with f32 master weights.
     F16,
-}
-
-/// The runner's keys of the `data` section. They change what is trained, so they are hashed and
-/// recorded like every other key; a program sets them in the config, never beside it.
-///
-/// The `data` mapping is shared: these keys are the runner's, and every other key in it goes to the
-/// user's sections (a `data` section of theirs describes the data set: its name, path, and so on).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DataConfig {
-    /// Samples per batch on each process (the global batch is `batch_size × world_size`).
-    pub batch_size: u64,
-    /// Shuffles the train splits every epoch, in an order drawn from (seed, epoch, split).
-    pub shuffle: bool,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: 32,
-            shuffle: true,
-        }
-    }
-}
-
-impl DataConfig {
-    /// The keys the runner owns in the `data` mapping.
-    pub const KEYS: [&'static str; 2] = ["batch_size", "shuffle"];
 }
 
 /// `ema`: after every optimizer step, `ema ← ema + (θ − ema)·(1 − decay)` for every float tensor

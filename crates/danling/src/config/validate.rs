@@ -28,6 +28,21 @@ impl<S: Sections> Config<S> {
         at_least_one("steps", self.steps)?;
         at_least_one("accum_steps", Some(self.accum_steps))?;
         at_least_one("data.batch_size", Some(self.data.batch_size))?;
+        at_least_one("data.prefetch", self.data.prefetch)?;
+        if let Some(n) = self.data.workers.filter(|&n| n > MAX_WORKERS) {
+            return Err(ConfigError::invalid_value(
+                "data.workers",
+                n,
+                "an integer from 0 to 256",
+            ));
+        }
+        if let Some(n) = self.data.prefetch.filter(|&n| n > MAX_PREFETCH) {
+            return Err(ConfigError::invalid_value(
+                "data.prefetch",
+                n,
+                "an integer from 1 to 4096",
+            ));
+        }
         at_least_one("log_interval", self.log_interval)?;
         at_least_one("save_steps", self.save_steps)?;
         at_least_one("patience", self.patience)?;
@@ -126,6 +141,11 @@ impl<S: Sections> Config<S> {
         }
     }
 }
+
+/// More loader threads than this is a typo, not a machine.
+const MAX_WORKERS: u64 = 256;
+/// More batches in flight than this would hold a split in memory, not prefetch it.
+const MAX_PREFETCH: u64 = 4096;
 
 /// `value` must be at least 1 when set.
 pub fn at_least_one(key: &str, value: Option<u64>) -> Result<(), ConfigError> {

@@ -1,19 +1,29 @@
-//! Data: the in-memory tabular data set of the built-in task, its readers (CSV, MNIST's IDX), the
-//! vendored real data sets, and a seeded synthetic generator.
+//! Data: the parallel loader; data sets read from disk item by item (image folders, token files,
+//! `.npy` arrays); the in-memory tabular data set of the built-in task, its readers (CSV, MNIST's
+//! IDX), the vendored real data sets, and a seeded synthetic generator.
 
 mod builtin;
 mod csv;
+mod disk;
 mod idx;
+mod images;
+pub mod loader;
+mod npy;
 mod synthetic;
 mod tabular;
+mod tokens;
 
 use std::path::PathBuf;
 
 pub use builtin::{breast_cancer, diabetes, digits};
 pub use csv::{CsvTask, read_csv};
 pub use idx::{read_idx_pair, read_mnist_dir};
+pub use images::{Image, ImageFolder};
+pub use loader::{Batches, Fetch, ItemContext, ItemError, Workers};
+pub use npy::NpyArray;
 pub use synthetic::synthetic;
 pub use tabular::{Standardizer, Tabular, Targets};
+pub use tokens::{TokenFile, TokenWidth};
 
 /// Why data could not be read or split. Messages name the file, line and column.
 #[derive(Debug, thiserror::Error)]

@@ -108,19 +108,30 @@ impl Tabular {
     /// Splits off a shuffled validation part of `round(n · val_fraction)` rows, drawn from `seed`;
     /// returns `(train, val)`, each keeping the original row order.
     pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(Tabular, Tabular), DataError> {
-        let n_val = (self.n as f64 * val_fraction).round() as usize;
-        if !(val_fraction > 0.0 && val_fraction < 1.0) || n_val == 0 || n_val >= self.n {
-            return Err(DataError::Split {
-                n: self.n,
-                fraction: val_fraction,
-            });
-        }
-        let order = Rng::from_parts(&[seed, SPLIT_STREAM]).permutation(self.n);
-        let (mut val, mut train) = (order[..n_val].to_vec(), order[n_val..].to_vec());
-        val.sort_unstable();
-        train.sort_unstable();
+        let (train, val) = split_indices(self.n, val_fraction, seed)?;
         Ok((self.select(&train), self.select(&val)))
     }
+}
+
+/// The rows of a train part and of a shuffled validation part of `round(n · val_fraction)` rows,
+/// drawn from `seed`, each in ascending order.
+pub(crate) fn split_indices(
+    n: usize,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>), DataError> {
+    let n_val = (n as f64 * val_fraction).round() as usize;
+    if !(val_fraction > 0.0 && val_fraction < 1.0) || n_val == 0 || n_val >= n {
+        return Err(DataError::Split {
+            n,
+            fraction: val_fraction,
+        });
+    }
+    let order = Rng::from_parts(&[seed, SPLIT_STREAM]).permutation(n);
+    let (mut val, mut train) = (order[..n_val].to_vec(), order[n_val..].to_vec());
+    val.sort_unstable();
+    train.sort_unstable();
+    Ok((train, val))
 }
 
 /// Per-feature mean and standard deviation, fitted on one split (train) and applied to any split.

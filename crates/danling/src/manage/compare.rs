@@ -169,9 +169,7 @@ pub fn compare(runs: &[Run], metric_key: Option<&str>, width: usize) -> Result<S
         for rec in record.iter().flatten() {
             for (split, metrics) in rec.iter() {
                 for name in metrics.keys() {
-                    if name != "time"
-                        && name != "samples_per_s"
-                        && !keys.contains(&(split.clone(), name.clone()))
+                    if !crate::results::is_wall_clock(name) && !keys.contains(&(split.clone(), name.clone()))
                     {
                         keys.push((split.clone(), name.clone()));
                     }

@@ -227,7 +227,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
             for (split, metrics) in record {
                 for name in metrics.keys() {
                     let key = (split.clone(), name.clone());
-                    if name != "time" && name != "samples_per_s" && !keys.contains(&key) {
+                    if !crate::results::is_wall_clock(name) && !keys.contains(&key) {
                         keys.push(key);
                     }
                 }
@@ -273,6 +273,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
         );
     }
     html.push_str("</div>\n");
+    html.push_str(&time_bars(runs));
 
     // Each run's config, and where it came from.
     html.push_str("<h2>Configs</h2>\n");
@@ -310,6 +311,43 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
 }
 
 /// An id for a run's elements: its label with anything outside `[A-Za-z0-9_-]` replaced.
+/// "Where the time goes": one stacked bar per run that recorded the breakdown of its train splits.
+fn time_bars(runs: &[Run]) -> String {
+    let rows: Vec<(String, Vec<f64>)> = runs
+        .iter()
+        .filter_map(|run| {
+            let mut parts = vec![0.0; crate::results::TIME_PARTS.len()];
+            let mut any = false;
+            for (_, record) in run.results.iter() {
+                for metrics in record.values() {
+                    for (sum, part) in parts.iter_mut().zip(crate::results::TIME_PARTS) {
+                        if let Some(value) = metrics.get(part).filter(|v| v.is_finite()) {
+                            *sum += value;
+                            any = true;
+                        }
+                    }
+                }
+            }
+            any.then(|| (run.id.clone(), parts))
+        })
+        .collect();
+    let legend = [
+        "data wait",
+        "forward+backward",
+        "all-reduce",
+        "optimizer",
+        "checkpoint",
+        "other",
+    ];
+    let svg = super::svg::stacked_bars(&rows, &legend);
+    if svg.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<h2>Where the time goes</h2>\n<figure class=\"time\" id=\"time\"><h3>train splits, all epochs</h3>{svg}</figure>\n"
+    )
+}
+
 fn anchor(run: &Run) -> String {
     run.label()
         .chars()

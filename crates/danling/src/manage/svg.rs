@@ -28,6 +28,66 @@ pub fn colour(i: usize) -> &'static str {
     PALETTE[i % PALETTE.len()]
 }
 
+/// Horizontal bars, one per row, each split into `parts` (named by `legend`, coloured in order) as
+/// shares of the row's total, labelled with the row's name and total. Empty without a row.
+pub fn stacked_bars(rows: &[(String, Vec<f64>)], legend: &[&str]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let (left, width, bar, gap) = (180.0, 420.0, 18.0, 8.0);
+    let height = 28.0 + rows.len() as f64 * (bar + gap);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {height}\" role=\"img\">",
+        left + width + 90.0
+    );
+    let mut x = 8.0;
+    for (i, name) in legend.iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"4\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"13\" font-size=\"10\">{}</text>",
+            colour(i),
+            x + 13.0,
+            escape(name)
+        );
+        x += 22.0 + 5.6 * name.chars().count() as f64;
+    }
+    for (r, (label, parts)) in rows.iter().enumerate() {
+        let y = 24.0 + r as f64 * (bar + gap);
+        let total: f64 = parts.iter().filter(|v| v.is_finite() && **v > 0.0).sum();
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+            left - 6.0,
+            y + 13.0,
+            escape(label)
+        );
+        let mut x = left;
+        for (i, value) in parts.iter().enumerate() {
+            if total <= 0.0 || !value.is_finite() || *value <= 0.0 {
+                continue;
+            }
+            let w = width * value / total;
+            let _ = write!(
+                svg,
+                "<rect x=\"{x:.2}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{bar}\" fill=\"{}\"><title>{}: {:.3} s ({:.1}%)</title></rect>",
+                colour(i),
+                escape(legend.get(i).copied().unwrap_or("")),
+                value,
+                100.0 * value / total
+            );
+            x += w;
+        }
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{total:.2} s</text>",
+            left + width + 6.0,
+            y + 13.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// About five round ticks from `lo` to `hi`.
 fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = (hi - lo).abs().max(1e-12);
@@ -253,6 +313,25 @@ mod tests {
             .collect();
         let labels = x_labels(&chart("train loss", &[(0, "a", steps)], false));
         assert_eq!(labels, ["50", "100", "150", "200", "250"], "{labels:?}");
+    }
+
+    #[test]
+    fn a_stacked_bar_splits_each_run_by_its_shares() {
+        let rows = vec![
+            ("a".to_owned(), vec![1.0, 3.0, 0.0]),
+            ("b<".to_owned(), vec![0.0, 0.0, 2.0]),
+        ];
+        let svg = stacked_bars(&rows, &["data", "compute", "other"]);
+        assert!(
+            svg.contains("data: 1.000 s (25.0%)") && svg.contains("compute: 3.000 s (75.0%)"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("other: 2.000 s (100.0%)") && svg.contains("b&lt;"),
+            "{svg}"
+        );
+        assert!(!svg.contains("other: 0.000"), "an empty part draws nothing");
+        assert_eq!(stacked_bars(&[], &["data"]), "");
     }
 
     #[test]

@@ -7,8 +7,9 @@ use serde_json::Value;
 use super::metric::{Metric, MetricBatch, MetricError};
 use super::{MetricKind, MetricMode, Metrics};
 
-/// The names a metric may not take: the runner's own values of a split.
-pub const RESERVED_NAMES: [&str; 5] = ["loss", "lr", "time", "samples_per_s", "skipped"];
+/// The names a metric may not take: the runner's own values of a split (and its wall-clock ones,
+/// [`WALL_CLOCK_KEYS`](crate::results::WALL_CLOCK_KEYS)).
+pub const RESERVED_NAMES: [&str; 3] = ["loss", "lr", "skipped"];
 
 /// The metrics a task reports on every split: an ordered list of [`Metric`]s. Each split of each
 /// epoch gets a fresh set ([`Task::metrics`](crate::runner::Task::metrics) is called again).
@@ -66,7 +67,11 @@ impl MetricSet {
         names
             .iter()
             .enumerate()
-            .find(|(i, name)| RESERVED_NAMES.contains(&name.as_str()) || names[..*i].contains(name))
+            .find(|(i, name)| {
+                RESERVED_NAMES.contains(&name.as_str())
+                    || crate::results::is_wall_clock(name)
+                    || names[..*i].contains(name)
+            })
             .map(|(_, name)| name.clone())
     }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::tensor::Device;
 
 use super::ema::Ema;
 use super::hooks::Hooks;
 use super::platform::broadcast_json;
+use super::timing::Times;
 use super::{Callback, Launched, Platform, RunnerError, State, Task, mixed};
 use crate::checkpoint::{load_model, read_checkpoint};
 use crate::config::{Config, NoSections, OptimKind, Sections};
@@ -79,7 +79,8 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) config: Config<S>,
     pub(super) identity: Identity,
     pub(super) platform: P,
-    pub(super) task: T,
+    /// Shared with the loader's threads, which run its `transform`.
+    pub(super) task: Arc<T>,
     /// `None` only while an optimizer step holds the model, so that its parameters are not shared
     /// and can be updated in place.
     pub(super) model: Option<T::Model>,
@@ -102,6 +103,8 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) groups: ParamGroups,
     /// The averaged weights (`ema`), from when training starts.
     pub(super) ema: Option<Ema<T::Model>>,
+    /// Where the time of the train split in progress goes.
+    pub(super) times: Times,
 }
 
 impl<T: Task, S: Sections, P: Platform> std::fmt::Debug for Runner<T, S, P> {
@@ -171,7 +174,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             config,
             identity,
             platform,
-            task,
+            task: Arc::new(task),
             model: Some(model),
             optimizer,
             writer: None,
@@ -185,6 +188,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             writing: Vec::new(),
             groups: ParamGroups::default(),
             ema: None,
+            times: Times::default(),
         })
     }
 
@@ -363,26 +367,6 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         } else {
             (0..n).collect()
         }
-    }
-
-    pub(super) fn collate(
-        &self,
-        split: usize,
-        rows: &[usize],
-        device: &Device,
-    ) -> Result<T::Batch, RunnerError> {
-        let dataset = &self.splits[split].dataset;
-        let items = rows
-            .iter()
-            .map(|&index| {
-                dataset.get(index).map_err(|e| RunnerError::Data {
-                    split: self.splits[split].name.clone(),
-                    index,
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.task.collate(items, device))
     }
 
     pub(super) fn log_interval(&self) -> usize {

@@ -60,6 +60,15 @@ pub enum RunnerError {
         /// The dataset's message.
         message: String,
     },
+    /// The loader's threads (`data.workers`) could not be started.
+    #[error("cannot start {workers} data loader threads (data.workers): {source}")]
+    Loader {
+        /// The threads asked for.
+        workers: usize,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A split name that the runner does not have.
     #[error("unknown split `{name}` (splits: {known})")]
     UnknownSplit {

@@ -7,6 +7,7 @@ use super::base::Predictions;
 use super::report::{progress_bar, split_result};
 use super::{Platform, Runner, RunnerError, Targets, Task};
 use crate::config::Sections;
+use crate::data::Workers;
 use crate::metrics::AverageMeter;
 use crate::results::{Record, SplitResult};
 
@@ -26,9 +27,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 .map(|name| self.split_index(name))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let workers = self.start_workers()?;
         let mut record = Record::new();
         for i in indices {
-            let result = self.evaluate_split(i)?;
+            let result = self.evaluate_split(&workers, i)?;
             record.insert(self.splits[i].name.clone(), result);
         }
         Ok(record)
@@ -36,14 +38,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
 
     /// Loss and metrics of one split, with those of the averaged weights beside them (`ema_loss`,
     /// `ema_{metric}`) in a run with `ema`.
-    pub(super) fn evaluate_split(&self, split: usize) -> Result<SplitResult, RunnerError> {
-        let mut result = self.evaluate_with(&self.eval_model(), split)?;
-        if let Some(ema) = self.eval_ema() {
-            let averaged = self.evaluate_with(&ema, split)?;
-            for (name, value) in averaged {
-                if !matches!(name.as_str(), "time" | "samples_per_s") {
-                    result.insert(format!("{EMA_METRIC_PREFIX}{name}"), value);
-                }
+    pub(super) fn evaluate_split(&self, workers: &Workers, split: usize) -> Result<SplitResult, RunnerError> {
+        // One pass for both models: each batch is fetched and collated once.
+        let models: Vec<T::Model> = std::iter::once(self.eval_model())
+            .chain(self.eval_ema())
+            .collect();
+        let mut results = self.evaluate_with(workers, &models, split)?.into_iter();
+        let mut result = results.next().unwrap_or_default();
+        for (name, value) in results.next().unwrap_or_default() {
+            if !crate::results::is_wall_clock(&name) {
+                result.insert(format!("{EMA_METRIC_PREFIX}{name}"), value);
             }
         }
         Ok(result)
@@ -55,8 +59,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let model = self.eval_model();
         let device = self.platform.device().clone();
         let mut predictions = Predictions::default();
-        for rows in self.order(i, false).chunks(self.batch_size()) {
-            let batch = self.collate(i, rows, &device)?;
+        let workers = self.start_workers()?;
+        let batches: Vec<Vec<usize>> = self
+            .order(i, false)
+            .chunks(self.batch_size())
+            .map(<[usize]>::to_vec)
+            .collect();
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let mut stream = self.stream(&workers, i, batches);
+        for rows in sizes {
+            let batch = self.next_batch(i, &mut stream, rows, &device)?;
             let out = self.task.infer_step(&model, &batch);
             if let Some(outputs) = out.outputs {
                 predictions.width = outputs.dims()[1];
@@ -92,12 +104,19 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             })
     }
 
-    /// Loss and metrics of one split with `model`, a validation snapshot.
-    fn evaluate_with(&self, model: &T::Model, split: usize) -> Result<SplitResult, RunnerError> {
+    /// Loss and metrics of one split for each of `models` (validation snapshots), in one pass over
+    /// its batches.
+    fn evaluate_with(
+        &self,
+        workers: &Workers,
+        models: &[T::Model],
+        split: usize,
+    ) -> Result<Vec<SplitResult>, RunnerError> {
         let device = self.platform.device().clone();
-        let mut metrics = self.task.metric_set();
-        let mut loss = AverageMeter::default();
-        let mut done = 0usize;
+        let mut meters: Vec<(AverageMeter, _)> = models
+            .iter()
+            .map(|_| (AverageMeter::default(), self.task.metric_set()))
+            .collect();
         let order = self.order(split, false);
         let bar = progress_bar(
             self.config.progress,
@@ -106,23 +125,38 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         );
         let start = Instant::now();
         // Each rank evaluates its shard of every global batch; the results are over all of them.
-        for global in order.chunks(self.global_batch()) {
-            let rows = self.platform.shard(global);
-            done += 1;
+        let shards: Vec<Vec<usize>> = order
+            .chunks(self.global_batch())
+            .map(|global| self.platform.shard(global).to_vec())
+            .collect();
+        let sizes: Vec<usize> = shards.iter().map(Vec::len).collect();
+        let mut stream = self.stream(
+            workers,
+            split,
+            shards.into_iter().filter(|r| !r.is_empty()).collect(),
+        );
+        for &rows in &sizes {
             bar.inc(1);
-            if rows.is_empty() {
+            if rows == 0 {
                 continue;
             }
-            let batch = self.collate(split, rows, &device)?;
-            let out = self.task.evaluate_step(model, &batch);
-            loss.update(f64::from(out.loss.into_scalar::<f32>()), rows.len() as f64);
-            if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
-                metrics.update_tensors(outputs, targets);
+            let batch = self.next_batch(split, &mut stream, rows, &device)?;
+            for (model, (loss, metrics)) in models.iter().zip(&mut meters) {
+                let out = self.task.evaluate_step(model, &batch);
+                loss.update(f64::from(out.loss.into_scalar::<f32>()), rows as f64);
+                if let (Some(outputs), Some(targets)) = (&out.outputs, &out.targets) {
+                    metrics.update_tensors(outputs, targets);
+                }
             }
         }
         bar.finish_and_clear();
-        let (loss, metrics) = self.merge_ranks(loss, metrics)?;
-        let result = split_result(&loss, &metrics, &[], done, start.elapsed().as_secs_f64());
-        Ok(result)
+        let seconds = start.elapsed().as_secs_f64();
+        meters
+            .into_iter()
+            .map(|(loss, metrics)| {
+                let (loss, metrics) = self.merge_ranks(loss, metrics)?;
+                Ok(split_result(&loss, &metrics, &[], sizes.len(), seconds))
+            })
+            .collect()
     }
 }

@@ -12,8 +12,10 @@ use super::base::Trained;
 use super::report::epoch_line;
 use super::session::Session;
 use super::start::Plan;
+use super::timing::{DATA_WAIT_WARNING, DATA_WAIT_WARNING_SECONDS, peak_rss_mib};
 use super::{Platform, ReduceOp, Runner, RunnerError, Task};
 use crate::config::{Budget, Sections};
+use crate::data::Workers;
 use crate::results::Record;
 use crate::workspace::RunState;
 
@@ -77,6 +79,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// before they close).
     fn train_loop(&mut self, slot: &mut Option<Session>) -> Result<Trained, RunnerError> {
         let train = self.check_ready()?;
+        // The loader's threads, for every epoch; joined when this returns, however it returns.
+        let workers = self.start_workers()?;
         let start = self.load_start()?;
         let session = slot.insert(self.open_session(&start)?);
         let mut plan = self.plan(train, session, &start)?;
@@ -89,7 +93,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // An epoch in progress is finished (evaluated and recorded) even when its last step spent
         // the budget: a step budget can end inside an epoch, after the step checkpoint.
         while end.is_none() && (self.state.progress.is_some() || !self.budget_spent(plan.budget)) {
-            end = self.epoch(&mut plan, session, &mut samples)?;
+            end = self.epoch(&workers, &mut plan, session, &mut samples)?;
         }
         self.closing_line(&plan, samples)?;
         let results = session.results().clone();
@@ -112,6 +116,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// counts the samples this rank trained.
     fn epoch(
         &mut self,
+        workers: &Workers,
         plan: &mut Plan,
         session: &mut Session,
         samples: &mut usize,
@@ -126,15 +131,18 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             None => (Record::new(), 0),
         };
         for &i in plan.train.iter().filter(|&&i| i >= first) {
-            let (result, trained) = match self.train_epoch(i, &mut plan.scheduler, limit, session, &record) {
+            let trained = self.train_epoch(workers, i, &mut plan.scheduler, limit, session, &record);
+            plan.times.add(&self.times);
+            let (result, trained) = match trained {
                 Err(RunnerError::CallbackStop { reason, .. }) => return Ok(Some(End::Stopped(reason))),
                 other => other?,
             };
+            plan.train_wall += result.get("wall").copied().unwrap_or(0.0);
             *samples += trained;
             record.insert(self.splits[i].name.clone(), result);
         }
         for i in (0..self.splits.len()).filter(|&i| !self.splits[i].train) {
-            let result = self.evaluate_split(i)?;
+            let result = self.evaluate_split(workers, i)?;
             record.insert(self.splits[i].name.clone(), result);
         }
         self.state.epoch += 1;
@@ -195,6 +203,20 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
              checkpoints included{reducing}{scaling})",
             trained_samples as f64 / seconds
         );
+        if plan.train_wall > 0.0 {
+            let wall = plan.train_wall;
+            let memory = peak_rss_mib().map_or(String::new(), |mib| format!("; peak memory {mib:.0} MiB"));
+            info!("training time: {}{memory}", plan.times.text(wall));
+            let waited = plan.times.data.as_secs_f64();
+            if waited / wall > DATA_WAIT_WARNING && waited >= DATA_WAIT_WARNING_SECONDS {
+                warn!(
+                    "waiting for data took {:.0}% of the training time ({waited:.1} s) with \
+                     data.workers {}: more workers (or cheaper items) would train faster",
+                    100.0 * waited / wall,
+                    self.config.data.workers()
+                );
+            }
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod ema;
 mod error;
 mod evaluate;
 mod events;
+mod fetch;
 mod fit;
 mod grads;
 mod hooks;
@@ -22,6 +23,7 @@ mod session;
 mod start;
 mod step;
 mod task;
+mod timing;
 mod train;
 
 pub use crate::state::{EpochProgress, LossScaler, State};

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::timing::{PARTS, breakdown};
 use crate::metrics::{AverageMeter, MetricSet};
-use crate::results::{Record, SplitResult};
+use crate::results::{Record, SplitResult, is_wall_clock};
 
 /// A progress bar over the batches of one split, drawn only when enabled and stderr is a terminal.
 pub(crate) fn progress_bar(enabled: bool, len: usize, label: &str) -> ProgressBar {
@@ -54,13 +55,24 @@ pub(crate) fn epoch_line(label: &str, record: &Record, is_best: bool) -> String 
     )
 }
 
+/// A split's loss and metrics, then, for a train split, where its time went.
 fn metrics_text(metrics: &SplitResult) -> String {
-    metrics
+    let text = metrics
         .iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "time" | "samples_per_s" | "lr" | "skipped"))
+        .filter(|(name, _)| !matches!(name.as_str(), "lr" | "skipped") && !is_wall_clock(name))
         .map(|(name, value)| format!("{name} {value:.4}"))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    match metrics.get("wall") {
+        Some(&wall) => {
+            let seconds: Vec<f64> = PARTS
+                .iter()
+                .map(|p| metrics.get(*p).copied().unwrap_or(0.0))
+                .collect();
+            format!("{text} (time: {})", breakdown(&seconds, wall))
+        }
+        None => text,
+    }
 }
 
 /// A split's result: `loss`, the metrics, the `extra` values (train splits: `lr`, `skipped`), then

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::base::LATEST;
 use super::ema::Ema;
 use super::session::{Role, Session};
+use super::timing::Times;
 use super::{Platform, Runner, RunnerError, Task};
 use crate::config::{Budget, Precision, Sections};
 use crate::identity::Identity;
@@ -25,6 +26,9 @@ pub(super) struct Plan {
     pub(super) budget: Budget,
     pub(super) scheduler: LrScheduler,
     pub(super) start: Instant,
+    /// Where the train splits' time went, over the whole call, and their wall time in seconds.
+    pub(super) times: Times,
+    pub(super) train_wall: f64,
 }
 
 /// The state a run starts from, loaded before any file of the run is touched.
@@ -230,6 +234,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             budget,
             scheduler,
             start: Instant::now(),
+            times: Times::default(),
+            train_wall: 0.0,
         })
     }
 }

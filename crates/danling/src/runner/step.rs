@@ -2,6 +2,8 @@
 //! batches (this rank's shard of each), the platform's all-reduce, then clipping, the non-finite
 //! check, the optimizer and the scheduler. And the collective decisions the loops take between steps.
 
+use std::time::Instant;
+
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{DType, FloatDType, Tensor};
 use tracing::{debug, warn};
@@ -9,6 +11,7 @@ use tracing::{debug, warn};
 use super::pending::Pending;
 use super::{Platform, ReduceOp, Runner, RunnerError, StepOutput, Task, grads, mixed};
 use crate::config::{NonFinite, Sections};
+use crate::data::Batches;
 use crate::metrics::{AverageMeter, MetricSet, MetricStates};
 use crate::optim::LrScheduler;
 use crate::signals::{self, Stop};
@@ -29,6 +32,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         &mut self,
         split: usize,
         group: &[&[usize]],
+        stream: &mut Batches<'_, T::Item>,
         scheduler: &mut LrScheduler,
         pending: &mut Pending,
     ) -> Result<usize, RunnerError> {
@@ -46,7 +50,13 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             if rows.is_empty() {
                 continue; // a last global batch with fewer rows than ranks
             }
-            let batch = self.collate(split, rows, &device)?;
+            let fetching = Instant::now();
+            let batch = self.next_batch(split, stream, rows.len(), &device)?;
+            let computing = Instant::now();
+            self.times.data += computing - fetching;
+            if let Some(tokens) = self.task.tokens(&batch) {
+                self.times.tokens += tokens;
+            }
             // Mixed precision: a half-precision copy, cast inside the graph from the f32 master.
             let working = half.map(|dtype| mixed::cast(self.model().clone(), dtype));
             let out: StepOutput = self
@@ -77,10 +87,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 out.targets,
             );
             trained += rows.len();
+            self.times.forward_backward += computing.elapsed();
         }
+        let reducing = Instant::now();
         let gradients = self
             .platform
             .all_reduce_gradients(self.model(), accumulator.grads())?;
+        let stepping = Instant::now();
+        if self.platform.world_size() > 1 {
+            self.times.all_reduce += stepping - reducing;
+        }
         let updates = self.state.step;
         let stepped = self.optimizer_step(gradients, group_loss, scheduler);
         // The forward passes updated the buffers (BatchNorm's running statistics) whether or not
@@ -94,6 +110,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         {
             ema.update(model);
         }
+        self.times.optimizer += stepping.elapsed();
         Ok(trained)
     }
 

@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Device, FloatDType, Int, Tensor};
 
+use crate::data::ItemContext;
 use crate::metrics::{MetricKind, MetricSet};
 
 /// What one forward pass produced: the loss to minimise, and what the metrics compare.
@@ -67,7 +68,10 @@ pub enum Targets {
 /// `train_step` is called with the training (autodiff) model and its loss is back-propagated;
 /// `evaluate_step` with a validation snapshot of the model (no autodiff, dropout off); `infer_step`
 /// returns the outputs to write, one row per sample.
-pub trait Task {
+///
+/// Items are fetched, and [`transform`](Self::transform)ed, on the loader's threads
+/// (`data.workers`), so a task is `Send + Sync`; `collate` and the steps run on the training thread.
+pub trait Task: Send + Sync + 'static {
     /// The model.
     type Model: Module;
     /// One dataset item.
@@ -75,8 +79,28 @@ pub trait Task {
     /// A batch on a device.
     type Batch;
 
-    /// Builds a batch on `device` from dataset items, in order.
+    /// Builds a batch on `device` from dataset items, in order. Runs on the training thread, so
+    /// that tensors are made where they are used; the work per item belongs in
+    /// [`transform`](Self::transform), which the loader's threads run.
     fn collate(&self, items: Vec<Self::Item>, device: &Device) -> Self::Batch;
+
+    /// Turns an item as the dataset gives it into the one a batch is made of: decoding, resizing,
+    /// augmentation (random crops, flips, noise, token dropout). The identity by default.
+    ///
+    /// Runs on the loader's threads. Draw every random number from `at.rng()`, a stream of (seed,
+    /// epoch, split, item index) alone: a run is then the same, bit for bit, with any number of
+    /// workers and after a resume. `at.train` tells a train split (augment) from an evaluated one.
+    fn transform(&self, item: Self::Item, at: &ItemContext) -> Self::Item {
+        let _ = at;
+        item
+    }
+
+    /// The tokens in a batch, for the train splits' `tokens_per_s`; `None` (the default) for a task
+    /// that does not count tokens.
+    fn tokens(&self, batch: &Self::Batch) -> Option<u64> {
+        let _ = batch;
+        None
+    }
 
     /// The forward pass: loss and metric inputs.
     fn forward(&self, model: &Self::Model, batch: &Self::Batch) -> StepOutput;

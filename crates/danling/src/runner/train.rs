@@ -11,8 +11,10 @@ use super::pending::Pending;
 use super::platform::all_gather_json;
 use super::report::{progress_bar, split_result, step_line};
 use super::session::Session;
+use super::timing::Times;
 use super::{EpochProgress, Platform, Runner, RunnerError, Task};
 use crate::config::Sections;
+use crate::data::Workers;
 use crate::metrics::{AverageMeter, MetricSet, MetricStates};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
@@ -28,6 +30,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// [`RunnerError::Interrupted`]).
     pub(super) fn train_epoch(
         &mut self,
+        workers: &Workers,
         split: usize,
         scheduler: &mut LrScheduler,
         limit: Option<u64>,
@@ -58,6 +61,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         // Checkpoints are written between optimizer steps, so the cursor is at a group boundary; only
         // the split's last group may be short, so it counts whole when the cursor is past it.
         let resumed_groups = cursor.div_ceil(accum);
+        // This rank's shard of every batch left, in the order the steps read them.
+        let shards: Vec<Vec<usize>> = batches
+            .chunks(accum)
+            .skip(resumed_groups)
+            .flatten()
+            .map(|global| self.platform.shard(global).to_vec())
+            .filter(|rows| !rows.is_empty())
+            .collect();
+        let mut stream = self.stream(workers, split, shards);
+        self.times = Times::default();
         bar.inc(cursor as u64);
         let mut pending = Pending::default();
         let mut done = 0usize;
@@ -70,7 +83,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
             let cursor_before = cursor;
             let (lr, step_before, pending_before) = (scheduler.lr(), self.state.step, pending.len());
-            let stepped = self.step(split, group, scheduler, &mut pending);
+            let stepped = self.step(split, group, &mut stream, scheduler, &mut pending);
             if stepped.is_ok() {
                 // Before a log line reads the pending losses: the step's are the last ones.
                 let updated = self.state.step > step_before;
@@ -134,6 +147,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 .is_some_and(|every| self.state.step.is_multiple_of(every));
             let stop = self.stop_requested()?;
             if due || stop.is_some() || callback_stop.is_some() {
+                let saving = Instant::now();
                 let mut progress = self.with_ranks(progress(&mut pending, &mut loss, &mut metrics))?;
                 progress.scalars = self.hooks.scalars.clone();
                 self.save_full(session, scheduler, Some(progress.clone()), LATEST)?;
@@ -142,6 +156,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                     self.save_full(session, scheduler, Some(progress), &name)?;
                     self.prune(session)?;
                 }
+                self.times.checkpoint += saving.elapsed();
             }
             if let Some(reason) = callback_stop {
                 bar.finish_and_clear();
@@ -174,7 +189,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             ("lr", scheduler.lr()),
             ("skipped", (self.state.skipped - skipped_before) as f64),
         ];
-        let result = split_result(&loss, &metrics, &extra, done, start.elapsed().as_secs_f64());
+        let wall = start.elapsed().as_secs_f64();
+        let mut result = split_result(&loss, &metrics, &extra, done, wall);
+        result.extend(self.times.results(wall));
         Ok((result, samples))
     }
 }

@@ -138,8 +138,7 @@ pub fn comparable(results: &Results) -> serde_json::Value {
     for record in value.as_object_mut().unwrap().values_mut() {
         for metrics in record.as_object_mut().unwrap().values_mut() {
             let metrics = metrics.as_object_mut().unwrap();
-            metrics.remove("time");
-            metrics.remove("samples_per_s");
+            metrics.retain(|name, _| !danling::results::is_wall_clock(name));
         }
     }
     value
