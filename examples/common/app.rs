@@ -115,7 +115,8 @@ pub fn listed(bin: &str, dir: &Path, root: &Path, names: &[String]) {
         };
         let row = rows.iter().find(|row| dir_of(row) == *name);
         let row = row.unwrap_or_else(|| panic!("{name} is not listed: {listing}"));
-        assert_eq!(row["status"], "finished", "{row}");
+        // A search's trials that ASHA stopped at a rung are `pruned`.
+        assert!(row["status"] == "finished" || row["status"] == "pruned", "{row}");
     }
     let page = dir.join("report.html");
     run(
@@ -133,6 +134,18 @@ pub fn listed(bin: &str, dir: &Path, root: &Path, names: &[String]) {
     for name in names {
         assert!(html.contains(name.as_str()), "{name} is not in the report");
     }
+}
+
+/// The names of the run directories under `root` (not the sweeps' records beside them).
+pub fn run_dirs(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The app's help and bash completions know `key`, one of its own config keys.

@@ -8,7 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, text, train};
+use common::{
+    evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, run_dirs, text, train,
+};
 use danling_example_chargpt::data::Corpus;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chargpt");
@@ -92,10 +94,7 @@ fn chargpt_trains_evaluates_infers_resumes_and_sweeps() {
     );
     sweep.extend(["--steps", "20"]);
     run(BIN, dir, &sweep, 0);
-    let names: Vec<String> = std::fs::read_dir(&sweep_root)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = run_dirs(&sweep_root);
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().any(|n| n.contains("lr=0.005")) && names.iter().any(|n| n.contains("lr=0.002")));
     listed(BIN, dir, &sweep_root, &names);

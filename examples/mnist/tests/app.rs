@@ -9,7 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, text, train};
+use common::{
+    evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, run_dirs, text, train,
+};
 use danling_example_mnist::data::{Split, digits_as_mnist, write_idx};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mnist");
@@ -68,19 +70,38 @@ fn mnist_trains_evaluates_infers_resumes_and_sweeps() {
 
     resumes_exactly(BIN, dir, &args, &trained, 20);
 
+    // A search of the CNN's learning rate, three trials, ASHA at epochs 1 and 2: the best of the
+    // three goes on to the second epoch, the others end pruned.
     let sweep_root = dir.join("sweep");
     let sweep = with(&format!(
-        "optim.lr=0.002,0.001 --project_root {} --epochs 1",
+        "optim.lr=loguniform(5e-4,5e-3) --trials 3 --prune asha --reduction 3 --project_root {} --epochs 2",
         sweep_root.display()
     ));
     let sweep: Vec<&str> = sweep.iter().map(String::as_str).collect();
     run(BIN, dir, &[&["sweep"], &sweep[..]].concat(), 0);
-    let names: Vec<String> = std::fs::read_dir(&sweep_root)
+    let names = run_dirs(&sweep_root);
+    assert_eq!(names.len(), 3, "{names:?}");
+    let record = std::fs::read_dir(&sweep_root)
         .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().ends_with(".sweep.json"))
+        .expect("the sweep's record");
+    let record = json(&record);
+    let states: Vec<&str> = record["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(
+        states.iter().filter(|s| **s == "finished").count(),
+        1,
+        "{record:#}"
+    );
+    assert_eq!(states.iter().filter(|s| **s == "pruned").count(), 2, "{record:#}");
     listed(BIN, dir, &sweep_root, &names);
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(report.contains("<h2>Sweeps</h2>") && report.contains("by rung"));
     knows_key(BIN, dir, "model.channels");
 }
 

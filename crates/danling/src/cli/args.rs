@@ -71,6 +71,11 @@ pub struct Args {
     pub jobs: Option<usize>,
     /// `--dry-run`.
     pub dry_run: bool,
+    /// `--pause-at` of `train`.
+    pub pause_at: Option<u64>,
+    /// How `sweep` searches: `--trials`, `--sampler`, `--prune`, `--min-epochs`, `--min-steps`
+    /// and `--reduction`.
+    pub search: crate::manage::Search,
 }
 
 /// clap's matches of one command, read by id and type. An id the command does not define reads as
@@ -178,6 +183,15 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>, program: &Program) -> Res
         axes: sub.many(flags::AXES)?,
         jobs: sub.one(flags::JOBS)?,
         dry_run: sub.flag(flags::DRY_RUN)?,
+        pause_at: sub.one(flags::PAUSE_AT)?,
+        search: crate::manage::Search {
+            trials: sub.one(flags::TRIALS)?,
+            sampler: sub.one(flags::SAMPLER)?,
+            prune: sub.one(flags::PRUNE)?,
+            min_epochs: sub.one(flags::MIN_EPOCHS)?,
+            min_steps: sub.one(flags::MIN_STEPS)?,
+            reduction: sub.one(flags::REDUCTION)?,
+        },
     })))
 }
 

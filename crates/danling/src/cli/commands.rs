@@ -78,7 +78,9 @@ pub fn train<A: App>(args: &Args) -> Result<(), Failure> {
     crate::signals::install()
         .context("cannot install signal handlers")
         .map_err(Failure::Other)?;
-    let mut runner = build_runner::<A>(config, Console::Stdout)?.overwrite(args.overwrite);
+    let mut runner = build_runner::<A>(config, Console::Stdout)?
+        .overwrite(args.overwrite)
+        .pause_at(args.pause_at);
     let trained = runner.train().map_err(runner_failure)?;
     if let Some(dir) = trained.dir {
         super::print(&format!("{}\n", dir.display()))?;

@@ -15,6 +15,8 @@ pub const CONFIG: &str = "config";
 pub const JSON: &str = "json";
 /// The id of `--overwrite`.
 pub const OVERWRITE: &str = "overwrite";
+/// The id of `--pause-at`.
+pub const PAUSE_AT: &str = "pause-at";
 /// The id of `--split`.
 pub const SPLIT: &str = "split";
 /// The id of `--output`.
@@ -122,6 +124,11 @@ impl Command {
                         .long("overwrite")
                         .action(ArgAction::SetTrue)
                         .help("Start again in a run directory that holds checkpoints (they are moved aside)"),
+                    Arg::new(PAUSE_AT)
+                        .long("pause-at")
+                        .value_name("N")
+                        .value_parser(value_parser!(u64).range(1..))
+                        .help("Pause after epoch N (step N in a step budget); --resume goes on exactly"),
                 ],
                 TRAIN_EXAMPLES,
             ),
@@ -165,13 +172,45 @@ impl Command {
                     Arg::new(AXES)
                         .value_name("KEY=V1,V2")
                         .num_args(0..)
-                        .help("A swept key and its values: optim.lr=0.1,0.01  model.hidden=[64],[128,64]  seed=range(1,4)"),
+                        .help("A swept key and its values: optim.lr=0.1,0.01  model.hidden=[64],[128,64]  seed=range(1,4)  optim.lr=loguniform(1e-4,0.1)"),
                     Arg::new(JOBS)
                         .long("jobs")
                         .value_name("N")
                         .value_parser(value_parser!(usize))
                         .default_value("1")
                         .help("Trials trained at once; the cores are split between them"),
+                    Arg::new(TRIALS)
+                        .long("trials")
+                        .value_name("N")
+                        .value_parser(value_parser!(u64).range(1..))
+                        .help("Trials sampled per grid point, over the distributions (--seed sets the draws)"),
+                    Arg::new(SAMPLER)
+                        .long("sampler")
+                        .value_name("SAMPLER")
+                        .value_parser(["tpe", "random"])
+                        .default_value("tpe")
+                        .help("How trials are sampled: tpe (random for the first 10, then adaptive) or random"),
+                    Arg::new(PRUNE)
+                        .long("prune")
+                        .value_name("PRUNER")
+                        .value_parser(["asha"])
+                        .help("Stop bad trials early: asha pauses each at rungs and promotes the top 1/η"),
+                    Arg::new(MIN_EPOCHS)
+                        .long("min-epochs")
+                        .value_name("N")
+                        .value_parser(value_parser!(u64))
+                        .help("ASHA's first rung, in epochs (default 1); the last is the `epochs` budget"),
+                    Arg::new(MIN_STEPS)
+                        .long("min-steps")
+                        .value_name("N")
+                        .value_parser(value_parser!(u64))
+                        .help("ASHA's first rung in a `steps` budget; rungs end with the epoch that reaches them"),
+                    Arg::new(REDUCTION)
+                        .long("reduction")
+                        .value_name("η")
+                        .value_parser(value_parser!(u64))
+                        .default_value("3")
+                        .help("ASHA's η: rungs grow η times, and the top 1/η of each go on"),
                     Arg::new(DRY_RUN)
                         .long("dry-run")
                         .action(ArgAction::SetTrue)
@@ -331,6 +370,12 @@ fn compare(program: &Program) -> clap::Command {
 pub const AXES: &str = "axes";
 pub const JOBS: &str = "jobs";
 pub const DRY_RUN: &str = "dry-run";
+pub const TRIALS: &str = "trials";
+pub const SAMPLER: &str = "sampler";
+pub const PRUNE: &str = "prune";
+pub const MIN_EPOCHS: &str = "min-epochs";
+pub const MIN_STEPS: &str = "min-steps";
+pub const REDUCTION: &str = "reduction";
 
 /// The id of the sources of `report`.
 pub const SOURCES: &str = "sources";

@@ -109,7 +109,18 @@ pub fn report(args: &Args) -> Result<(), Failure> {
             specs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
         ),
     };
-    let html = report::report(&runs, &source, &crate::workspace::timestamp());
+    // The records of the sweeps the runs belong to.
+    let record_root = match sources.as_slice() {
+        [one] if PathBuf::from(one).is_dir() && runs.iter().all(|r| r.dir != PathBuf::from(one)) => {
+            PathBuf::from(one)
+        }
+        _ => root.clone(),
+    };
+    let sweeps: Vec<_> = crate::manage::ladder::read_records(&record_root)
+        .into_iter()
+        .filter(|s| runs.iter().any(|r| r.group.as_deref() == Some(s.group.as_str())))
+        .collect();
+    let html = report::report(&runs, &sweeps, &source, &crate::workspace::timestamp());
     crate::fs::write_atomic(&output, html.as_bytes()).map_err(input)?;
     tracing::info!("wrote {} ({} runs)", output.display(), runs.len());
     super::print(&format!("{}\n", output.display()))
@@ -127,24 +138,13 @@ pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
         specs.insert(0, path.to_string_lossy().into_owned());
         config = None;
     }
-    let sweep = Sweep::plan::<S>(config.as_deref(), &args.overrides, &specs).map_err(input)?;
-    let (group, trials) = (&sweep.group, &sweep.trials);
+    let mut sweep =
+        Sweep::plan::<S>(config.as_deref(), &args.overrides, &specs, &args.search).map_err(input)?;
     let jobs = args.jobs.unwrap_or(1).max(1);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = (cores / jobs).max(1);
     if args.dry_run {
-        let mut out = format!("{} trials in group {group}:\n", trials.len());
-        for (i, trial) in trials.iter().enumerate() {
-            out += &format!(
-                "  [{}/{}] {}  ({}) {}\n",
-                i + 1,
-                trials.len(),
-                trial.label,
-                trial.state.as_str(),
-                trial.dir.display()
-            );
-        }
-        return super::print(&out);
+        return super::print(&sweep.dry_run());
     }
     // Each trial is a `train` process of this very program.
     let program = std::env::current_exe()
@@ -154,11 +154,15 @@ pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
     let _log =
         crate::log::init_logging(crate::log::Console::Stderr, None).map_err(|e| Failure::Other(e.into()))?;
     tracing::info!(
-        "sweep of {} trials in group {group} ({} finished before): {jobs} at once, {threads} thread(s) each ({cores} cores)",
-        trials.len(),
-        sweep.finished()
+        "sweep of {} trials in group {} ({} finished before): {jobs} at once, {threads} thread(s) each ({cores} cores); its record is {}",
+        sweep.total,
+        sweep.group,
+        sweep.finished(),
+        sweep.record_path.display()
     );
-    let outcome = sweep.run(&program, jobs, threads);
+    let outcome = sweep
+        .run(&program, jobs, threads)
+        .map_err(|e| Failure::Other(anyhow::anyhow!(e)))?;
     // The group's runs, and the best of them.
     if let Ok((runs, best)) = sweep.listings() {
         let width = terminal_width();
@@ -175,7 +179,7 @@ pub fn sweep<S: Sections>(args: &Args) -> Result<(), Failure> {
         return Err(Failure::Other(anyhow::anyhow!(
             "{} of {} trials failed; their run.log says why",
             outcome.failed,
-            trials.len()
+            sweep.total
         )));
     }
     Ok(())

@@ -2,18 +2,25 @@
 
 /// The description of `danling sweep`.
 pub(crate) const SWEEP_TEXT: &str = "\
-Train the Cartesian product of some config keys' values: each trial is an ordinary run with its
-own id, its run_name suffixed with its values (lr=0.01_seed=1) and a `group` shared by the
-sweep (set --group to name it). Values: a,b is a choice, brackets make one list value, and
-range(start,stop[,step]) counts. A file's `sweep: {optim.lr: [0.1, 0.01]}` mapping sweeps too; a
-key on the command line replaces the file's. Running the same sweep again skips the finished trials
-and resumes the others. A stop signal (Ctrl-C) stops every trial gracefully. Ends with the
-listing of the group's runs.";
+Train the Cartesian product of some config keys' values, or search them: each trial is an
+ordinary run with its own id, its run_name suffixed with its values (lr=0.01_seed=1) and a `group`
+shared by the sweep (set --group to name it). Grid values: a,b is a choice, brackets make one list
+value, and range(start,stop[,step]) counts. Distributions, drawn --trials times per grid point:
+uniform(a,b), loguniform(a,b), int(a,b) and choice(a,b,...) (Hydra's interval(a,b) and
+tag(log, interval(a,b)) too), by TPE (random for the first 10) or --sampler random, from the
+config's seed. --prune asha pauses each trial at rungs (--min-epochs, times --reduction, up to the
+budget) and resumes only the top 1/η, exactly where they paused; the others end `pruned`. A file's
+`sweep: {optim.lr: [0.1, 0.01]}` mapping sweeps too; a key on the command line replaces the file's.
+The sweep's record, {project_root}/{group}.sweep.json, keeps its trials and rungs: running the same
+sweep again skips the finished trials and goes on with the others. A stop signal (Ctrl-C) stops
+every trial gracefully. Ends with the listing of the group's runs.";
 
 /// The examples of `{app} sweep`.
 pub(crate) const SWEEP_EXAMPLES: &[&str] = &[
     "{app} sweep config.yaml optim.lr=0.03,0.01,0.003 seed=1,2 --jobs 2",
     "{app} sweep config.yaml seed=range(1,6) --dry-run",
+    "{app} sweep config.yaml 'optim.lr=loguniform(1e-4,0.1)' 'model.dropout=uniform(0,0.5)' --trials 30 --seed 1",
+    "{app} sweep config.yaml 'optim.lr=loguniform(1e-4,0.1)' --trials 27 --prune asha --epochs 9 --jobs 2",
     "{app} sweep sweep.yaml --epochs 5             (the file's sweep: mapping, 5 epochs each)",
 ];
 

@@ -16,17 +16,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod asha;
 pub mod compare;
 pub mod filter;
+pub mod ladder;
+pub mod record;
 mod render;
 pub mod report;
 pub mod runs;
 pub mod scan;
+pub mod space;
 mod svg;
 pub mod sweep;
+pub mod tpe;
 pub mod trials;
 
 pub use filter::Filter;
 pub use runs::{Format, Query};
 pub use scan::{Run, scan};
-pub use trials::Sweep;
+pub use trials::{Search, Sweep};

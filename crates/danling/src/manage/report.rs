@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::filter::text;
+use super::record::SweepRecord;
 use super::runs::{duration, metric};
 use super::scan::{Run, Status};
 use super::svg::{Series, chart, colour, escape};
@@ -48,8 +49,9 @@ for(var j=0;j<heads.length;j++){if(heads[j].getAttribute('data-key')==='best'){
 sortBy(j,table.getAttribute('data-mode')==='min'?1:-1);}}
 })();"#;
 
-/// The report of `runs`, titled with `source` (the project root or the runs named).
-pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
+/// The report of `runs` and the `sweeps` they come from, titled with `source` (the project root
+/// or the runs named).
+pub fn report(runs: &[Run], sweeps: &[SweepRecord], source: &str, generated: &str) -> String {
     let mut html = String::with_capacity(64 * 1024);
     let mode = runs.first().map_or("max", |r| {
         if matches!(r.mode, crate::results::ScoreMode::Min) {
@@ -219,6 +221,7 @@ pub fn report(runs: &[Run], source: &str, generated: &str) -> String {
         );
     }
     html.push_str("</tbody></table>\n");
+    html.push_str(&super::ladder::section(sweeps));
 
     // One chart per split and metric, in the order they first appear.
     let mut keys: Vec<(String, String)> = Vec::new();

@@ -269,7 +269,10 @@ pub fn listing(selected: &[(&Run, usize)], extra: &[String], group_by: Option<&s
             format!("{label} ")
         };
         let status = match (&run.reason, run.status) {
-            (Some(reason), Status::Finished | Status::Stopped | Status::Failed | Status::Damaged) => {
+            (
+                Some(reason),
+                Status::Finished | Status::Stopped | Status::Failed | Status::Pruned | Status::Damaged,
+            ) => {
                 format!("{} ({reason})", run.status.as_str())
             }
             _ => run.status.as_str().to_owned(),

@@ -25,6 +25,8 @@ pub enum Status {
     Stopped,
     /// It failed, with the reason.
     Failed,
+    /// A search sweep stopped it at a rung (the reason says which); a promotion resumes it.
+    Pruned,
     /// Its process was killed before it could say how it ended.
     Killed,
     /// A file of it cannot be read; the reason says which.
@@ -39,6 +41,7 @@ impl Status {
             Status::Finished => "finished",
             Status::Stopped => "stopped",
             Status::Failed => "failed",
+            Status::Pruned => "pruned",
             Status::Killed => "killed",
             Status::Damaged => "damaged",
         }
@@ -284,6 +287,7 @@ fn fill(run: &mut Run) -> Result<(), String> {
         Standing::Finished => (Status::Finished, status.reason.clone()),
         Standing::Stopped => (Status::Stopped, status.reason.clone()),
         Standing::Failed => (Status::Failed, status.reason.clone()),
+        Standing::Pruned => (Status::Pruned, status.reason.clone()),
         Standing::Killed => (
             Status::Killed,
             Some(match &seen.ended {

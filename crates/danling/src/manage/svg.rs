@@ -148,8 +148,36 @@ fn tick_label(x: f64) -> String {
 /// One run's line: its position (for its colour), its name, and `(index, value)` points.
 pub type Series<'a> = (usize, &'a str, Vec<(f64, f64)>);
 
+/// How a chart draws its x axis and its series.
+#[derive(Debug, Clone, Copy)]
+pub struct Axes<'a> {
+    /// The x axis's label.
+    pub x_label: &'a str,
+    /// A log scale on x.
+    pub log_x: bool,
+    /// Dots at every point (a scatter when the series have one point each), besides the lines.
+    pub dots: bool,
+    /// Ticks at whole numbers only (an index, an epoch).
+    pub whole_x: bool,
+}
+
 /// One line chart: a polyline per run over the index, axes with ticks, log scale when `log`.
 pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
+    chart_with(
+        title,
+        series,
+        log,
+        Axes {
+            x_label: "index",
+            log_x: false,
+            dots: false,
+            whole_x: true,
+        },
+    )
+}
+
+/// A chart of `series` drawn as `axes` says, log scale on y when `log`.
+pub fn chart_with(title: &str, series: &[Series<'_>], log: bool, axes: Axes<'_>) -> String {
     const W: f64 = 640.0;
     const H: f64 = 300.0;
     const LEFT: f64 = 64.0;
@@ -157,13 +185,12 @@ pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
     const TOP: f64 = 12.0;
     const BOTTOM: f64 = 36.0;
     let y_of = |v: f64| if log { v.log10() } else { v };
-    let points = series
-        .iter()
-        .flat_map(|(_, _, s)| s.iter())
-        .filter(|(_, v)| v.is_finite() && (!log || *v > 0.0));
+    let x_of = |x: f64| if axes.log_x { x.log10() } else { x };
+    let shown = |&&(x, v): &&(f64, f64)| v.is_finite() && (!log || v > 0.0) && (!axes.log_x || x > 0.0);
+    let points = series.iter().flat_map(|(_, _, s)| s.iter()).filter(shown);
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, v) in points {
-        let y = y_of(v);
+        let (x, y) = (x_of(x), y_of(v));
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if x0 > x1 {
@@ -188,8 +215,23 @@ pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
         W - LEFT - RIGHT,
         H - TOP - BOTTOM
     );
-    for t in index_ticks(x0, x1) {
+    let x_ticks = if axes.log_x {
+        (x0.floor() as i32..=x1.ceil() as i32)
+            .map(f64::from)
+            .filter(|t| *t >= x0 - 1e-9 && *t <= x1 + 1e-9)
+            .collect::<Vec<_>>()
+    } else if axes.whole_x {
+        index_ticks(x0, x1)
+    } else {
+        ticks(x0, x1)
+    };
+    for t in x_ticks {
         let x = px(t);
+        let label = if axes.log_x {
+            tick_label(10f64.powf(t))
+        } else {
+            tick_label(t)
+        };
         let _ = write!(
             svg,
             "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" class=\"tick\"/><text x=\"{x:.1}\" y=\"{:.1}\" \
@@ -197,7 +239,7 @@ pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
             H - BOTTOM,
             H - BOTTOM + 4.0,
             H - BOTTOM + 16.0,
-            tick_label(t)
+            label
         );
     }
     let y_ticks = if log {
@@ -226,17 +268,29 @@ pub fn chart(title: &str, series: &[Series<'_>], log: bool) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\">index</text>",
+        "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\">{}</text>",
         (LEFT + W - RIGHT) / 2.0,
-        H - 4.0
+        H - 4.0,
+        escape(axes.x_label)
     );
     for (i, name, line) in series {
-        let points: Vec<String> = line
+        let at: Vec<(f64, f64)> = line
             .iter()
-            .filter(|(_, v)| v.is_finite() && (!log || *v > 0.0))
-            .map(|&(x, v)| format!("{:.1},{:.1}", px(x), py(y_of(v))))
+            .filter(shown)
+            .map(|&(x, v)| (px(x_of(x)), py(y_of(v))))
             .collect();
-        if points.is_empty() {
+        if axes.dots {
+            for (x, y) in &at {
+                let _ = write!(
+                    svg,
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{}\"><title>{}</title></circle>",
+                    colour(*i),
+                    escape(name)
+                );
+            }
+        }
+        let points: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        if points.len() < 2 && axes.dots || points.is_empty() {
             continue;
         }
         let _ = write!(

@@ -9,6 +9,8 @@
 
 use crate::Override;
 use serde_json::Value;
+
+use super::space::{Dist, top_level_split};
 use sha2::{Digest, Sha256};
 
 /// One swept key and its values.
@@ -16,30 +18,35 @@ use sha2::{Digest, Sha256};
 pub struct Axis {
     /// The dotted config key.
     pub key: String,
-    /// Its values, in order.
-    pub values: Vec<Value>,
+    /// Its values: a grid's, in order, or a distribution sampled by `--trials`.
+    pub values: Values,
 }
 
-/// Splits `text` at the commas outside brackets, braces, parentheses and quotes.
-fn top_level_split(text: &str) -> Vec<String> {
-    let (mut parts, mut current, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None);
-    for c in text.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '[' | '{' | '(') => depth += 1,
-            (None, ']' | '}' | ')') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                parts.push(std::mem::take(&mut current));
-                continue;
-            }
-            _ => {}
+/// The values of a swept key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// Every one of these, crossed with the other grid keys.
+    Grid(Vec<Value>),
+    /// `--trials` draws from this.
+    Sampled(Dist),
+}
+
+impl Axis {
+    /// A grid axis.
+    pub fn grid(key: &str, values: Vec<Value>) -> Self {
+        Self {
+            key: key.to_owned(),
+            values: Values::Grid(values),
         }
-        current.push(c);
     }
-    parts.push(current);
-    parts
+
+    /// The axis as its record spells it: the grid's values as JSON, or the distribution.
+    pub fn spec(&self) -> String {
+        match &self.values {
+            Values::Grid(values) => Value::Array(values.clone()).to_string(),
+            Values::Sampled(dist) => dist.spec(),
+        }
+    }
 }
 
 /// `range(start,stop[,step])` as its numbers.
@@ -81,13 +88,25 @@ fn range(inner: &str, key: &str) -> Result<Vec<Value>, String> {
     Ok(values)
 }
 
-/// The values of `key` written as `text` (`a,b`, `[1],[2,3]`, `range(0,3)`).
-pub fn parse_values(key: &str, text: &str) -> Result<Vec<Value>, String> {
+/// The values of `key` written as `text`: a grid (`a,b`, `[1],[2,3]`, `range(0,3)`) or one
+/// distribution (`loguniform(1e-4,0.1)`, [`Dist::parse`]).
+pub fn parse_values(key: &str, text: &str) -> Result<Values, String> {
+    let parts = top_level_split(text);
+    if let [one] = parts.as_slice()
+        && let Some(dist) = Dist::parse(key, one)?
+    {
+        return Ok(Values::Sampled(dist));
+    }
     let mut values = Vec::new();
-    for part in top_level_split(text) {
+    for part in parts {
         let part = part.trim();
         if part.is_empty() {
             return Err(format!("sweep `{key}={text}`: an empty value"));
+        }
+        if Dist::parse(key, part)?.is_some() {
+            return Err(format!(
+                "sweep `{key}={text}`: a distribution is the key's whole value, not one of a grid's"
+            ));
         }
         if let Some(inner) = part.strip_prefix("range(").and_then(|p| p.strip_suffix(')')) {
             values.extend(range(inner, key)?);
@@ -96,7 +115,7 @@ pub fn parse_values(key: &str, text: &str) -> Result<Vec<Value>, String> {
         let parsed = Override::parse(key, part).map_err(|e| format!("sweep `{key}={text}`: {e}"))?;
         values.push(parsed.value);
     }
-    Ok(values)
+    Ok(Values::Grid(values))
 }
 
 /// An axis from the command line: `KEY=V1,V2...`.
@@ -120,11 +139,11 @@ pub fn file_axes(sweep: &indexmap::IndexMap<String, Value>) -> Result<Vec<Axis>,
         .iter()
         .map(|(key, spec)| {
             let values = match spec {
-                Value::Array(values) => values.clone(),
+                Value::Array(values) => Values::Grid(values.clone()),
                 Value::String(text) => parse_values(key, text)?,
-                other => vec![other.clone()],
+                other => Values::Grid(vec![other.clone()]),
             };
-            if values.is_empty() {
+            if values == Values::Grid(Vec::new()) {
                 return Err(format!("sweep `{key}` has no values"));
             }
             Ok(Axis {
@@ -148,14 +167,17 @@ pub fn merge(file: Vec<Axis>, cli: Vec<Axis>) -> Vec<Axis> {
     axes
 }
 
-/// Every combination, the last axis varying fastest.
+/// Every combination of the grid axes, the last varying fastest (the sampled ones are left out).
 pub fn product(axes: &[Axis]) -> Vec<Vec<(String, Value)>> {
     let mut trials: Vec<Vec<(String, Value)>> = vec![Vec::new()];
     for axis in axes {
+        let Values::Grid(values) = &axis.values else {
+            continue;
+        };
         trials = trials
             .into_iter()
             .flat_map(|trial| {
-                axis.values.iter().map(move |value| {
+                values.iter().map(move |value| {
                     let mut next = trial.clone();
                     next.push((axis.key.clone(), value.clone()));
                     next
@@ -192,14 +214,17 @@ pub fn suffix(trial: &[(String, Value)]) -> String {
         .collect()
 }
 
-/// The default group of a sweep: from the base config (without the swept keys) and the sweep.
-pub fn default_group(base: &Value, axes: &[Axis]) -> String {
+/// The default group of a sweep: from the base config (without the swept keys), the sweep's axes
+/// and, for a search, `search` (its sampler and pruner; not its number of trials, so that more
+/// trials extend the same sweep).
+pub fn default_group(base: &Value, axes: &[Axis], search: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(crate::config::canonical_config(base));
     for axis in axes {
         hasher.update(axis.key.as_bytes());
-        hasher.update(Value::Array(axis.values.clone()).to_string());
+        hasher.update(axis.spec());
     }
+    hasher.update(search);
     let digest = hasher.finalize();
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("sweep-{hex}")
@@ -213,25 +238,31 @@ mod tests {
 
     #[test]
     fn hydra_syntax_gives_choices_lists_and_ranges() {
+        let grid = |arg: &str| match parse_axis(arg).unwrap().values {
+            Values::Grid(values) => values,
+            Values::Sampled(dist) => panic!("{arg} parsed as {dist:?}"),
+        };
+        assert_eq!(grid("optim.lr=0.1,0.01"), [json!(0.1), json!(0.01)]);
         assert_eq!(
-            parse_axis("optim.lr=0.1,0.01").unwrap().values,
-            [json!(0.1), json!(0.01)]
-        );
-        assert_eq!(
-            parse_axis("model.hidden=[64],[128,64]").unwrap().values,
+            grid("model.hidden=[64],[128,64]"),
             [json!([64]), json!([128, 64])]
         );
+        assert_eq!(grid("seed=range(1,4)"), [json!(1), json!(2), json!(3)]);
+        assert_eq!(grid("x=range(0,1,0.5),7"), [json!(0.0), json!(0.5), json!(7)]);
+        assert_eq!(grid("model.activation=relu,'a,b'"), [json!("relu"), json!("a,b")]);
         assert_eq!(
-            parse_axis("seed=range(1,4)").unwrap().values,
-            [json!(1), json!(2), json!(3)]
+            parse_axis("optim.lr=loguniform(1e-4,0.1)").unwrap().values,
+            Values::Sampled(Dist::LogUniform { low: 1e-4, high: 0.1 })
         );
-        assert_eq!(
-            parse_axis("x=range(0,1,0.5),7").unwrap().values,
-            [json!(0.0), json!(0.5), json!(7)]
+        assert!(
+            parse_axis("optim.lr=uniform(0,1),0.5")
+                .unwrap_err()
+                .contains("whole value")
         );
-        assert_eq!(
-            parse_axis("model.activation=relu,'a,b'").unwrap().values,
-            [json!("relu"), json!("a,b")]
+        assert!(
+            parse_axis("optim.lr=gauss(0,1)")
+                .unwrap_err()
+                .contains("unknown distribution")
         );
         assert!(parse_axis("optim.lr").unwrap_err().contains("KEY=V1,V2"));
         assert!(parse_axis("seed=range(1)").unwrap_err().contains("range(1)"));
@@ -241,29 +272,21 @@ mod tests {
     #[test]
     fn the_product_varies_the_last_axis_fastest_and_the_command_line_replaces_the_file() {
         let file = vec![
-            Axis {
-                key: "a".into(),
-                values: vec![json!(1), json!(2)],
-            },
-            Axis {
-                key: "b".into(),
-                values: vec![json!("x")],
-            },
+            Axis::grid("a", vec![json!(1), json!(2)]),
+            Axis::grid("b", vec![json!("x")]),
         ];
         let cli = vec![
+            Axis::grid("b", vec![json!("y"), json!("z")]),
+            Axis::grid("c", vec![json!(true)]),
             Axis {
-                key: "b".into(),
-                values: vec![json!("y"), json!("z")],
-            },
-            Axis {
-                key: "c".into(),
-                values: vec![json!(true)],
+                key: "d".into(),
+                values: Values::Sampled(Dist::Uniform { low: 0.0, high: 1.0 }),
             },
         ];
         let axes = merge(file, cli);
         assert_eq!(
             axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
+            ["a", "b", "c", "d"]
         );
         let trials = product(&axes);
         assert_eq!(trials.len(), 4);

@@ -93,6 +93,8 @@ pub struct Runner<T: Task, S: Sections = NoSections, P: Platform = Launched> {
     pub(super) console: Console,
     /// Whether `train` installs the stop handlers (SIGINT, SIGTERM) itself.
     pub(super) handle_signals: bool,
+    /// Where `train` pauses: the epoch (or, in a step budget, the step) whose evaluation ends it.
+    pub(super) pause_at: Option<u64>,
     /// Builds the program's own optimizer (`optim.type: custom`).
     pub(super) optimizer_factory: Option<Box<dyn Fn() -> ModuleOptimizer>>,
     /// The program's callbacks, and what they asked for.
@@ -183,6 +185,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             overwrite: false,
             console: Console::Stdout,
             handle_signals: true,
+            pause_at: None,
             optimizer_factory: None,
             hooks: Hooks::default(),
             writing: Vec::new(),
@@ -215,6 +218,17 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// Lets `train` start fresh in a run directory that holds checkpoints (moving them aside).
     pub fn overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;
+        self
+    }
+
+    /// Ends `train` once the record of epoch `at` is written (in a step budget: of the first epoch
+    /// that reaches step `at`), with `latest` saved, `stopped` in `status.json` and the reason
+    /// `paused at epoch N`, as a search sweep pauses a trial at a rung. A run resumed without a pause
+    /// goes on exactly as if it had never paused.
+    ///
+    /// Only where a run stops changes, never what it trains, so this is no config key.
+    pub fn pause_at(mut self, at: Option<u64>) -> Self {
+        self.pause_at = at;
         self
     }
 

@@ -89,6 +89,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             .results()
             .should_stop(session.scoring(), self.config.patience)
             .then_some(End::EarlyStopped);
+        if self.state.progress.is_none() && self.paused(plan.budget) {
+            end = Some(End::Stopped(self.pause_reason(plan.budget)));
+        }
         let mut samples = 0usize;
         // An epoch in progress is finished (evaluated and recorded) even when its last step spent
         // the budget: a step budget can end inside an epoch, after the step checkpoint.
@@ -171,7 +174,29 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             info!("stopped by a callback after {label}: {reason}");
             return Ok(Some(End::Stopped(reason)));
         }
+        if self.paused(budget) {
+            let reason = self.pause_reason(budget);
+            info!("{reason}: `--resume` goes on");
+            return Ok(Some(End::Stopped(reason)));
+        }
         Ok(None)
+    }
+
+    /// Whether the run has reached its pause ([`Runner::pause_at`]) and not its budget.
+    fn paused(&self, budget: Budget) -> bool {
+        let done = match budget {
+            Budget::Epochs(_) => self.state.epoch,
+            Budget::Steps(_) => self.state.step,
+        };
+        self.pause_at.is_some_and(|at| done >= at) && !self.budget_spent(budget)
+    }
+
+    /// `paused at epoch 3` (or `step 300`): the reason `status.json` gives, which a sweep reads.
+    fn pause_reason(&self, budget: Budget) -> String {
+        match budget {
+            Budget::Epochs(_) => format!("{PAUSED} epoch {}", self.state.epoch),
+            Budget::Steps(_) => format!("{PAUSED} step {}", self.state.step),
+        }
     }
 
     /// The run's closing log line: samples over every rank, their rate, and where the time of the
@@ -227,6 +252,9 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         }
     }
 }
+
+/// The start of the reason of a run that paused ([`Runner::pause_at`]).
+pub const PAUSED: &str = "paused at";
 
 /// How a run's epochs ended before its budget was spent.
 enum End {

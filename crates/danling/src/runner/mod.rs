@@ -31,6 +31,7 @@ pub use base::{Predictions, Runner, Trained, shuffled_order};
 pub use callback::{Callback, CallbackError, Control};
 pub use error::RunnerError;
 pub use evaluate::EMA_METRIC_PREFIX;
+pub use fit::PAUSED;
 pub use grads::{
     clamp, clip_norm, global_norm, gradients_from_slice, gradients_to_vec, parameters_from_slice,
     parameters_to_vec,

@@ -179,7 +179,7 @@ impl Session {
             let status = match state {
                 RunState::Finished => SessionStatus::Success,
                 RunState::Failed => SessionStatus::Failure,
-                RunState::Running | RunState::Stopped => SessionStatus::Unknown,
+                RunState::Running | RunState::Stopped | RunState::Pruned => SessionStatus::Unknown,
             };
             let step = self
                 .results

@@ -6,4 +6,4 @@ mod status;
 
 pub use error::WorkspaceError;
 pub use rundir::{RunDir, StartMode, files, runner_tree, runner_yaml, timestamp};
-pub use status::{Observed, RunState, RunStatus, Standing, last_write};
+pub use status::{Observed, RunState, RunStatus, Standing, last_write, mark_pruned};

@@ -22,6 +22,9 @@ pub enum RunState {
     Stopped,
     /// An error ended it.
     Failed,
+    /// A search sweep stopped it at a rung: its score there was not among the best. The reason
+    /// names the rung; a later promotion resumes it.
+    Pruned,
 }
 
 impl RunState {
@@ -32,6 +35,7 @@ impl RunState {
             RunState::Finished => "finished",
             RunState::Stopped => "stopped",
             RunState::Failed => "failed",
+            RunState::Pruned => "pruned",
         }
     }
 }
@@ -70,6 +74,8 @@ pub enum Standing {
     Stopped,
     /// An error ended it.
     Failed,
+    /// A search sweep stopped it at a rung.
+    Pruned,
     /// `status.json` says `running`, but no live process holds the lock: the process was killed
     /// (`kill -9`, the OOM killer, a lost node) before it could write how it ended.
     Killed,
@@ -83,6 +89,7 @@ impl Standing {
             Standing::Finished => "finished",
             Standing::Stopped => "stopped",
             Standing::Failed => "failed",
+            Standing::Pruned => "pruned",
             Standing::Killed => "killed",
         }
     }
@@ -141,6 +148,7 @@ impl RunStatus {
             (false, RunState::Finished) => recorded(Standing::Finished),
             (false, RunState::Stopped) => recorded(Standing::Stopped),
             (false, RunState::Failed) => recorded(Standing::Failed),
+            (false, RunState::Pruned) => recorded(Standing::Pruned),
         }
     }
 
@@ -158,6 +166,27 @@ impl RunStatus {
                 .unwrap_or(recorded),
         )
     }
+}
+
+/// Marks the run in `dir` pruned with `reason`, when no process trains it: its `status.json`
+/// rewritten atomically with the state, the reason and the time. A run whose lock is held is left as
+/// it is (`Ok(false)`).
+pub fn mark_pruned(dir: &Path, reason: &str) -> Result<bool, String> {
+    let path = dir.join(super::files::STATUS);
+    if crate::fs::lock_holder(dir).is_some() {
+        return Ok(false);
+    }
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut status: RunStatus =
+        serde_json::from_slice(&text).map_err(|e| format!("{} is not a status: {e}", path.display()))?;
+    if status.status == RunState::Running {
+        return Ok(false);
+    }
+    status.status = RunState::Pruned;
+    status.reason = Some(reason.to_owned());
+    let bytes = serde_json::to_vec_pretty(&status).map_err(|e| e.to_string())?;
+    crate::fs::write_atomic(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(true)
 }
 
 /// The time of the newest file written in run directory `dir`, in its subdirectories

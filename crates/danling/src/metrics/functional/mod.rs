@@ -12,7 +12,7 @@
 
 mod classification;
 mod ranking;
-mod regression;
+pub(crate) mod regression;
 
 pub use classification::{
     binary_accuracy, binary_f1, binary_mcc, binary_precision, binary_recall, multiclass_accuracy,

@@ -27,7 +27,7 @@ pub fn pearson(preds: &[f64], targets: &[f64]) -> f64 {
 }
 
 /// Ranks from 1, ties sharing their average rank.
-fn ranks(values: &[f64]) -> Vec<f64> {
+pub(crate) fn ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_unstable_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];
