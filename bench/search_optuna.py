@@ -5,7 +5,7 @@ trained rung by rung with `train --pause-at R` (and `--resume` from the second r
 each rung the trial reports its best score so far and asks the pruner whether to go on. So both
 sides train the same model on the same data with the same code; only the sampler and the pruner
 differ. Prints one JSON line: the best score of the trials trained to the end, the epochs trained,
-and how many trials finished and were pruned.
+how many trials finished and were pruned, and the best score against the epochs trained.
 
     python bench/search_optuna.py DANLING CONFIG PROJECT_ROOT --trials 27 --seed 1 --rungs 1,3,9
 """
@@ -63,6 +63,7 @@ def main():
         pruner=pruner,
     )
     epochs = 0
+    curve = []  # [epochs trained, best score] each time a finished trial beat the best
     for number in range(args.trials):
         trial = study.ask()
         lr = trial.suggest_float("lr", 1e-4, 0.3, log=True)
@@ -103,6 +104,8 @@ def main():
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, value)
+            if not curve or (value > curve[-1][1] if higher else value < curve[-1][1]):
+                curve.append([epochs, value])
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_value if finished else math.nan
     print(
@@ -112,6 +115,7 @@ def main():
                 "epochs": epochs,
                 "finished": len(finished),
                 "pruned": len(study.trials) - len(finished),
+                "curve": curve,
                 "optuna": optuna.__version__,
             }
         )

@@ -12,14 +12,16 @@
 //! - (g) experiment management: `danling runs` over 1,000 run directories;
 //! - (i) data-bound training: burn's MNIST CNN on 20,000 PNGs with 0, 1 and 2 loader threads,
 //!   against PyTorch's `DataLoader` and torchvision's `ImageFolder` with 0, 1 and 2 workers (needs
-//!   torch and torchvision).
+//!   torch and torchvision);
+//! - (k) search: 27 trials of the digits MLP by random draws, TPE and TPE + ASHA, against Optuna's
+//!   TPE with its `SuccessiveHalvingPruner` driving the same danling trials (needs optuna).
 //!
 //! Writes a markdown table of ratios to `BENCHMARKS.md` (or `--output`) and prints it. The Python
 //! sides run when `--python` (or `$PYTHON`, or `python3`) can import torch, danling and torchmetrics;
 //! otherwise their columns say so.
 //!
 //! ```text
-//! bench/run [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g,i]
+//! bench/run [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g,i,k]
 //! ```
 
 mod checkpoint;
@@ -31,6 +33,7 @@ mod mlp;
 mod overhead;
 mod parallel;
 mod report;
+mod search;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -67,7 +70,7 @@ fn flags() -> clap::Command {
     clap::Command::new("danling-bench")
         .about("Benchmarks danling against Python DanLing and a bare burn loop; writes a table of ratios")
         .override_usage(
-            "danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g,i]",
+            "danling-bench [--python PATH] [--repeats N] [--output FILE] [--only a,b,c,d,e,f,g,i,k]",
         )
         // As before clap: a flag given twice takes its last value.
         .args_override_self(true)
@@ -96,8 +99,8 @@ fn flags() -> clap::Command {
         .arg(
             Arg::new("only")
                 .long("only")
-                .value_name("a,b,c,d,e,f,g,i")
-                .default_value("abcdefgi")
+                .value_name("a,b,c,d,e,f,g,i,k")
+                .default_value("abcdefgik")
                 .help("The cases to run (see Cases below)"),
         )
         .after_help(
@@ -109,7 +112,8 @@ fn flags() -> clap::Command {
              e  AUROC on 10M binary and 1M x 10 multi-class samples against torchmetrics\n  \
              f  2 MPI ranks x 1 thread against 1 process x 2 threads (needs mpiexec)\n  \
              g  `danling runs` over a project root of 1,000 run directories\n  \
-             i  burn's MNIST CNN on 20,000 PNGs, 0/1/2 loader threads, against PyTorch's DataLoader",
+             i  burn's MNIST CNN on 20,000 PNGs, 0/1/2 loader threads, against PyTorch's DataLoader\n  \
+             k  27-trial searches by random, TPE and TPE + ASHA, against Optuna's TPE + SuccessiveHalving",
         )
         .arg(
             Arg::new("emit-json")
@@ -222,6 +226,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
     if options.only.contains('i') {
         images::data_bound(options, &mut report)?;
     }
+    if options.only.contains('k') {
+        search::search(options, &mut report)?;
+    }
     let markdown = report.markdown();
     std::fs::write(&options.output, &markdown)
         .with_context(|| format!("cannot write {}", options.output.display()))?;
@@ -285,7 +292,7 @@ mod tests {
                 defaults.only,
                 defaults.emit_json
             ),
-            (3, PathBuf::from("BENCHMARKS.md"), "abcdefgi".to_owned(), false)
+            (3, PathBuf::from("BENCHMARKS.md"), "abcdefgik".to_owned(), false)
         );
         let given =
             options("--only a,c --repeats 5 --output b.md --python py --repeats=2 --emit-json").unwrap();

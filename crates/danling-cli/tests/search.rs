@@ -216,22 +216,8 @@ fn asha_promotes_the_best_and_a_trial_promoted_to_the_end_is_the_run_without_pau
     assert_eq!(html.matches("<td>pruned</td>").count(), pruned.len());
 
     // The trial that paused at every rung ends bit for bit as the same config trained at once.
-    let climber = finished
-        .iter()
-        .find(|t| t["rungs"].as_array().unwrap().len() == 3)
-        .expect("a trial promoted to the last rung");
-    let reference = project(config);
-    let lr = format!("--optim.lr={}", climber["params"]["optim.lr"]);
-    let name = format!("--run_name={}", climber["run_name"].as_str().unwrap());
-    let trained = danling(reference.path(), &["train", "s.yaml", &lr, &name, "--seed", "3"]);
-    assert!(trained.status.success(), "{}", stderr(&trained));
-    let reference_dir = common::run_dir(reference.path()).unwrap();
-    let climber_dir = dir.path().join(climber["dir"].as_str().unwrap());
-    assert_eq!(stable_results(&climber_dir), stable_results(&reference_dir));
-    assert_eq!(
-        model_tensors(&climber_dir.join("checkpoints/latest.safetensors")),
-        model_tensors(&reference_dir.join("checkpoints/latest.safetensors"))
-    );
+    assert!(!finished.is_empty());
+    trained_at_once_is_the_same(dir.path(), &sweep, config, &["--seed", "3"]);
 
     // The same search stopped by Ctrl-C and run again ends with the same trials, rungs and scores.
     let stopped = project(config);
@@ -265,6 +251,66 @@ fn asha_promotes_the_best_and_a_trial_promoted_to_the_end_is_the_run_without_pau
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("finished before"), "{}", stderr(&again));
     assert_eq!(trials(&record(stopped.path())), trials(&sweep));
+}
+
+/// The trial of `sweep` (under `dir`) that paused at every rung ends with the results and weights
+/// of its config trained at once, with `args` besides its values and name.
+fn trained_at_once_is_the_same(dir: &Path, sweep: &Value, config: &str, args: &[&str]) {
+    let rungs = sweep["ladder"]["rungs"].as_array().unwrap().len();
+    let climber = sweep["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["state"] == "finished" && t["rungs"].as_array().unwrap().len() == rungs)
+        .expect("a trial promoted to the last rung");
+    let reference = project(config);
+    let lr = format!("--optim.lr={}", climber["params"]["optim.lr"]);
+    let name = format!("--run_name={}", climber["run_name"].as_str().unwrap());
+    let trained = danling(
+        reference.path(),
+        &[&["train", "s.yaml", &lr, &name], args].concat(),
+    );
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let reference_dir = common::run_dir(reference.path()).unwrap();
+    let climber_dir = dir.join(climber["dir"].as_str().unwrap());
+    assert_eq!(stable_results(&climber_dir), stable_results(&reference_dir));
+    assert_eq!(
+        model_tensors(&climber_dir.join("checkpoints/latest.safetensors")),
+        model_tensors(&reference_dir.join("checkpoints/latest.safetensors"))
+    );
+}
+
+#[test]
+fn in_a_step_budget_rungs_are_steps_and_a_promoted_trial_is_exact_too() {
+    let dir = project(CONFIG);
+    let budget = ["--steps", "16", "--epochs", "null", "--seed", "1"];
+    let search = [
+        "sweep",
+        "s.yaml",
+        "optim.lr=loguniform(1e-3,0.5)",
+        "--trials",
+        "4",
+        "--prune",
+        "asha",
+        "--min-steps",
+        "4",
+        "--reduction",
+        "2",
+        "--sampler",
+        "random",
+    ];
+    let out = danling(dir.path(), &[&search[..], &budget].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sweep = record(dir.path());
+    assert_eq!(sweep["unit"], "step");
+    assert_eq!(sweep["ladder"]["rungs"], serde_json::json!([4, 8, 16]));
+    // Four steps an epoch: each pause is at a rung.
+    for trial in sweep["trials"].as_array().unwrap() {
+        for (rung, at) in trial["rungs"].as_array().unwrap().iter().zip([4, 8, 16]) {
+            assert_eq!(rung["at"], at, "{trial}");
+        }
+    }
+    trained_at_once_is_the_same(dir.path(), &sweep, CONFIG, &budget);
 }
 
 #[test]
@@ -313,6 +359,18 @@ fn bad_search_input_is_one_line_naming_it_and_exit_2_before_any_trial() {
                 "hyperband",
             ],
             "--prune",
+        ),
+        (
+            &[
+                "optim.lr=loguniform(1e-3,1)",
+                "--trials",
+                "2",
+                "--prune",
+                "asha",
+                "--min-steps",
+                "2",
+            ],
+            "--min-steps",
         ),
     ] {
         let out = danling(dir.path(), &[&["sweep", "s.yaml"][..], args].concat());

@@ -133,6 +133,31 @@ fn one(sweep: &SweepRecord) -> String {
         escape(&title),
         chart_with(&title, &series, false, axes)
     );
+    // The best score of a trial trained to its end, against what the sweep had trained.
+    let curve = sweep.best_curve();
+    if !curve.is_empty() {
+        let mut steps: Vec<(f64, f64)> = Vec::new();
+        for (k, &(spent, best)) in curve.iter().enumerate() {
+            if k > 0 {
+                steps.push((spent as f64, curve[k - 1].1));
+            }
+            steps.push((spent as f64, best));
+        }
+        steps.push((sweep.spent() as f64, curve[curve.len() - 1].1));
+        let title = format!("best {} against {}s trained", sweep.score, sweep.unit);
+        let axes = Axes {
+            x_label: &format!("{}s trained by the sweep", sweep.unit),
+            log_x: false,
+            dots: false,
+            whole_x: true,
+        };
+        let _ = writeln!(
+            html,
+            "<figure class=\"chart cost\"><h3>{}</h3>{}</figure>",
+            escape(&title),
+            chart_with(&title, &[(0, "best so far", steps)], false, axes)
+        );
+    }
     // The score against each sampled key.
     let compared = |t: &super::record::TrialRecord| {
         if sweep.ladder.is_some() {

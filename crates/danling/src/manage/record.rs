@@ -59,6 +59,41 @@ pub struct SweepRecord {
     pub trials: Vec<TrialRecord>,
 }
 
+impl SweepRecord {
+    /// The epochs (or steps) trained by every trial so far.
+    pub fn spent(&self) -> u64 {
+        self.trials
+            .iter()
+            .filter_map(|t| t.rungs.last())
+            .map(|r| r.at)
+            .sum()
+    }
+
+    /// The best score of a trial trained to its end, as it improved: `(spent, best)` each time a
+    /// finished trial beat the best before it.
+    pub fn best_curve(&self) -> Vec<(u64, f64)> {
+        let mut finished: Vec<(u64, f64)> = self
+            .trials
+            .iter()
+            .filter(|t| t.state == TrialState::Finished)
+            .filter_map(|t| t.rungs.last())
+            .filter(|r| !r.score.is_nan())
+            .map(|r| (r.spent, r.score))
+            .collect();
+        finished.sort_by_key(|(spent, _)| *spent);
+        let mut curve: Vec<(u64, f64)> = Vec::new();
+        for (spent, score) in finished {
+            if curve
+                .last()
+                .is_none_or(|(_, best)| self.mode.is_better(score, *best))
+            {
+                curve.push((spent, score));
+            }
+        }
+        curve
+    }
+}
+
 /// Where a trial stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,6 +151,10 @@ pub struct RungScore {
     /// The trial's best score up to it (NaN is written as null).
     #[serde(with = "nan_as_null")]
     pub score: f64,
+    /// The epochs (or steps) the whole sweep had trained when this score came in: the x of a
+    /// search's best score against its cost.
+    #[serde(default)]
+    pub spent: u64,
 }
 
 mod nan_as_null {

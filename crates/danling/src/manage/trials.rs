@@ -296,7 +296,8 @@ impl Sweep {
         let run_name = if self.sampled.is_empty() {
             format!("{}-{}", self.run_name, suffix(&pairs))
         } else {
-            format!("{}-{number}_{}", self.run_name, suffix(&pairs))
+            // Numbered so that a listing by name is in the order drawn.
+            format!("{}-{number:03}_{}", self.run_name, suffix(&pairs))
         };
         let dir = (self.resolve)(&self.overrides(&pairs, &run_name))?;
         let state = match read_state(&dir) {
@@ -640,6 +641,8 @@ impl Sweep {
         let run = read_run(&self.record.trials[i].dir);
         let pause_at = self.pause_at(i);
         let took = seconds.map_or(String::new(), |s| format!(" in {s:.1} s"));
+        // What the sweep had trained before this trial's newest stretch, which this adds to.
+        let spent = self.record.spent();
         let trial = &mut self.record.trials[i];
         let paused = run.status == Status::Stopped
             && run
@@ -651,7 +654,12 @@ impl Sweep {
                 let done = run.progress.map_or(0, |(done, _, _)| done);
                 let score = best_until(&run, u64::MAX);
                 trial.rungs.truncate(trial.target);
-                trial.rungs.push(RungScore { at: done, score });
+                let before = trial.rungs.last().map_or(0, |r| r.at);
+                trial.rungs.push(RungScore {
+                    at: done,
+                    score,
+                    spent: spent + done.saturating_sub(before),
+                });
                 trial.state = TrialState::Finished;
                 tracing::info!(
                     "{name}: finished{took}, {} {}",
@@ -664,7 +672,12 @@ impl Sweep {
                 let at = run.progress.map_or(at, |(done, _, _)| done.max(at));
                 let score = best_until(&run, at);
                 trial.rungs.truncate(trial.target);
-                trial.rungs.push(RungScore { at, score });
+                let before = trial.rungs.last().map_or(0, |r| r.at);
+                trial.rungs.push(RungScore {
+                    at,
+                    score,
+                    spent: spent + at.saturating_sub(before),
+                });
                 trial.state = TrialState::Pruned;
                 tracing::info!(
                     "{name}: paused at {} {at}{took}, {} {}",
