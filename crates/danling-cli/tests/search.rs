@@ -118,6 +118,15 @@ fn the_same_seed_draws_the_same_trials_and_a_search_run_again_trains_nothing() {
         record(c.path())["trials"][0]["params"],
         record_a["trials"][0]["params"]
     );
+
+    // Another search under the same group is refused, not mixed into its record.
+    let group = record_a["group"].as_str().unwrap();
+    let mut mixed = other_seed.clone();
+    mixed.extend(["--group", group]);
+    let refused = danling(a.path(), &mixed);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains(".sweep.json"), "{}", stderr(&refused));
+    assert_eq!(trials(&record(a.path())), trials(&record_a));
 }
 
 const ASHA: [&str; 17] = [

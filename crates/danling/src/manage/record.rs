@@ -143,6 +143,20 @@ pub struct TrialRecord {
     pub reason: Option<String>,
 }
 
+impl TrialRecord {
+    /// Records the trial's score at its target rung, reached at `at` (an epoch or step), the sweep
+    /// having trained `spent` before this trial's latest stretch.
+    pub fn reached(&mut self, at: u64, score: f64, spent: u64) {
+        self.rungs.truncate(self.target);
+        let before = self.rungs.last().map_or(0, |r| r.at);
+        self.rungs.push(RungScore {
+            at,
+            score,
+            spent: spent + at.saturating_sub(before),
+        });
+    }
+}
+
 /// A trial's score at a rung.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RungScore {
