@@ -4,13 +4,14 @@
 //! same rungs driving the same danling trials (`bench/search_optuna.py`), for ten seeds. Each
 //! side's best score of a trial trained to the end is set against the epochs its search trained.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use danling::manage::record::SweepRecord;
 use serde_json::Value;
 
+use crate::e2e::danling;
 use crate::report::{Report, Verdict};
 use crate::{Options, root};
 
@@ -34,18 +35,6 @@ const SPACE: [&str; 4] = [
 ];
 const TRIALS: &str = "27";
 const SEEDS: [u64; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-
-/// The `danling` binary built beside this one.
-fn danling() -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.with_file_name("danling");
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p danling-cli` (bench/run does)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
 
 /// One search of danling's: its record.
 fn sweep(dir: &Path, seed: u64, sampler: &str, asha: bool) -> anyhow::Result<SweepRecord> {
