@@ -130,14 +130,16 @@ impl Session {
             // The first attempt's start and the time trained so far carry over from an earlier one,
             // a killed one's included.
             let (earlier, trained) = before.flatten().unzip();
-            let now = crate::workspace::timestamp();
+            let now = chrono::Utc::now();
             let running = RunStatus {
                 status: RunState::Running,
                 reason: None,
-                started: earlier
-                    .as_ref()
-                    .map_or_else(|| now.clone(), |e| e.started.clone()),
-                attempt_started: now,
+                started: earlier.as_ref().map_or_else(
+                    || now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    |e| e.started.clone(),
+                ),
+                // To the millisecond: a killed attempt's time is measured from it.
+                attempt_started: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 ended: None,
                 seconds: trained.unwrap_or(0.0),
                 pid: std::process::id(),

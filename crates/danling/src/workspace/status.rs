@@ -152,13 +152,16 @@ impl RunStatus {
         }
     }
 
-    /// When the latest attempt started. `attempt_started` is recorded to the second; a `running`
-    /// status is written once, as the attempt starts, so its file's time `written` gives the start
-    /// to the millisecond when it falls within that second.
+    /// When the latest attempt started. `attempt_started` is written to the millisecond; one
+    /// recorded to the whole second (an older run) is refined by its file's time `written` when that
+    /// falls within the second, since a `running` status is written once, as the attempt starts.
     fn attempt_start(&self, written: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let recorded = DateTime::parse_from_rfc3339(&self.attempt_started)
             .ok()?
             .with_timezone(&Utc);
+        if recorded.timestamp_subsec_nanos() != 0 {
+            return Some(recorded);
+        }
         let within = |t: &DateTime<Utc>| *t >= recorded && *t - recorded < chrono::TimeDelta::seconds(1);
         Some(
             written
@@ -308,6 +311,16 @@ mod tests {
                 12.5,
                 "{written}"
             );
+        }
+        // A start recorded to the millisecond is the start, whatever the file's time.
+        let mut precise = status(RunState::Running, 0.0);
+        precise.attempt_started = "2026-12-01T12:00:00.25Z".into();
+        for written in [
+            None,
+            Some(at("2026-12-01T12:00:00.75Z")),
+            Some(at("2026-12-01T12:00:02Z")),
+        ] {
+            assert_eq!(precise.observe(false, written, last, now).seconds, 12.25);
         }
     }
 
