@@ -30,6 +30,9 @@ pub struct State {
     pub scaler: Option<LossScaler>,
     /// The state of each callback of the run that keeps one, by the callback's name.
     pub callbacks: indexmap::IndexMap<String, serde_json::Value>,
+    /// The length of the run's `metrics.jsonl` when the checkpoint was taken: a resume cuts the file
+    /// back to it. `None` in a checkpoint of a process that writes no files.
+    pub metrics_log: Option<u64>,
 }
 
 /// Dynamic loss scaling for f16 training, as PyTorch's `GradScaler` does it: the loss is multiplied
@@ -168,6 +171,7 @@ impl State {
             progress: self.progress.as_ref(),
             scaler: self.scaler.as_ref(),
             callbacks: &self.callbacks,
+            metrics_log: self.metrics_log,
         }
     }
 }
@@ -186,6 +190,8 @@ struct Document<'a> {
     scaler: Option<&'a LossScaler>,
     #[serde(skip_serializing_if = "indexmap::IndexMap::is_empty")]
     callbacks: &'a indexmap::IndexMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_log: Option<u64>,
 }
 
 /// The `state` document as read: the derived fields are optional, and the counter is not kept.
@@ -203,6 +209,8 @@ struct Stored {
     scaler: Option<LossScaler>,
     #[serde(default)]
     callbacks: indexmap::IndexMap<String, serde_json::Value>,
+    #[serde(default)]
+    metrics_log: Option<u64>,
 }
 
 impl From<Stored> for State {
@@ -219,6 +227,7 @@ impl From<Stored> for State {
             progress,
             scaler: stored.scaler,
             callbacks: stored.callbacks,
+            metrics_log: stored.metrics_log,
         }
     }
 }
@@ -251,6 +260,7 @@ mod tests {
             callbacks: [("counter".to_owned(), serde_json::json!({"seen": 17}))]
                 .into_iter()
                 .collect(),
+            metrics_log: Some(1234),
         }
     }
 

@@ -28,6 +28,7 @@ struct Io {
     tensorboard: Option<bool>,
     progress: Option<bool>,
     log: Option<bool>,
+    metrics_log: Option<bool>,
     workers: Option<u64>,
     prefetch: Option<u64>,
 }
@@ -47,6 +48,7 @@ impl Io {
         push("tensorboard", self.tensorboard.map(|v| v.to_string()));
         push("progress", self.progress.map(|v| v.to_string()));
         push("log", self.log.map(|v| v.to_string()));
+        push("metrics_log", self.metrics_log.map(|v| v.to_string()));
         push("data.workers", self.workers.map(|v| v.to_string()));
         push("data.prefetch", self.prefetch.map(|v| v.to_string()));
         pairs
@@ -178,7 +180,7 @@ fn io() -> impl Strategy<Value = Io> {
         maybe(1u64..=3),
         maybe(any::<bool>()),
         maybe(any::<bool>()),
-        maybe(any::<bool>()),
+        (maybe(any::<bool>()), maybe(any::<bool>())),
         (maybe(0u64..=4), maybe(1u64..=6)),
     )
         .prop_map(
@@ -189,7 +191,7 @@ fn io() -> impl Strategy<Value = Io> {
                 keep_latest_k,
                 tensorboard,
                 progress,
-                log,
+                (log, metrics_log),
                 (workers, prefetch),
             )| Io {
                 log_interval,
@@ -199,6 +201,7 @@ fn io() -> impl Strategy<Value = Io> {
                 tensorboard,
                 progress,
                 log,
+                metrics_log,
                 workers,
                 prefetch,
             },
@@ -238,6 +241,19 @@ proptest! {
             prop_assert_eq!(&got.files[name], value, "{} with {:?}", name, io);
         }
     }
+}
+
+/// The points of a run's `metrics.jsonl` without their time, the wall-clock values left out.
+fn points(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let mut point: Value = serde_json::from_str(line).unwrap();
+            point.as_object_mut().unwrap().remove("time");
+            point
+        })
+        .filter(|point| !danling::results::is_wall_clock(point["name"].as_str().unwrap()))
+        .collect()
 }
 
 /// Every file of a directory tree, by path relative to it.
@@ -321,6 +337,8 @@ proptest! {
         let (root, dir, expected) = train(shape, &io);
         let run_name = dir.file_name().unwrap().to_owned();
         let source = snapshot(&dir);
+        let expected_points = points(&dir);
+        prop_assert!(expected_points.len() > 3, "metrics.jsonl: {:?}", expected_points);
         let checkpoints = history(&dir);
         prop_assert!(!checkpoints.is_empty(), "save_steps leaves step checkpoints");
         for checkpoint in &checkpoints {
@@ -331,8 +349,13 @@ proptest! {
             copy_tree(root.path(), copy.path());
             let own = copy.path().join(&run_name).join("checkpoints").join(file);
             let (resumed_dir, got) = resume(copy.path(), shape, &io, &own);
-            prop_assert_eq!(resumed_dir, copy.path().join(&run_name));
+            prop_assert_eq!(&resumed_dir, &copy.path().join(&run_name));
             prop_assert_eq!(&got, &expected, "in place from {:?}: {:?} with {:?}", file, shape, io);
+            // metrics.jsonl holds each point once, as the straight run's does.
+            prop_assert_eq!(
+                points(&resumed_dir), expected_points.clone(),
+                "metrics.jsonl in place from {:?}: {:?} with {:?}", file, shape, io
+            );
 
             // From a copy of the file alone, into a project root that has never seen the run.
             let elsewhere = tempfile::tempdir().unwrap();

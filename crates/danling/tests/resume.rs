@@ -411,7 +411,7 @@ fn a_callbacks_state_scalars_and_stop_resume_exactly() {
     assert_eq!(status["status"], "stopped");
     assert_eq!(status["reason"], "reached step 7");
     let mut resume = stopping;
-    resume.resume = true;
+    resume.resume = danling::config::Resume::On;
     let mut resumed = runner(resume).callback(Counter::new(None));
     let finished = resumed.train().unwrap();
     assert_eq!(finished.state.step, 12);

@@ -67,6 +67,8 @@ pub struct Args {
     pub sources: Vec<String>,
     /// The swept keys of `sweep`.
     pub axes: Vec<String>,
+    /// The action of `mlflow` (`sync`).
+    pub action: Option<String>,
     /// `--jobs`.
     pub jobs: Option<usize>,
     /// `--dry-run`.
@@ -181,6 +183,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>, program: &Program) -> Res
         metric: sub.one(flags::METRIC)?,
         sources: sub.many(flags::SOURCES)?,
         axes: sub.many(flags::AXES)?,
+        action: sub.one(flags::ACTION)?,
         jobs: sub.one(flags::JOBS)?,
         dry_run: sub.flag(flags::DRY_RUN)?,
         pause_at: sub.one(flags::PAUSE_AT)?,

@@ -66,6 +66,7 @@ fn runner_failure(err: RunnerError) -> Failure {
         | RunnerError::Log(_)
         | RunnerError::TensorBoard(_)
         | RunnerError::GlobalBatch { .. }
+        | RunnerError::NoIntactCheckpoint { .. }
         | RunnerError::Optimizer(_) => Failure::Input(err.into()),
         RunnerError::Interrupted { signal, .. } => Failure::Stopped(signal.exit_code()),
         other => Failure::Other(other.into()),

@@ -58,11 +58,13 @@ pub enum Command {
     Report,
     /// Train the trials of a sweep.
     Sweep,
+    /// Send runs' points and status to their MLflow server.
+    Mlflow,
 }
 
 impl Command {
     /// Every command, in the order of the help.
-    pub const ALL: [Command; 8] = [
+    pub const ALL: [Command; 9] = [
         Command::Train,
         Command::Evaluate,
         Command::Infer,
@@ -71,6 +73,7 @@ impl Command {
         Command::Compare,
         Command::Report,
         Command::Sweep,
+        Command::Mlflow,
     ];
 
     /// The command's name on the command line.
@@ -84,6 +87,7 @@ impl Command {
             Command::Compare => "compare",
             Command::Report => "report",
             Command::Sweep => "sweep",
+            Command::Mlflow => "mlflow",
         }
     }
 
@@ -98,6 +102,7 @@ impl Command {
             Command::Runs => return runs(program),
             Command::Compare => return compare(program),
             Command::Report => return report(program),
+            Command::Mlflow => return mlflow(program),
             _ => {}
         }
         let config = Arg::new(CONFIG)
@@ -163,7 +168,9 @@ impl Command {
                 ],
                 INFER_EXAMPLES,
             ),
-            Command::Runs | Command::Compare | Command::Report => unreachable!("defined on their own"),
+            Command::Runs | Command::Compare | Command::Report | Command::Mlflow => {
+                unreachable!("defined on their own")
+            }
             Command::Sweep => (
                 "Train every combination of some keys' values, N at once; skips finished trials",
                 SWEEP_TEXT,
@@ -340,6 +347,34 @@ fn project_root() -> Arg {
 }
 
 /// `danling compare`.
+/// The id of `mlflow`'s action.
+pub const ACTION: &str = "action";
+
+fn mlflow(program: &Program) -> clap::Command {
+    let args = [
+        Arg::new(ACTION)
+            .value_name("ACTION")
+            .value_parser(["sync"])
+            .required(true)
+            .help("sync: send what the MLflow run lacks (the run, params, points, final status)"),
+        Arg::new(RUNS_ARG)
+            .value_name("RUN")
+            .num_args(1..)
+            .required(true)
+            .help("Runs: run directories, or ids (or id prefixes) under the project root"),
+        project_root(),
+    ];
+    with_help(
+        clap::Command::new("mlflow")
+            .about("Send runs' points and status to the MLflow server of their `mlflow` section")
+            .before_help(MLFLOW_TEXT)
+            .override_usage(program.fill("{app} mlflow sync RUN... [--project-root DIR]"))
+            .args(args)
+            .after_help(program.fill(&examples_section(MLFLOW_EXAMPLES))),
+        "Print help",
+    )
+}
+
 fn compare(program: &Program) -> clap::Command {
     let args = [
         Arg::new(RUNS_ARG)

@@ -83,6 +83,49 @@ pub fn compare(args: &Args) -> Result<(), Failure> {
     super::print(&text)
 }
 
+/// `danling mlflow sync RUN...`: sends each run's missing points and status; a run the server does
+/// not take is an error naming it, after the others are tried.
+pub fn mlflow(args: &Args) -> Result<(), Failure> {
+    if args.action.as_deref() != Some("sync") {
+        return Err(input(format!(
+            "unknown mlflow action `{}`; the one there is: sync",
+            args.action.as_deref().unwrap_or_default()
+        )));
+    }
+    let root = or_default(args.project_root.as_ref());
+    let runs = args
+        .runs
+        .iter()
+        .map(|spec| compare::resolve(spec, &root).map(|run| (spec, run.dir)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(input)?;
+    let mut failed = Vec::new();
+    let mut untracked = Vec::new();
+    let mut out = String::new();
+    for (spec, dir) in runs {
+        match crate::workspace::mlflow::sync(&dir) {
+            Ok(Some(synced)) => out.push_str(&format!(
+                "{}: MLflow run {}: {} point(s) sent{}\n",
+                dir.display(),
+                synced.run_id,
+                synced.points,
+                synced.status.map(|s| format!(", status {s}")).unwrap_or_default()
+            )),
+            Ok(None) => untracked.push(format!("{spec}: the run has no `mlflow` section")),
+            Err(error) => failed.push(format!("{spec}: {error}")),
+        }
+    }
+    super::print(&out)?;
+    if !failed.is_empty() {
+        failed.extend(untracked);
+        return Err(Failure::Other(anyhow::anyhow!(failed.join("; "))));
+    }
+    match untracked.is_empty() {
+        true => Ok(()),
+        false => Err(input(untracked.join("; "))),
+    }
+}
+
 /// `danling report`.
 pub fn report(args: &Args) -> Result<(), Failure> {
     let root = or_default(args.project_root.as_ref());

@@ -243,6 +243,7 @@ fn dispatch<A: App>(argv: impl IntoIterator<Item = OsString>) -> Result<(), Fail
             Command::Config => commands::config::<A>(&args),
             Command::Runs => manage::runs(&args),
             Command::Compare => manage::compare(&args),
+            Command::Mlflow => manage::mlflow(&args),
             Command::Report => manage::report(&args),
             Command::Sweep => manage::sweep::<A::Sections>(&args),
         },

@@ -48,6 +48,19 @@ pub(crate) const COMPARE_EXAMPLES: &[&str] = &[
     "{app} compare 1f2e 9a0b --metric val.accuracy      (id prefixes under experiments/)",
 ];
 
+/// The description of `danling mlflow`.
+pub(crate) const MLFLOW_TEXT: &str = "\
+A run with an `mlflow: {uri, experiment}` section reports to that MLflow server as it trains. What
+the server did not take (it was down, or answered an error) waits in the run's metrics.jsonl;
+`sync` sends it: the MLflow run itself if it was never created, the config as params, the points
+not sent yet (never one twice), and the final status of a run that ended.";
+
+/// The examples of `{app} mlflow`.
+pub(crate) const MLFLOW_EXAMPLES: &[&str] = &[
+    "{app} mlflow sync experiments/DanLing-Run-1f2e…",
+    "{app} mlflow sync 1f2e 9a0b        (id prefixes under experiments/)",
+];
+
 /// The description of `danling runs`.
 pub(crate) const RUNS_TEXT: &str = "\
 List every run directory of a project root (found by its runner.yaml): name, id, status

@@ -17,6 +17,7 @@ pub const IGNORED_KEYS: &[&str] = &[
     "checkpoint_dir",
     "checkpoint_dir_name",
     "log",
+    "metrics_log",
     "log_interval",
     "save_interval",
     "save_steps",
@@ -24,6 +25,9 @@ pub const IGNORED_KEYS: &[&str] = &[
     "tensorboard",
     "checkpoint",
     "resume",
+    "requeue",
+    "preempt_signal",
+    "mlflow",
     "device",
     "progress",
 ];

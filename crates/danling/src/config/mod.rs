@@ -18,8 +18,8 @@ pub use device::{AUTO_ORDER, DEVICE_SPELLINGS, Device};
 pub use error::ConfigError;
 pub use load::{Override, apply_overrides, read_file};
 pub use schema::{
-    Budget, Config, DEFAULT_EPOCHS, EmaConfig, NoSections, NonFinite, OptimConfig, OptimKind,
-    ParamGroupConfig, Precision, Scaling, SchedConfig, SchedKind, Sections,
+    Budget, Config, DEFAULT_EPOCHS, EmaConfig, MlflowConfig, NoSections, NonFinite, OptimConfig, OptimKind,
+    ParamGroupConfig, Precision, PreemptSignal, Resume, Scaling, SchedConfig, SchedKind, Sections,
 };
 pub use validate::{at_least_one, non_negative, positive};
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::data::DataConfig;
 use super::{ConfigError, Device};
 use crate::results::ScoreMode;
+pub use crate::signals::PreemptSignal;
 
 /// The typed core of a run's config, plus the user's sections `S`.
 ///
@@ -75,6 +76,9 @@ pub struct Config<S = NoSections> {
 
     /// Writes `run.log` in the run directory.
     pub log: bool,
+    /// Writes `metrics.jsonl` in the run directory: every logged scalar, a line each. MLflow is sent
+    /// what it holds, so `mlflow` needs it.
+    pub metrics_log: bool,
     /// Batches between step log lines; a tenth of the longest split when unset.
     pub log_interval: Option<u64>,
     /// Keep `epoch-N` checkpoints every this many epochs (unset or 0: none).
@@ -90,8 +94,15 @@ pub struct Config<S = NoSections> {
 
     /// Resume the full state from this checkpoint file.
     pub checkpoint: Option<PathBuf>,
-    /// Resume from `{checkpoint_dir}/latest.safetensors` if it exists.
-    pub resume: bool,
+    /// Whether the run continues from its own checkpoints: `false`, `true` (the newest intact one;
+    /// none: a fresh start with a warning) or `auto` (the same, quietly; only damaged ones: an error).
+    pub resume: Resume,
+    /// On a preemption signal, under Slurm, ask Slurm to requeue the job (`scontrol requeue`) once
+    /// `latest` is written. Needs `resume: auto` (or `true`), so that the requeued job continues.
+    pub requeue: bool,
+    /// A signal that preempts the run besides SIGUSR1: `USR2`, `HUP`, `XCPU` or `TERM` (which then
+    /// preempts instead of stopping). `null`: SIGUSR1 alone.
+    pub preempt_signal: Option<PreemptSignal>,
     /// Load only the model weights from this checkpoint file.
     pub pretrained: Option<PathBuf>,
 
@@ -117,6 +128,9 @@ pub struct Config<S = NoSections> {
     pub optim: OptimConfig,
     /// The learning-rate schedule.
     pub sched: SchedConfig,
+
+    /// Tracks the run in an MLflow server (`null`: no tracking).
+    pub mlflow: Option<MlflowConfig>,
 
     /// The user's sections: every other top-level key.
     #[serde(skip)]
@@ -146,6 +160,7 @@ impl<S: Default> Default for Config<S> {
             checkpoint_dir: None,
             checkpoint_dir_name: "checkpoints".into(),
             log: true,
+            metrics_log: true,
             log_interval: None,
             save_interval: None,
             save_steps: None,
@@ -153,7 +168,9 @@ impl<S: Default> Default for Config<S> {
             tensorboard: false,
             progress: true,
             checkpoint: None,
-            resume: false,
+            resume: Resume::Off,
+            requeue: false,
+            preempt_signal: None,
             pretrained: None,
             accum_steps: 1,
             max_grad_norm: None,
@@ -165,6 +182,7 @@ impl<S: Default> Default for Config<S> {
             data: DataConfig::default(),
             optim: OptimConfig::default(),
             sched: SchedConfig::default(),
+            mlflow: None,
             sections: S::default(),
         }
     }
@@ -212,6 +230,81 @@ pub enum NonFinite {
     Skip,
     /// Stop the run with an error.
     Stop,
+}
+
+/// `resume`: whether a run continues from the checkpoints in its own `checkpoint_dir`.
+///
+/// Written as `false`, `true` or `auto`. `auto` is the one for a command line that serves a job's
+/// first start and every requeue: it resumes when a checkpoint is there, starts fresh when none is,
+/// and refuses when every checkpoint there is damaged (`true` would start fresh with a warning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resume {
+    /// A fresh start; refused in a run dir that holds checkpoints.
+    #[default]
+    Off,
+    /// The newest intact checkpoint; none: a fresh start with a warning.
+    On,
+    /// The newest intact checkpoint; none: a fresh start; all damaged: an error.
+    Auto,
+}
+
+impl Resume {
+    /// Whether the run continues from its checkpoints when it has some.
+    pub fn is_on(self) -> bool {
+        self != Resume::Off
+    }
+}
+
+impl Serialize for Resume {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        match self {
+            Resume::Off => serializer.serialize_bool(false),
+            Resume::On => serializer.serialize_bool(true),
+            Resume::Auto => serializer.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Resume {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Resume;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or auto")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Resume, E> {
+                Ok(if v { Resume::On } else { Resume::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Resume, E> {
+                match v {
+                    "auto" => Ok(Resume::Auto),
+                    "true" => Ok(Resume::On),
+                    "false" => Ok(Resume::Off),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Resume, E> {
+                Ok(Resume::Off)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `mlflow`: the MLflow tracking server a run reports to, over its REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowConfig {
+    /// The server, `http://host:port` (or `https://…` with the `tls` feature).
+    pub uri: String,
+    /// The MLflow experiment, created when missing; `null`: `experiment_name`.
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// Also upload `best.safetensors` as an artifact when the run ends (the server must serve
+    /// artifacts, as `mlflow server` does by default).
+    #[serde(default)]
+    pub artifacts: bool,
 }
 
 /// Compute precision.

@@ -41,7 +41,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(config.device, Device::Auto);
     assert_eq!(config.precision, Precision::F32);
     assert_eq!(config.accum_steps, 1);
-    assert!(config.log && config.progress && !config.tensorboard && !config.resume);
+    assert!(config.log && config.progress && !config.tensorboard && !config.resume.is_on());
 }
 
 #[test]

@@ -116,6 +116,32 @@ impl<S: Sections> Config<S> {
         if let Some(ema) = &self.ema {
             unit_interval("ema.decay", ema.decay)?;
         }
+        if self.requeue && !self.resume.is_on() && self.checkpoint.is_none() {
+            return Err(ConfigError::Conflict {
+                first: "requeue".into(),
+                second: "resume".into(),
+                reason: "a requeued job runs the same command line again: set `resume: auto` so that \
+                         it continues the run"
+                    .into(),
+            });
+        }
+        if let Some(mlflow) = &self.mlflow {
+            if !self.metrics_log {
+                return Err(ConfigError::Conflict {
+                    first: "mlflow".into(),
+                    second: "metrics_log".into(),
+                    reason: "MLflow is sent the points of metrics.jsonl: leave `metrics_log` on".into(),
+                });
+            }
+            let scheme = mlflow.uri.split_once("://").map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("http" | "https")) {
+                return Err(ConfigError::invalid_value(
+                    "mlflow.uri",
+                    &mlflow.uri,
+                    "an http:// or https:// address of an MLflow server",
+                ));
+            }
+        }
         positive("max_grad_norm", self.max_grad_norm)?;
         positive("max_grad_value", self.max_grad_value)?;
         non_negative("sched.final_lr", self.sched.final_lr)?;

@@ -271,7 +271,12 @@ pub fn listing(selected: &[(&Run, usize)], extra: &[String], group_by: Option<&s
         let status = match (&run.reason, run.status) {
             (
                 Some(reason),
-                Status::Finished | Status::Stopped | Status::Failed | Status::Pruned | Status::Damaged,
+                Status::Finished
+                | Status::Stopped
+                | Status::Failed
+                | Status::Pruned
+                | Status::Preempted
+                | Status::Damaged,
             ) => {
                 format!("{} ({reason})", run.status.as_str())
             }

@@ -27,6 +27,8 @@ pub enum Status {
     Failed,
     /// A search sweep stopped it at a rung (the reason says which); a promotion resumes it.
     Pruned,
+    /// A preemption signal stopped it; it is requeued, or waits to be.
+    Preempted,
     /// Its process was killed before it could say how it ended.
     Killed,
     /// A file of it cannot be read; the reason says which.
@@ -42,6 +44,7 @@ impl Status {
             Status::Stopped => "stopped",
             Status::Failed => "failed",
             Status::Pruned => "pruned",
+            Status::Preempted => "preempted",
             Status::Killed => "killed",
             Status::Damaged => "damaged",
         }
@@ -288,6 +291,7 @@ fn fill(run: &mut Run) -> Result<(), String> {
         Standing::Stopped => (Status::Stopped, status.reason.clone()),
         Standing::Failed => (Status::Failed, status.reason.clone()),
         Standing::Pruned => (Status::Pruned, status.reason.clone()),
+        Standing::Preempted => (Status::Preempted, status.reason.clone()),
         Standing::Killed => (
             Status::Killed,
             Some(match &seen.ended {

@@ -130,7 +130,7 @@ pub struct Checkpoint<'a> {
 pub struct RunEnd<'a> {
     /// Optimizer steps taken.
     pub step: u64,
-    /// `finished`, `stopped` or `failed`, as `status.json` says.
+    /// `finished`, `stopped`, `preempted` or `failed`, as `status.json` says.
     pub outcome: &'a str,
 }
 

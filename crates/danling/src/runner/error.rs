@@ -44,6 +44,20 @@ pub enum RunnerError {
     /// continues from them once the cause is gone.
     #[error(transparent)]
     Save(WorkspaceError),
+    /// `resume: auto` found checkpoints, and none of them can be resumed from.
+    #[error(
+        "resume: auto: none of the {count} checkpoint(s) in {} can be resumed from ({first}); move them \
+         aside to start again, or resume one with `checkpoint: PATH`",
+        dir.display()
+    )]
+    NoIntactCheckpoint {
+        /// The checkpoint directory.
+        dir: std::path::PathBuf,
+        /// The damaged checkpoints.
+        count: usize,
+        /// What is wrong with `latest` (or another of them).
+        first: String,
+    },
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

@@ -17,6 +17,7 @@ use super::{Platform, ReduceOp, Runner, RunnerError, Task};
 use crate::config::{Budget, Sections};
 use crate::data::Workers;
 use crate::results::Record;
+use crate::signals::Stop;
 use crate::workspace::RunState;
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
@@ -26,9 +27,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// run gracefully: the step in progress finishes, `latest` is written, `status.json` says
     /// `stopped`, and `train` returns [`RunnerError::Interrupted`] (exit with its signal's
     /// [`exit_code`](crate::signals::Stop::exit_code)). A second signal exits at once.
+    ///
+    /// A preemption signal (SIGUSR1, or `preempt_signal`) stops it the same way, as `preempted`;
+    /// under Slurm, with `requeue: true`, rank 0 then asks Slurm to requeue the job
+    /// (`scontrol requeue $SLURM_JOB_ID`), once every file is written.
     pub fn train(&mut self) -> Result<Trained, RunnerError> {
         if self.handle_signals {
             crate::signals::install().map_err(RunnerError::Signals)?;
+            if let Some(signal) = self.config.preempt_signal {
+                crate::signals::preempt_on(signal).map_err(RunnerError::Signals)?;
+            }
         }
         let mut session = None;
         let trained = self.train_loop(&mut session);
@@ -49,6 +57,10 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 }) => (RunState::Stopped, reason.clone()),
                 Ok(trained) if trained.stopped_early => (RunState::Finished, "early stopping".to_owned()),
                 Ok(_) => (RunState::Finished, "budget".to_owned()),
+                Err(RunnerError::Interrupted {
+                    signal: Stop::Preempt,
+                    step,
+                }) => (RunState::Preempted, format!("preemption signal at step {step}")),
                 Err(RunnerError::Interrupted { signal, step }) => {
                     (RunState::Stopped, format!("{signal:?} at step {step}"))
                 }
@@ -58,8 +70,19 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 warn!("{error}");
             }
         }
+        let preempted = matches!(
+            trained,
+            Err(RunnerError::Interrupted {
+                signal: Stop::Preempt,
+                ..
+            })
+        );
+        if preempted && self.platform.is_main() && session.is_some() {
+            requeue(self.config.requeue);
+        }
         drop(session);
         let outcome = match &trained {
+            _ if preempted => "preempted",
             Ok(Trained { stopped: Some(_), .. }) | Err(RunnerError::Interrupted { .. }) => "stopped",
             Ok(_) => "finished",
             Err(_) => "failed",
@@ -161,6 +184,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let (recorded, results) = session
             .record_deferred(index, record.clone())
             .map_err(RunnerError::saving)?;
+        session.log_record(self.state.step, self.state.epoch, &record)?;
         self.save_checkpoints(session, &plan.scheduler, recorded.is_best, results)?;
         info!("{}", epoch_line(&label, &record, recorded.is_best));
         if recorded.should_stop {
@@ -262,4 +286,37 @@ enum End {
     EarlyStopped,
     /// A callback asked, for this reason.
     Stopped(String),
+}
+
+/// After a preemption: with `requeue` under Slurm, asks Slurm to requeue this job (`scontrol requeue
+/// $SLURM_JOB_ID`); the job then starts again with the same command line, which `resume: auto`
+/// continues. Slurm ends this attempt as it requeues it; everything is written by then. Otherwise
+/// says what the exit code means.
+fn requeue(requeue: bool) {
+    let code = crate::signals::PREEMPTED_EXIT_CODE;
+    let job = std::env::var("SLURM_JOB_ID").ok().filter(|id| !id.is_empty());
+    let Some(job) = job.filter(|_| requeue) else {
+        let why = match requeue {
+            true => "preempted outside Slurm (no SLURM_JOB_ID)",
+            false => "preempted (requeue: false)",
+        };
+        info!("{why}: exiting with {code}; the same command line with `resume: auto` continues the run");
+        return;
+    };
+    // A job array's task has its own SLURM_JOB_ID too.
+    match std::process::Command::new("scontrol")
+        .args(["requeue", &job])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => info!("asked Slurm to requeue job {job}"),
+        Ok(out) => warn!(
+            "`scontrol requeue {job}` failed ({}): {}; the run waits to be started again",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(error) => {
+            warn!("cannot run `scontrol requeue {job}`: {error}; the run waits to be started again")
+        }
+    }
 }

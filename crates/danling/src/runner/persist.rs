@@ -12,7 +12,7 @@ use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use super::{mixed, retention};
 use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_with_ema, read_checkpoint};
-use crate::config::Sections;
+use crate::config::{Resume, Sections};
 use crate::fs::{IoError, PendingFiles, link_atomic};
 use crate::identity::{Identity, Parent};
 use crate::optim::LrScheduler;
@@ -48,7 +48,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         if let Some(path) = &self.config.checkpoint {
             return Ok((Some(path.clone()), Vec::new()));
         }
-        if !self.config.resume {
+        if !self.config.resume.is_on() {
             return Ok((None, Vec::new()));
         }
         let dir = &self.identity.checkpoint_dir;
@@ -59,6 +59,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             Err(error) => return Err(unreadable(error)),
         };
         let mut warnings = Vec::new();
+        let mut damaged = None;
         let mut best: Option<((u64, u64, bool), PathBuf)> = None;
         for entry in entries {
             let path = entry.map_err(unreadable)?.path();
@@ -73,10 +74,26 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                         best = Some((rank, path));
                     }
                 }
-                Err(error) => warnings.push(format!(
-                    "skipping a checkpoint that cannot be resumed from: {error}"
-                )),
+                Err(error) => {
+                    let error = error.to_string();
+                    // The newest one's error names what happened to the run's latest state.
+                    if damaged.is_none() || path.file_stem().is_some_and(|stem| stem == LATEST) {
+                        damaged = Some(error.clone());
+                    }
+                    warnings.push(format!(
+                        "skipping a checkpoint that cannot be resumed from: {error}"
+                    ));
+                }
             }
+        }
+        // `resume: auto` starts fresh only where nothing was saved: a run whose every checkpoint is
+        // damaged is not silently trained again from scratch.
+        if best.is_none() && self.config.resume == Resume::Auto && !warnings.is_empty() {
+            return Err(RunnerError::NoIntactCheckpoint {
+                dir: dir.clone(),
+                count: warnings.len(),
+                first: damaged.unwrap_or_default(),
+            });
         }
         Ok((best.map(|(_, path)| path), warnings))
     }
@@ -230,6 +247,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             state: State {
                 progress,
                 callbacks: self.hooks.states(),
+                metrics_log: session.metrics_len()?,
                 ..self.state.clone()
             },
             results: session.results().clone(),

@@ -10,7 +10,10 @@ use crate::identity::Identity;
 use crate::log::tensorboard::{EventWriter, HParam, SessionStatus};
 use crate::log::{Console, LogGuard, init_logging, log_header};
 use crate::results::{Record, Results, Scoring};
-use crate::workspace::{RunDir, RunState, RunStatus, StartMode, WorkspaceError, files, last_write};
+use crate::workspace::mlflow::{RunInfo, Tracker};
+use crate::workspace::{
+    Keep, MetricsLog, Point, RunDir, RunState, RunStatus, StartMode, WorkspaceError, files, last_write,
+};
 
 /// Where a process stands in a (possibly multi-process) run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,10 @@ pub struct Session {
     tensorboard: Option<EventWriter>,
     /// `status.json` as this attempt wrote it on entering the run directory.
     status: Option<RunStatus>,
+    /// `metrics.jsonl`, once [`open_metrics`](Self::open_metrics) opened it (on the main process).
+    metrics: Option<std::sync::Mutex<MetricsLog>>,
+    /// Sends the points to MLflow, with `mlflow` set (on the main process).
+    tracker: Option<Tracker>,
     attempt: std::time::Instant,
     // Dropped in declaration order: the log goes first, the lock last.
     _log: LogGuard,
@@ -149,6 +156,11 @@ impl Session {
             dir.write_json(files::STATUS, &serde_json::to_value(&running).unwrap_or_default())?;
             status = Some(running);
         }
+        // Started once `runner.yaml` and `status.json` are written: the MLflow run's start time.
+        let mlflow = dir
+            .as_ref()
+            .and_then(|_| RunInfo::new(&config.to_value(), &identity))
+            .map(Tracker::start);
         Ok(Self {
             identity,
             scoring: config.scoring(),
@@ -156,6 +168,8 @@ impl Session {
             results: Results::new(),
             tensorboard,
             status,
+            metrics: None,
+            tracker: mlflow,
             attempt: std::time::Instant::now(),
             _log: log,
             dir,
@@ -181,7 +195,9 @@ impl Session {
             let status = match state {
                 RunState::Finished => SessionStatus::Success,
                 RunState::Failed => SessionStatus::Failure,
-                RunState::Running | RunState::Stopped | RunState::Pruned => SessionStatus::Unknown,
+                RunState::Running | RunState::Stopped | RunState::Pruned | RunState::Preempted => {
+                    SessionStatus::Unknown
+                }
             };
             let step = self
                 .results
@@ -198,7 +214,63 @@ impl Session {
         status.ended = Some(crate::workspace::timestamp());
         status.seconds += self.attempt.elapsed().as_secs_f64();
         // Strings and numbers: always serialisable.
-        Ok(dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default())?)
+        let written = dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default());
+        if let Some(tracker) = self.tracker.take() {
+            for warning in tracker.finish(state) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Ok(written?)
+    }
+
+    /// Opens `metrics.jsonl` (on the main process), cut back as `keep` says.
+    pub fn open_metrics(&mut self, keep: Keep) -> Result<(), RunnerError> {
+        if let Some(dir) = &self.dir {
+            let log = MetricsLog::open(&dir.file(files::METRICS), keep).map_err(WorkspaceError::from)?;
+            self.metrics = Some(std::sync::Mutex::new(log));
+        }
+        Ok(())
+    }
+
+    /// Appends `points` to `metrics.jsonl` (when it is open).
+    pub fn log_points(&self, points: &[Point]) -> Result<(), RunnerError> {
+        let Some(log) = &self.metrics else {
+            return Ok(());
+        };
+        let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.append(points)
+            .map_err(|error| RunnerError::Save(WorkspaceError::from(error)))?;
+        if let Some(tracker) = &self.tracker {
+            tracker
+                .wake()
+                .iter()
+                .for_each(|warning| tracing::warn!("{warning}"));
+        }
+        Ok(())
+    }
+
+    /// Appends every value of `record` to `metrics.jsonl`, at `step` and `epoch`.
+    pub fn log_record(&self, step: u64, epoch: u64, record: &Record) -> Result<(), RunnerError> {
+        let points: Vec<Point> = record
+            .iter()
+            .flat_map(|(split, metrics)| {
+                metrics
+                    .iter()
+                    .map(move |(name, value)| Point::now(step, epoch, split, name, *value))
+            })
+            .collect();
+        self.log_points(&points)
+    }
+
+    /// The length of `metrics.jsonl`, flushed to disk, for a checkpoint taken now to record.
+    pub fn metrics_len(&self) -> Result<Option<u64>, RunnerError> {
+        let Some(log) = &self.metrics else {
+            return Ok(None);
+        };
+        let log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.sync()
+            .map_err(|error| RunnerError::Save(WorkspaceError::from(error)))?;
+        Ok(Some(log.len()))
     }
 
     /// The run's identity.
@@ -291,7 +363,7 @@ impl StartMode {
     /// The mode a config asks for: `checkpoint` or `resume` continue the run; otherwise a fresh start,
     /// or an overwrite when the user says so.
     pub fn from_config<S>(config: &Config<S>, overwrite: bool) -> Self {
-        if config.checkpoint.is_some() || config.resume {
+        if config.checkpoint.is_some() || config.resume.is_on() {
             StartMode::Resume
         } else if overwrite {
             StartMode::Overwrite

@@ -13,12 +13,12 @@ use super::ema::Ema;
 use super::session::{Role, Session};
 use super::timing::Times;
 use super::{Platform, Runner, RunnerError, Task};
-use crate::config::{Budget, Precision, Sections};
+use crate::config::{Budget, Precision, Resume, Sections};
 use crate::identity::Identity;
 use crate::log::Console;
 use crate::optim::{LrScheduler, ParamGroups};
 use crate::results::{Results, ScoreMode};
-use crate::workspace::StartMode;
+use crate::workspace::{Keep, StartMode};
 
 /// What the epochs of a run follow: its train splits, its budget, and the scheduler.
 pub(super) struct Plan {
@@ -174,14 +174,36 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                 }
                 session.restore(results.clone()).map_err(RunnerError::Save)?;
             }
-            None if self.config.resume => warn!(
-                "resume: true, but {} has no latest checkpoint: starting fresh",
-                self.identity.checkpoint_dir.display()
-            ),
-            None => {}
+            None => match self.config.resume {
+                Resume::On => warn!(
+                    "resume: true, but {} has no latest checkpoint: starting fresh",
+                    self.identity.checkpoint_dir.display()
+                ),
+                Resume::Auto => info!(
+                    "resume: auto, and {} holds no checkpoint: starting fresh",
+                    self.identity.checkpoint_dir.display()
+                ),
+                Resume::Off => {}
+            },
         }
         if let Some(path) = &start.pretrained {
             info!("loaded pretrained weights from {}", path.display());
+        }
+        // `metrics.jsonl` holds what was logged up to the checkpoint the run resumes from.
+        let up_to = Keep::UpTo {
+            step: self.state.step,
+            epoch: self.state.epoch,
+        };
+        let keep = match &start.resumed {
+            None => Keep::Nothing,
+            Some((_, _, source, _)) if !same_dir(&source.dir, &self.identity.dir) => up_to,
+            Some(_) => self.state.metrics_log.map_or(up_to, Keep::Bytes),
+        };
+        // The length describes the checkpoint's file, not the run in memory: a checkpoint written
+        // later records its own.
+        self.state.metrics_log = None;
+        if self.config.metrics_log {
+            session.open_metrics(keep)?;
         }
         Ok(session)
     }

@@ -259,7 +259,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         self.state.step += 1;
     }
 
-    /// The stop signal any rank received, agreed by all (SIGTERM over SIGINT when both came).
+    /// The stop signal any rank received, agreed by all (a preemption over SIGTERM over SIGINT when
+    /// several came).
     pub(super) fn stop_requested(&self) -> Result<Option<Stop>, RunnerError> {
         let local = signals::requested();
         if self.platform.world_size() <= 1 {
@@ -269,10 +270,12 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             None => 0.0,
             Some(Stop::Interrupt) => 1.0,
             Some(Stop::Terminate) => 2.0,
+            Some(Stop::Preempt) => 3.0,
         };
         let mut agreed = [code(local)];
         self.platform.all_reduce(&mut agreed, ReduceOp::Max)?;
         Ok(match agreed[0] {
+            c if c >= 3.0 => Some(Stop::Preempt),
             c if c >= 2.0 => Some(Stop::Terminate),
             c if c >= 1.0 => Some(Stop::Interrupt),
             _ => None,

@@ -18,7 +18,9 @@ use crate::data::Workers;
 use crate::metrics::{AverageMeter, MetricSet, MetricStates};
 use crate::optim::LrScheduler;
 use crate::results::{Record, SplitResult};
+use crate::signals::Stop;
 use crate::state::RankProgress;
+use crate::workspace::Point;
 
 impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
     /// One pass over a train split (or until the step `limit`), in groups of `accum_steps` batches.
@@ -76,6 +78,8 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
         let mut done = 0usize;
         let mut samples = 0usize;
         let start = Instant::now();
+        // The samples of the split before a resume are not this attempt's: its rate leaves them out.
+        let counted_before = loss.count;
 
         for group in batches.chunks(accum).skip(resumed_groups) {
             if limit.is_some_and(|steps| self.state.attempts() >= steps) {
@@ -104,9 +108,14 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
                     loss.avg(),
                     scheduler.lr(),
                     elapsed / done.max(1) as u32,
-                    loss.count / elapsed.as_secs_f64(),
+                    (loss.count - counted_before) / elapsed.as_secs_f64(),
                 );
                 bar.suspend(|| info!("{line}"));
+                let (step, epoch, name) = (self.state.step, self.state.epoch, &self.splits[split].name);
+                session.log_points(&[
+                    Point::now(step, epoch, name, "step_loss", loss.avg()),
+                    Point::now(step, epoch, name, "step_lr", scheduler.lr()),
+                ])?;
             }
             // The pending outputs go into the live meters, not into copies: a checkpoint must not
             // change what the epoch reports, whenever it is written.
@@ -171,10 +180,16 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             }
             if let Some(signal) = stop {
                 bar.finish_and_clear();
-                info!(
-                    "stopped by {signal:?} at step {}; wrote the latest checkpoint",
-                    self.state.step
-                );
+                match signal {
+                    Stop::Preempt => info!(
+                        "preempted at step {}; wrote the latest checkpoint",
+                        self.state.step
+                    ),
+                    _ => info!(
+                        "stopped by {signal:?} at step {}; wrote the latest checkpoint",
+                        self.state.step
+                    ),
+                }
                 return Err(RunnerError::Interrupted {
                     signal,
                     step: self.state.step,

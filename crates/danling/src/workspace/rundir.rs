@@ -8,6 +8,9 @@
 //!   results.json      {name, id, timestamp, results: {index: {split: {metric: value}}}}
 //!   latest.json       {name, id, timestamp, index, split: {...}, ...}
 //!   best.json         the same shape, for the best index
+//!   status.json       how the run stands, or how it ended
+//!   metrics.jsonl     one JSON line per logged scalar
+//!   mlflow.json       the MLflow run it reports to (with `mlflow` set)
 //! ```
 
 use std::fs;
@@ -38,6 +41,10 @@ pub mod files {
     pub const BEST: &str = "best.json";
     /// How the run stands, or how it ended.
     pub const STATUS: &str = "status.json";
+    /// One JSON line per logged scalar.
+    pub const METRICS: &str = "metrics.jsonl";
+    /// The MLflow run this run reports to, and how far its points were sent.
+    pub const MLFLOW: &str = "mlflow.json";
     /// TensorBoard event files go in this subdirectory.
     pub const TENSORBOARD: &str = "tensorboard";
     /// Checkpoint files end in this extension.

@@ -25,6 +25,8 @@ pub enum RunState {
     /// A search sweep stopped it at a rung: its score there was not among the best. The reason
     /// names the rung; a later promotion resumes it.
     Pruned,
+    /// A preemption signal ended it (SIGUSR1, or `preempt_signal`); it is requeued, or waits to be.
+    Preempted,
 }
 
 impl RunState {
@@ -36,6 +38,7 @@ impl RunState {
             RunState::Stopped => "stopped",
             RunState::Failed => "failed",
             RunState::Pruned => "pruned",
+            RunState::Preempted => "preempted",
         }
     }
 }
@@ -76,6 +79,8 @@ pub enum Standing {
     Failed,
     /// A search sweep stopped it at a rung.
     Pruned,
+    /// A preemption signal ended it; it is requeued, or waits to be.
+    Preempted,
     /// `status.json` says `running`, but no live process holds the lock: the process was killed
     /// (`kill -9`, the OOM killer, a lost node) before it could write how it ended.
     Killed,
@@ -90,6 +95,7 @@ impl Standing {
             Standing::Stopped => "stopped",
             Standing::Failed => "failed",
             Standing::Pruned => "pruned",
+            Standing::Preempted => "preempted",
             Standing::Killed => "killed",
         }
     }
@@ -149,6 +155,7 @@ impl RunStatus {
             (false, RunState::Stopped) => recorded(Standing::Stopped),
             (false, RunState::Failed) => recorded(Standing::Failed),
             (false, RunState::Pruned) => recorded(Standing::Pruned),
+            (false, RunState::Preempted) => recorded(Standing::Preempted),
         }
     }
 

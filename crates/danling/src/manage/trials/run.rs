@@ -53,6 +53,7 @@ impl Sweep {
                     let name = match signal {
                         crate::signals::Stop::Interrupt => "-INT",
                         crate::signals::Stop::Terminate => "-TERM",
+                        crate::signals::Stop::Preempt => "-USR1",
                     };
                     for job in &running {
                         let _ = Command::new("kill")
@@ -91,7 +92,7 @@ impl Sweep {
                 let seconds = job.started.elapsed().as_secs_f64();
                 match status.code() {
                     Some(0) => self.observe(job.trial, Some(seconds)),
-                    Some(130 | 143) => tracing::warn!(
+                    Some(130 | 143 | crate::signals::PREEMPTED_EXIT_CODE_I32) => tracing::warn!(
                         "{}: stopped; the same sweep again resumes it",
                         self.name(job.trial)
                     ),

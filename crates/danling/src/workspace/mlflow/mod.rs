@@ -1,0 +1,613 @@
+//! MLflow tracking over its REST API: a run creates (or reuses) its MLflow experiment and run, logs
+//! its config as params and every point of `metrics.jsonl` as a metric, and its final status.
+//!
+//! `metrics.jsonl` is the spool. `mlflow.json` in the run directory names the MLflow run and counts
+//! the lines of `metrics.jsonl` already sent (`sent`); whatever the server did not take stays in the
+//! file, and the next attempt (or `danling mlflow sync DIR`) sends it. A resume cuts `metrics.jsonl`
+//! back to its checkpoint and logs those points again; the lines below `sent` are never sent twice,
+//! so the MLflow run holds each point once.
+//!
+//! The [`Tracker`] sends from a thread of its own: training never waits on the server. A server that
+//! is down or answers an error is reported once per attempt, and tried again every
+//! [`RETRY`] seconds.
+
+mod client;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use client::{Client, MAX_METRICS, MAX_PARAM_VALUE, MAX_PARAMS, Metric, MlflowError};
+
+use super::{Point, RunState, files};
+use crate::config::MlflowConfig;
+use crate::fs::write_atomic;
+
+/// Seconds between tries after the server failed.
+pub const RETRY: u64 = 30;
+/// The least time between two sends while training (points wait and go together).
+const EVERY: Duration = Duration::from_secs(2);
+/// How long the end of a run waits for the last points and the status to be sent.
+const FINISH_WAIT: Duration = Duration::from_secs(20);
+
+/// `mlflow.json`: the MLflow run a danling run reports to, and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// The server.
+    pub uri: String,
+    /// The experiment's name and id.
+    pub experiment: String,
+    /// See `experiment`.
+    pub experiment_id: String,
+    /// The MLflow run.
+    pub run_id: String,
+    /// Where the run's artifacts go.
+    #[serde(default)]
+    pub artifact_uri: String,
+    /// Lines of `metrics.jsonl` sent.
+    pub sent: usize,
+    /// The config was logged as params.
+    pub params: bool,
+    /// The final status sent, once one was.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// What a run tells MLflow about itself, read from its config and identity.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The `mlflow` section.
+    pub mlflow: MlflowConfig,
+    /// The experiment when `mlflow.experiment` is unset: `experiment_name`.
+    pub experiment_name: String,
+    /// danling's `name`, `id`, `group` and commit (`experiment_id`).
+    pub name: String,
+    /// See `name`.
+    pub id: String,
+    /// See `name`.
+    pub group: Option<String>,
+    /// See `name`.
+    pub commit: String,
+    /// The resolved config tree, logged as params.
+    pub config: Value,
+}
+
+impl RunInfo {
+    /// What a training process tells MLflow: its config tree (with its `mlflow` section) and
+    /// identity. `None` without an `mlflow` section.
+    pub fn new(config: &Value, identity: &crate::identity::Identity) -> Option<Self> {
+        let mlflow: MlflowConfig = serde_json::from_value(config.get("mlflow")?.clone()).ok()?;
+        Some(Self {
+            dir: identity.dir.clone(),
+            mlflow,
+            experiment_name: config["experiment_name"].as_str().unwrap_or_default().to_owned(),
+            name: identity.name.clone(),
+            id: identity.id.clone(),
+            group: config["group"].as_str().map(str::to_owned),
+            commit: identity.experiment_id.clone(),
+            config: config.clone(),
+        })
+    }
+
+    /// Reads what a run directory's `runner.yaml` says. `None` when the run has no `mlflow` section.
+    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
+        let path = dir.join(files::RUNNER);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let tree: Value = serde_saphyr::from_str(&text)
+            .map_err(|e| format!("{} is not a runner.yaml: {e}", path.display()))?;
+        let config = tree["config"].clone();
+        let Some(section) = config.get("mlflow").filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let mlflow: MlflowConfig = serde_json::from_value(section.clone())
+            .map_err(|e| format!("{}: config.mlflow: {e}", path.display()))?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        Ok(Some(Self {
+            dir: dir.to_owned(),
+            mlflow,
+            experiment_name: text(&config["experiment_name"]),
+            name: text(&tree["identity"]["name"]),
+            id: text(&tree["identity"]["id"]),
+            group: config["group"].as_str().map(str::to_owned),
+            commit: text(&tree["identity"]["experiment_id"]),
+            config,
+        }))
+    }
+
+    fn experiment(&self) -> String {
+        self.mlflow
+            .experiment
+            .clone()
+            .unwrap_or_else(|| self.experiment_name.clone())
+    }
+
+    fn tags(&self) -> Vec<(String, String)> {
+        let mut tags = vec![
+            ("mlflow.runName".to_owned(), self.name.clone()),
+            ("mlflow.source.name".to_owned(), "danling".to_owned()),
+            ("danling.id".to_owned(), self.id.clone()),
+            ("danling.name".to_owned(), self.name.clone()),
+            ("danling.dir".to_owned(), self.dir.display().to_string()),
+            ("danling.commit".to_owned(), self.commit.clone()),
+        ];
+        if self.commit.len() == 40 && self.commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            tags.push(("mlflow.source.git.commit".to_owned(), self.commit.clone()));
+        }
+        if let Some(group) = &self.group {
+            tags.push(("danling.group".to_owned(), group.clone()));
+        }
+        tags
+    }
+}
+
+/// The MLflow status of a danling status: `FINISHED`, `FAILED`, or `KILLED` for a run that stopped
+/// and can go on (stopped, preempted, pruned).
+pub fn mlflow_status(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "RUNNING",
+        RunState::Finished => "FINISHED",
+        RunState::Failed => "FAILED",
+        RunState::Stopped | RunState::Preempted | RunState::Pruned => "KILLED",
+    }
+}
+
+/// The config tree as MLflow params: dotted keys, strings as they are, the rest as JSON; nulls left
+/// out, values cut to [`MAX_PARAM_VALUE`] characters.
+pub fn params(config: &Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+        let key = |k: &str| match prefix {
+            "" => k.to_owned(),
+            _ => format!("{prefix}.{k}"),
+        };
+        let text = match value {
+            Value::Object(map) if !map.is_empty() => {
+                return map.iter().for_each(|(k, v)| walk(&key(k), v, out));
+            }
+            Value::Null => return,
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        out.push((prefix.to_owned(), text.chars().take(MAX_PARAM_VALUE).collect()));
+    }
+    let mut out = Vec::new();
+    walk("", config, &mut out);
+    out
+}
+
+/// A connection of one danling run to its MLflow run, with where its sending stands.
+struct Sender {
+    client: Client,
+    info: RunInfo,
+    link: Link,
+    /// Where the unread part of `metrics.jsonl` starts: a byte offset and a line number.
+    offset: u64,
+    line: usize,
+}
+
+impl Sender {
+    /// Connects to the run's MLflow run: the one `mlflow.json` names (on the same server), or a new
+    /// one. Logs the params if they were not yet, and marks the run `RUNNING` when `running`.
+    fn connect(info: RunInfo, running: bool) -> Result<Self, MlflowError> {
+        let client = Client::new(&info.mlflow.uri)?;
+        let path = info.dir.join(files::MLFLOW);
+        let known = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Link>(&bytes).ok())
+            .filter(|link| link.uri == client.uri() && link.experiment == info.experiment());
+        let fresh = known.is_none();
+        let link = match known {
+            Some(link) => link,
+            None => {
+                let experiment = info.experiment();
+                let experiment_id = client.experiment(&experiment)?;
+                let start = std::fs::metadata(info.dir.join(files::RUNNER))
+                    .and_then(|m| m.modified())
+                    .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis())
+                    .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+                let (run_id, artifact_uri) =
+                    client.create_run(&experiment_id, &info.name, start, &info.tags())?;
+                Link {
+                    uri: client.uri().to_owned(),
+                    experiment,
+                    experiment_id,
+                    run_id,
+                    artifact_uri,
+                    sent: 0,
+                    params: false,
+                    status: None,
+                }
+            }
+        };
+        let mut sender = Self {
+            client,
+            info,
+            link,
+            offset: 0,
+            line: 0,
+        };
+        if fresh {
+            sender.save();
+        }
+        if !sender.link.params {
+            for chunk in params(&sender.info.config).chunks(MAX_PARAMS) {
+                sender.client.log_batch(&sender.link.run_id, &[], chunk, &[])?;
+            }
+            sender.link.params = true;
+            sender.save();
+        }
+        if running && sender.link.status.is_some() {
+            sender.client.update_run(&sender.link.run_id, "RUNNING", None)?;
+            sender.link.status = None;
+            sender.save();
+        }
+        Ok(sender)
+    }
+
+    /// Writes `mlflow.json`. A write that fails leaves the old one: points may then be sent again
+    /// by a later attempt, never lost.
+    fn save(&self) {
+        if let Ok(bytes) = serde_json::to_vec_pretty(&self.link) {
+            let _ = write_atomic(&self.info.dir.join(files::MLFLOW), &bytes);
+        }
+    }
+
+    /// Sends the lines of `metrics.jsonl` not sent yet. Returns how many points went.
+    fn send_new(&mut self) -> Result<usize, MlflowError> {
+        let (lines, end) = read_from(&self.info.dir.join(files::METRICS), self.offset);
+        let mut batch: Vec<Metric> = Vec::new();
+        let mut sent = 0;
+        let mut line = self.line;
+        for point in lines {
+            line += 1;
+            if line <= self.link.sent {
+                continue;
+            }
+            if let Some(metric) = point.as_ref().and_then(metric) {
+                batch.push(metric);
+            }
+            if batch.len() == MAX_METRICS {
+                self.client.log_batch(&self.link.run_id, &batch, &[], &[])?;
+                sent += batch.len();
+                batch.clear();
+                self.link.sent = line;
+                self.save();
+            }
+        }
+        if !batch.is_empty() {
+            self.client.log_batch(&self.link.run_id, &batch, &[], &[])?;
+            sent += batch.len();
+        }
+        if line > self.link.sent {
+            self.link.sent = line;
+            self.save();
+        }
+        (self.offset, self.line) = (end, line);
+        Ok(sent)
+    }
+
+    /// Sends the run's final status (and `best` as an artifact, when asked for).
+    fn finish(&mut self, state: RunState) -> Result<(), MlflowError> {
+        let status = mlflow_status(state);
+        if self.link.status.as_deref() == Some(status) {
+            return Ok(());
+        }
+        self.client.log_batch(
+            &self.link.run_id,
+            &[],
+            &[],
+            &[("danling.status".to_owned(), state.as_str().to_owned())],
+        )?;
+        if state != RunState::Running {
+            if self.info.mlflow.artifacts {
+                let best = self.best_checkpoint();
+                if let Ok(bytes) = std::fs::read(&best) {
+                    self.client
+                        .upload_artifact(&self.link.artifact_uri, "best.safetensors", &bytes)?;
+                }
+            }
+            self.client.update_run(
+                &self.link.run_id,
+                status,
+                Some(chrono::Utc::now().timestamp_millis()),
+            )?;
+            self.link.status = Some(status.to_owned());
+            self.save();
+        }
+        Ok(())
+    }
+
+    fn best_checkpoint(&self) -> PathBuf {
+        let checkpoints = self.info.config["checkpoint_dir"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let name = self.info.config["checkpoint_dir_name"]
+                    .as_str()
+                    .unwrap_or("checkpoints");
+                self.info.dir.join(name)
+            });
+        checkpoints.join(format!("best.{}", files::CHECKPOINT_EXTENSION))
+    }
+}
+
+/// A point as an MLflow metric (`{split}/{name}`, milliseconds); `None` for a value that was not
+/// finite.
+fn metric(point: &Point) -> Option<Metric> {
+    Some(Metric {
+        key: format!("{}/{}", point.split, point.name),
+        value: point.value?,
+        timestamp: (point.time * 1e3).round() as i64,
+        step: i64::try_from(point.step).unwrap_or(i64::MAX),
+    })
+}
+
+/// The whole lines of `path` from byte `offset` on, each parsed (or `None`), and the offset after
+/// the last whole line.
+fn read_from(path: &Path, offset: u64) -> (Vec<Option<Point>>, u64) {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_to_end(&mut bytes)
+    });
+    if read.is_err() {
+        return (Vec::new(), offset);
+    }
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let lines = bytes[..whole]
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| serde_json::from_slice(line).ok())
+        .collect();
+    (lines, offset + whole as u64)
+}
+
+/// What `danling mlflow sync` did for one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synced {
+    /// The MLflow run.
+    pub run_id: String,
+    /// Points sent now.
+    pub points: usize,
+    /// The status sent, when the run has ended.
+    pub status: Option<&'static str>,
+}
+
+/// Sends what a run directory holds and its MLflow run lacks: the run itself when it was never
+/// created, the params, the points of `metrics.jsonl` not sent yet, and the final status of a run
+/// that ended. `Ok(None)` for a run without an `mlflow` section.
+pub fn sync(dir: &Path) -> Result<Option<Synced>, String> {
+    let Some(info) = RunInfo::read(dir)? else {
+        return Ok(None);
+    };
+    let status: Option<super::RunStatus> = std::fs::read(dir.join(files::STATUS))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let live = crate::fs::lock_holder(dir).is_some();
+    let ended = status
+        .map(|s| s.status)
+        .filter(|s| *s != RunState::Running && !live);
+    let mut sender = Sender::connect(info, false).map_err(|e| e.to_string())?;
+    let points = sender.send_new().map_err(|e| e.to_string())?;
+    if let Some(state) = ended {
+        sender.finish(state).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(Synced {
+        run_id: sender.link.run_id.clone(),
+        points,
+        status: ended.map(mlflow_status),
+    }))
+}
+
+enum Message {
+    Wake,
+    Finish(RunState),
+}
+
+/// Sends a run's points to MLflow from a thread of its own, as they are logged.
+#[derive(Debug)]
+pub struct Tracker {
+    messages: mpsc::Sender<Message>,
+    done: mpsc::Receiver<()>,
+    /// What the thread met, for the training thread to log (the log is that thread's).
+    warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl Tracker {
+    /// Starts the thread: it connects, logs the params, then sends points as [`wake`](Self::wake)
+    /// says there are new ones.
+    pub fn start(info: RunInfo) -> Self {
+        let (messages, inbox) = mpsc::channel();
+        let (finished, done) = mpsc::channel();
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let reported = Arc::clone(&warnings);
+        let spawned = std::thread::Builder::new()
+            .name("danling-mlflow".into())
+            .spawn(move || {
+                track(info, &inbox, &reported);
+                let _ = finished.send(());
+            });
+        if let Err(error) = spawned {
+            warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(format!("cannot start the MLflow thread: {error}"));
+        }
+        Self {
+            messages,
+            done,
+            warnings,
+        }
+    }
+
+    /// Says there are new points, and returns what the thread met since the last call.
+    pub fn wake(&self) -> Vec<String> {
+        let _ = self.messages.send(Message::Wake);
+        std::mem::take(
+            &mut *self
+                .warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Sends the last points and the final status, waiting at most [`FINISH_WAIT`] for them;
+    /// returns what the thread met.
+    pub fn finish(self, state: RunState) -> Vec<String> {
+        let _ = self.messages.send(Message::Finish(state));
+        if self.done.recv_timeout(FINISH_WAIT).is_err() {
+            self.warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(format!(
+                    "MLflow: not done after {} s; what was not sent waits in metrics.jsonl",
+                    FINISH_WAIT.as_secs()
+                ));
+        }
+        std::mem::take(
+            &mut *self
+                .warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// The tracker's thread.
+fn track(info: RunInfo, inbox: &mpsc::Receiver<Message>, warnings: &Mutex<Vec<String>>) {
+    let dir = info.dir.clone();
+    let mut warned = false;
+    let mut warn = |error: &MlflowError| {
+        if !warned {
+            warned = true;
+            warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(format!(
+                    "{error}; training goes on, and the points wait in metrics.jsonl for the next try (every {RETRY} s), \
+                     the next resume, or `danling mlflow sync {}`",
+                    dir.display()
+                ));
+        }
+    };
+    let mut sender: Option<Sender> = None;
+    let mut failed_at: Option<Instant> = None;
+    let mut last_send = Instant::now() - EVERY;
+    let mut finish = None;
+    // The session went away without saying how the run ended: the last points, and no status.
+    let mut closing = false;
+    loop {
+        let wait = EVERY
+            .saturating_sub(last_send.elapsed())
+            .max(Duration::from_millis(50));
+        match inbox.recv_timeout(if finish.is_some() { Duration::ZERO } else { wait }) {
+            Ok(Message::Finish(state)) => finish = Some(state),
+            Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => closing = true,
+        }
+        // Messages that came meanwhile.
+        while let Ok(message) = inbox.try_recv() {
+            if let Message::Finish(state) = message {
+                finish = Some(state);
+            }
+        }
+        let ending = finish.is_some() || closing;
+        let resting = failed_at.is_some_and(|at| at.elapsed() < Duration::from_secs(RETRY));
+        if !ending && (resting || last_send.elapsed() < EVERY) {
+            continue;
+        }
+        last_send = Instant::now();
+        let outcome = (|| -> Result<(), MlflowError> {
+            if sender.is_none() {
+                sender = Some(Sender::connect(info.clone(), true)?);
+            }
+            let Some(sender) = sender.as_mut() else {
+                return Ok(());
+            };
+            sender.send_new()?;
+            if let Some(state) = finish {
+                sender.finish(state)?;
+            }
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => failed_at = None,
+            Err(error) => {
+                warn(&error);
+                failed_at = Some(Instant::now());
+            }
+        }
+        if ending {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_config_becomes_dotted_params_without_nulls() {
+        let config = json!({"seed": 1, "optim": {"lr": 0.01, "betas": [0.9, 0.99]}, "name": null,
+                            "run_name": "x", "data": {}});
+        let listed = params(&config);
+        assert_eq!(
+            listed,
+            [
+                ("seed".to_owned(), "1".to_owned()),
+                ("optim.lr".to_owned(), "0.01".to_owned()),
+                ("optim.betas".to_owned(), "[0.9,0.99]".to_owned()),
+                ("run_name".to_owned(), "x".to_owned()),
+                ("data".to_owned(), "{}".to_owned()),
+            ]
+        );
+        let long = params(&json!({"text": "a".repeat(10_000)}));
+        assert_eq!(long[0].1.len(), MAX_PARAM_VALUE);
+    }
+
+    #[test]
+    fn points_become_metrics_keyed_by_split_and_name_in_milliseconds() {
+        let point = Point {
+            step: 7,
+            epoch: 1,
+            split: "val".into(),
+            name: "accuracy".into(),
+            value: Some(0.5),
+            time: 1764801234.567,
+        };
+        assert_eq!(
+            metric(&point),
+            Some(Metric {
+                key: "val/accuracy".into(),
+                value: 0.5,
+                timestamp: 1764801234567,
+                step: 7
+            })
+        );
+        assert_eq!(metric(&Point { value: None, ..point }), None);
+        assert_eq!(mlflow_status(RunState::Preempted), "KILLED");
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_is_an_error_not_a_wait() {
+        let client = Client::new("http://127.0.0.1:9").unwrap();
+        let started = Instant::now();
+        let error = client.experiment("x").unwrap_err();
+        assert!(matches!(error, MlflowError::Unreachable { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        if !cfg!(feature = "tls") {
+            assert!(matches!(
+                Client::new("https://example.com"),
+                Err(MlflowError::NoTls(_))
+            ));
+        }
+    }
+}
