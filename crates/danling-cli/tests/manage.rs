@@ -338,8 +338,10 @@ fn a_training_killed_with_sigkill_is_listed_as_killed_with_the_time_it_trained()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
+    // File times come from the kernel's coarse clock, up to a tick (1 to 10 ms) behind the clock
+    // the start was read from.
     assert!(
-        written - attempt >= -0.002,
+        written - attempt >= -0.02,
         "status.json written at {written}, before its start {attempt}"
     );
     let expected = newest_write(&run) - attempt;
