@@ -40,6 +40,7 @@ fn help_texts() {
         "compare",
         "report",
         "sweep",
+        "mlflow",
         "completions",
     ] {
         insta::assert_snapshot!(
