@@ -1,7 +1,7 @@
 //! MLflow tracking against a real `mlflow server` on loopback, with its SQLite store: the round
 //! trip (params, tags, every point of `metrics.jsonl`, the status, `best` as an artifact), a server
 //! that is down (the run goes on, warns once, and `danling mlflow sync` sends the rest), and a run
-//! killed and resumed (the same MLflow run, no point twice).
+//! killed while a batch was on its way, then resumed (the same MLflow run, no point twice).
 //!
 //! The server is `$DANLING_MLFLOW` or `mlflow` on the PATH (`pip install mlflow`). Without one the
 //! test says so and passes, unless `DANLING_REQUIRE_MLFLOW=1` (CI sets it).
@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{danling, run_dir, scratch, stderr, stdout};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A `mlflow server` in a folder of its own, stopped (with its workers) when dropped.
 struct Server {
@@ -80,6 +80,38 @@ fn get(uri: &str, path: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A proxy to `upstream` that holds every answer back for `delay`: a batch the server stored is
+/// then, for that long, one whose answer the run has not yet had.
+fn slow_proxy(upstream: u16, delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_in, &mut server_out);
+                let _ = server_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                while let Ok(n @ 1..) = server_in.read(&mut buffer) {
+                    std::thread::sleep(delay);
+                    if client_out.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
 }
 
 fn free_port() -> u16 {
@@ -169,7 +201,22 @@ fn assert_round_trip(server: &Server, run: &Path, all: bool) {
     for (key, points) in &spooled {
         let mut expected = points.clone();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(history(server, &run_id, key), expected, "{key}");
+        let held = history(server, &run_id, key);
+        if held != expected {
+            let missing: Vec<_> = expected.iter().filter(|p| !held.contains(p)).collect();
+            let twice: Vec<_> = held
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| held[..*i].contains(p))
+                .map(|(_, p)| p)
+                .collect();
+            panic!(
+                "{key}: MLflow holds {} points, metrics.jsonl {}; missing {missing:?}, twice {twice:?}; mlflow.json {}",
+                held.len(),
+                expected.len(),
+                link(run)
+            );
+        }
     }
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
@@ -227,6 +274,53 @@ fn runs_reach_a_real_mlflow_server_once_each_point_even_when_it_was_down_or_the_
     let again = danling(dir.path(), &["mlflow", "sync", run.to_str().unwrap()]);
     assert!(stdout(&again).contains(" 0 point(s) sent"), "{}", stdout(&again));
     assert_round_trip(&server, &run, true);
+    // Killed while a batch was on its way: `mlflow.json` says so, and the next connection asks the
+    // server whether it stored the batch. Here it did, and nothing is sent again.
+    let lines: Vec<Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let total = lines.len();
+    assert_eq!(link(&run)["sent"], total);
+    let last = &lines[total - 1];
+    let in_flight = |timestamp: i64| {
+        let mut state = link(&run);
+        state["sent"] = json!(total - 6);
+        state["sending"] = json!({"upto": total, "last": {
+            "key": format!("{}/{}", last["split"].as_str().unwrap(), last["name"].as_str().unwrap()),
+            "value": last["value"],
+            "timestamp": timestamp,
+            "step": last["step"],
+        }});
+        std::fs::write(run.join("mlflow.json"), state.to_string()).unwrap();
+    };
+    let stamp = (last["time"].as_f64().unwrap() * 1e3).round() as i64;
+    in_flight(stamp);
+    let stored = danling(dir.path(), &["mlflow", "sync", run.to_str().unwrap()]);
+    assert!(
+        stdout(&stored).contains(" 0 point(s) sent"),
+        "{}",
+        stdout(&stored)
+    );
+    assert_eq!(link(&run)["sent"], total);
+    assert!(link(&run).get("sending").is_none(), "{}", link(&run));
+    assert_round_trip(&server, &run, true);
+    // Here it did not (no point has that time): the lines go again, and MLflow keeps one of each
+    // point it already had from the same lines.
+    in_flight(stamp + 1);
+    let lost = danling(dir.path(), &["mlflow", "sync", run.to_str().unwrap()]);
+    let again_points = lines[total - 6..]
+        .iter()
+        .filter(|p| p["value"].is_number())
+        .count();
+    assert!(
+        stdout(&lost).contains(&format!(" {again_points} point(s) sent")),
+        "{}",
+        stdout(&lost)
+    );
+    assert_eq!(link(&run)["sent"], total);
+    assert_round_trip(&server, &run, true);
     // The run, its params, tags, status and best checkpoint.
     let run_id = link(&run)["run_id"].as_str().unwrap().to_owned();
     let got = server.api(&format!("runs/get?run_id={run_id}"));
@@ -282,7 +376,12 @@ fn runs_reach_a_real_mlflow_server_once_each_point_even_when_it_was_down_or_the_
     let log = std::fs::read_to_string(wrong_run.join("run.log")).unwrap();
     assert_eq!(log.matches("answered").count(), 1, "{log}");
 
-    // Killed mid-run after points were sent, then resumed: the same MLflow run, each point once.
+    // Killed mid-run while a batch was on its way (its answer held back, so most likely after the
+    // server stored it), then resumed: the same MLflow run, each point once.
+    let slow = format!(
+        "{{uri: \"http://127.0.0.1:{}\", experiment: resumed, artifacts: true}}",
+        slow_proxy(port, Duration::from_millis(400))
+    );
     let dir = scratch();
     let long = [
         "train",
@@ -305,7 +404,7 @@ fn runs_reach_a_real_mlflow_server_once_each_point_even_when_it_was_down_or_the_
     ];
     let mut child = Command::new(common::bin())
         .args(long)
-        .args(["--mlflow", &section("resumed")])
+        .args(["--mlflow", &slow])
         .current_dir(dir.path())
         .env_remove("DANLING_LOG")
         .stdout(Stdio::null())
@@ -318,12 +417,15 @@ fn runs_reach_a_real_mlflow_server_once_each_point_even_when_it_was_down_or_the_
             child.try_wait().unwrap().is_none(),
             "the run ended before it was killed"
         );
-        assert!(started.elapsed() < Duration::from_secs(120), "no points sent");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no batch on its way"
+        );
         if let Some(run) = run_dir(dir.path())
             && std::fs::read_to_string(run.join("mlflow.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .is_some_and(|l| l["sent"].as_u64().unwrap_or(0) >= 40)
+                .is_some_and(|l| l["sending"]["upto"].as_u64().unwrap_or(0) >= 40)
         {
             break run;
         }
@@ -332,10 +434,7 @@ fn runs_reach_a_real_mlflow_server_once_each_point_even_when_it_was_down_or_the_
     child.kill().unwrap();
     child.wait().unwrap();
     let first = link(&run)["run_id"].clone();
-    let resumed = danling(
-        dir.path(),
-        &[&long[..], &["--mlflow", &section("resumed")]].concat(),
-    );
+    let resumed = danling(dir.path(), &[&long[..], &["--mlflow", &slow]].concat());
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(link(&run)["run_id"], first, "the same MLflow run goes on");
     // Wall-clock values logged again after the kill differ from those sent before it.

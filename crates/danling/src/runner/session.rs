@@ -56,7 +56,10 @@ pub struct Session {
     status: Option<RunStatus>,
     /// `metrics.jsonl`, once [`open_metrics`](Self::open_metrics) opened it (on the main process).
     metrics: Option<std::sync::Mutex<MetricsLog>>,
-    /// Sends the points to MLflow, with `mlflow` set (on the main process).
+    /// The MLflow run to report to, with `mlflow` set (on the main process), until
+    /// [`open_metrics`](Self::open_metrics) starts its tracker.
+    mlflow: Option<RunInfo>,
+    /// Sends the points to MLflow, once `metrics.jsonl` is open.
     tracker: Option<Tracker>,
     attempt: std::time::Instant,
     // Dropped in declaration order: the log goes first, the lock last.
@@ -156,11 +159,9 @@ impl Session {
             dir.write_json(files::STATUS, &serde_json::to_value(&running).unwrap_or_default())?;
             status = Some(running);
         }
-        // Started once `runner.yaml` and `status.json` are written: the MLflow run's start time.
         let mlflow = dir
             .as_ref()
-            .and_then(|_| RunInfo::new(&config.to_value(), &identity))
-            .map(Tracker::start);
+            .and_then(|_| RunInfo::new(&config.to_value(), &identity));
         Ok(Self {
             identity,
             scoring: config.scoring(),
@@ -169,7 +170,8 @@ impl Session {
             tensorboard,
             status,
             metrics: None,
-            tracker: mlflow,
+            mlflow,
+            tracker: None,
             attempt: std::time::Instant::now(),
             _log: log,
             dir,
@@ -215,7 +217,12 @@ impl Session {
         status.seconds += self.attempt.elapsed().as_secs_f64();
         // Strings and numbers: always serialisable.
         let written = dir.write_json(files::STATUS, &serde_json::to_value(&*status).unwrap_or_default());
-        if let Some(tracker) = self.tracker.take() {
+        // A run that ended before `metrics.jsonl` was opened still reports how it ended.
+        if let Some(tracker) = self
+            .tracker
+            .take()
+            .or_else(|| self.mlflow.take().map(Tracker::start))
+        {
             for warning in tracker.finish(state) {
                 tracing::warn!("{warning}");
             }
@@ -229,6 +236,11 @@ impl Session {
             let log = MetricsLog::open(&dir.file(files::METRICS), keep).map_err(WorkspaceError::from)?;
             self.metrics = Some(std::sync::Mutex::new(log));
         }
+        // Only now: the tracker reads `metrics.jsonl` from where it stands, and a resume has just
+        // cut it back to the checkpoint. Read before the cut, the lines past it would shift the
+        // count of lines sent, and points would be skipped. Started after `runner.yaml` and
+        // `status.json` are written, whose time is the MLflow run's start.
+        self.tracker = self.mlflow.take().map(Tracker::start);
         Ok(())
     }
 

@@ -36,7 +36,7 @@ pub enum MlflowError {
 }
 
 /// A metric point as `runs/log-batch` takes it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metric {
     /// `{split}/{name}`.
     pub key: String,
@@ -205,6 +205,30 @@ impl Client {
             &json!({"run_id": run, "metrics": metrics, "params": pairs(params), "tags": pairs(tags)}),
         )?;
         Ok(())
+    }
+
+    /// Whether `run` holds `metric` (its key, step and timestamp): whether a batch whose answer
+    /// never came was stored.
+    pub fn holds(&self, run: &str, metric: &Metric) -> Result<bool, MlflowError> {
+        let endpoint = "metrics/get-history-bulk-interval";
+        let step = metric.step.to_string();
+        let value = self.answer(
+            endpoint,
+            self.agent
+                .get(&self.url(endpoint))
+                .query("run_ids", run)
+                .query("metric_key", &metric.key)
+                .query("start_step", &step)
+                .query("end_step", &step)
+                .query("max_results", "1000")
+                .call(),
+        )?;
+        Ok(value["metrics"].as_array().is_some_and(|points| {
+            points.iter().any(|point| {
+                point["step"].as_i64() == Some(metric.step)
+                    && point["timestamp"].as_i64() == Some(metric.timestamp)
+            })
+        }))
     }
 
     /// Sets `run`'s status (`RUNNING`, `FINISHED`, `FAILED`, `KILLED`), with its end time when it

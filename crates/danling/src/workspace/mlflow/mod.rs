@@ -5,7 +5,10 @@
 //! the lines of `metrics.jsonl` already sent (`sent`); whatever the server did not take stays in the
 //! file, and the next attempt (or `danling mlflow sync DIR`) sends it. A resume cuts `metrics.jsonl`
 //! back to its checkpoint and logs those points again; the lines below `sent` are never sent twice,
-//! so the MLflow run holds each point once.
+//! so the MLflow run holds each point once. A batch is written down (`sending`) before it goes: a
+//! process killed between the server's answer and the next write of `mlflow.json` leaves the
+//! question open, and the next connection asks the server whether it holds the batch's last point.
+//! The tracker starts reading only once a resume has cut `metrics.jsonl` back.
 //!
 //! The [`Tracker`] sends from a thread of its own: training never waits on the server. A server that
 //! is down or answers an error is reported once per attempt, and tried again every
@@ -46,11 +49,25 @@ pub struct Link {
     pub artifact_uri: String,
     /// Lines of `metrics.jsonl` sent.
     pub sent: usize,
+    /// A batch on its way, written down before it is sent: a run killed before the answer came
+    /// asks the server, at the next connection, whether the batch was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending: Option<Sending>,
     /// The config was logged as params.
     pub params: bool,
     /// The final status sent, once one was.
     #[serde(default)]
     pub status: Option<String>,
+}
+
+/// A batch of points sent and not yet answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sending {
+    /// `sent` once the batch is stored.
+    pub upto: usize,
+    /// The batch's last metric. MLflow stores a batch whole or not at all, and no point logged
+    /// later has its key, step and millisecond: the server holds it exactly when it took the batch.
+    pub last: Metric,
 }
 
 /// What a run tells MLflow about itself, read from its config and identity.
@@ -216,6 +233,7 @@ impl Sender {
                     run_id,
                     artifact_uri,
                     sent: 0,
+                    sending: None,
                     params: false,
                     status: None,
                 }
@@ -229,6 +247,20 @@ impl Sender {
             line: 0,
         };
         if fresh {
+            sender.save();
+        }
+        // Killed while a batch was on its way: its lines count as sent if the server stored it.
+        // Sending them again would log their points twice, with the times of their new lines.
+        if let Some(sending) = sender.link.sending.clone() {
+            let held = match sender.client.holds(&sender.link.run_id, &sending.last) {
+                // A server without the call (before MLflow 2.8): sent again, maybe twice.
+                Err(MlflowError::Refused { status: 404, .. }) => false,
+                held => held?,
+            };
+            if held {
+                sender.link.sent = sender.link.sent.max(sending.upto);
+            }
+            sender.link.sending = None;
             sender.save();
         }
         if !sender.link.params {
@@ -256,7 +288,13 @@ impl Sender {
 
     /// Sends the lines of `metrics.jsonl` not sent yet. Returns how many points went.
     fn send_new(&mut self) -> Result<usize, MlflowError> {
-        let (lines, end) = read_from(&self.info.dir.join(files::METRICS), self.offset);
+        let path = self.info.dir.join(files::METRICS);
+        // A file shorter than what was read was cut back since: read it again from the start (the
+        // lines below `sent` are skipped, as after a resume).
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() < self.offset) {
+            (self.offset, self.line) = (0, 0);
+        }
+        let (lines, end) = read_from(&path, self.offset);
         let mut batch: Vec<Metric> = Vec::new();
         let mut sent = 0;
         let mut line = self.line;
@@ -269,23 +307,36 @@ impl Sender {
                 batch.push(metric);
             }
             if batch.len() == MAX_METRICS {
-                self.client.log_batch(&self.link.run_id, &batch, &[], &[])?;
+                self.send(&batch, line)?;
                 sent += batch.len();
                 batch.clear();
-                self.link.sent = line;
-                self.save();
             }
         }
-        if !batch.is_empty() {
-            self.client.log_batch(&self.link.run_id, &batch, &[], &[])?;
+        if !batch.is_empty() || line > self.link.sent {
+            self.send(&batch, line)?;
             sent += batch.len();
-        }
-        if line > self.link.sent {
-            self.link.sent = line;
-            self.save();
         }
         (self.offset, self.line) = (end, line);
         Ok(sent)
+    }
+
+    /// Sends `batch`, the points of the lines up to `upto`, and counts those lines as sent.
+    /// `mlflow.json` says the batch is on its way first: a run killed before the answer came then
+    /// neither loses nor repeats it. A batch sent again in the same attempt (after an error) has the
+    /// same points, and MLflow keeps one of each.
+    fn send(&mut self, batch: &[Metric], upto: usize) -> Result<(), MlflowError> {
+        if let Some(last) = batch.last() {
+            self.link.sending = Some(Sending {
+                upto,
+                last: last.clone(),
+            });
+            self.save();
+            self.client.log_batch(&self.link.run_id, batch, &[], &[])?;
+        }
+        self.link.sending = None;
+        self.link.sent = upto;
+        self.save();
+        Ok(())
     }
 
     /// Sends the run's final status (and `best` as an artifact, when asked for).
