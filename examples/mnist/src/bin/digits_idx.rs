@@ -13,9 +13,20 @@ use danling_example_mnist::data::{Split, digits_as_mnist, write_idx};
 const TRAIN: usize = 1500;
 
 fn main() -> ExitCode {
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: digits-idx DIR");
-        return ExitCode::from(2);
+    const USAGE: &str =
+        "usage: digits-idx DIR (writes MNIST's four IDX files of the bundled digits into DIR)";
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let dir = match args.as_slice() {
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        // An option is not a folder: `--help` must not become one.
+        [dir] if !dir.to_string_lossy().starts_with('-') => PathBuf::from(dir),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     };
     let written = digits_as_mnist()
         .map_err(|e| e.to_string())
