@@ -1,16 +1,20 @@
 //! The `mnist` app driven as a user drives it, on MNIST-shaped IDX files made from the bundled UCI
 //! digits (1000 train, 797 test images): it trains to a stated test accuracy, evaluates and infers
 //! from a checkpoint, resumes bit-exactly from a mid-epoch checkpoint (BatchNorm's running
-//! statistics included), runs a 2-trial sweep, and shows its runs in `runs` and `report`.
+//! statistics included), runs a 2-trial sweep, and shows its runs in `runs` and `report`; preempted
+//! by SIGUSR1 and run again with the same command line, it ends as a run that never stopped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../common/app.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{
-    evaluates_as_recorded, inferred, json, knows_key, listed, resumes_exactly, run, run_dirs, text, train,
+    evaluates_as_recorded, inferred, json, knows_key, listed, model_tensors, resumes_exactly, run, run_dirs,
+    stable_results, text, train,
 };
 use danling_example_mnist::data::{Split, digits_as_mnist, write_idx};
 
@@ -174,9 +178,9 @@ fn an_image_folder_with_shifts_trains_the_same_with_any_workers_and_resumes_exac
     let a = train(BIN, dir, &on_thread);
     let b = train(BIN, dir, &threaded);
     assert_eq!(a.file_name(), b.file_name(), "data.workers is an ignored key");
-    assert_eq!(common::stable_results(&a), common::stable_results(&b));
+    assert_eq!(stable_results(&a), stable_results(&b));
     let latest = "checkpoints/latest.safetensors";
-    assert!(common::model_tensors(&a.join(latest)) == common::model_tensors(&b.join(latest)));
+    assert!(model_tensors(&a.join(latest)) == model_tensors(&b.join(latest)));
     assert!(json(&a.join("latest.json"))["train"]["data_wait"].is_number());
 
     // Resumed from the middle of the first epoch with 3 workers: the run that never stopped.
@@ -188,4 +192,96 @@ fn an_image_folder_with_shifts_trains_the_same_with_any_workers_and_resumes_exac
     let message = text(&out.stderr);
     assert!(message.contains("ten") && message.contains("0 to 9"), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+/// `metrics.jsonl` as (step, epoch, split, name, value) rows, wall-clock values left out.
+fn points(run: &Path) -> Vec<(u64, u64, String, String, Option<f64>)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|p| !danling::results::is_wall_clock(p["name"].as_str().unwrap()))
+        .map(|p| {
+            (
+                p["step"].as_u64().unwrap(),
+                p["epoch"].as_u64().unwrap(),
+                p["split"].as_str().unwrap().to_owned(),
+                p["name"].as_str().unwrap().to_owned(),
+                p["value"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_preempted_run_run_again_with_the_same_command_line_ends_as_a_straight_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let data = idx_files(dir);
+    // 32 batches an epoch, a checkpoint every 7 steps: the signal lands between two of them.
+    let args = |root: &str| -> Vec<String> {
+        format!(
+            "--data.path {} --model.channels [4,8] --model.hidden 16 --epochs 2 --save_steps 7 \
+             --log_interval 1 --resume auto --progress false --project_root {root}",
+            data.display()
+        )
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    };
+    let straight = args("straight");
+    let straight: Vec<&str> = straight.iter().map(String::as_str).collect();
+    let reference = train(BIN, dir, &straight);
+    let total = points(&reference).len();
+
+    let preempted = args("preempted");
+    let preempted: Vec<&str> = preempted.iter().map(String::as_str).collect();
+    let root = dir.join("preempted");
+    let mut child = Command::new(BIN)
+        .arg("train")
+        .args(&preempted)
+        .current_dir(dir)
+        .env_remove("SLURM_JOB_ID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let logged = || {
+        std::fs::read_dir(&root)
+            .ok()
+            .and_then(|mut entries| entries.find_map(|e| e.ok().filter(|e| e.path().is_dir())))
+            .and_then(|run| std::fs::read_to_string(run.path().join("metrics.jsonl")).ok())
+            .map_or(0, |text| text.lines().count())
+    };
+    let started = Instant::now();
+    while logged() < total / 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was preempted"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "nothing logged");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(75), "a preempted run exits 75");
+    let names = run_dirs(&root);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let run = root.join(&names[0]);
+    assert_eq!(json(&run.join("status.json"))["status"], "preempted");
+    assert!(points(&run).len() < total, "preempted before the end");
+
+    // The same command line resumes it in place and finishes it.
+    let finished = train(BIN, dir, &preempted);
+    assert_eq!(finished.file_name(), run.file_name());
+    assert_eq!(json(&run.join("status.json"))["status"], "finished");
+    let latest = "checkpoints/latest.safetensors";
+    assert!(
+        model_tensors(&run.join(latest)) == model_tensors(&reference.join(latest)),
+        "weights and BatchNorm statistics as the straight run's"
+    );
+    assert_eq!(stable_results(&run), stable_results(&reference));
+    assert_eq!(points(&run), points(&reference));
 }
