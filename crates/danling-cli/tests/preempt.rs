@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{danling, model_tensors, run_dir, scratch, stable_results, stderr, stdout};
+use danling::workspace::metrics_log::{Point, read_points};
 use serde_json::Value;
 
 /// The run: long enough to be signalled mid-epoch, with step checkpoints between the epochs' and
@@ -38,23 +39,13 @@ const ARGS: &[&str] = &[
     "auto",
 ];
 
-/// `metrics.jsonl` as (step, epoch, split, name, value) rows, wall-clock values left out.
-fn points(run: &Path) -> Vec<(u64, u64, String, String, Option<f64>)> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|p| !danling::results::is_wall_clock(p["name"].as_str().unwrap()))
-        .map(|p| {
-            (
-                p["step"].as_u64().unwrap(),
-                p["epoch"].as_u64().unwrap(),
-                p["split"].as_str().unwrap().to_owned(),
-                p["name"].as_str().unwrap().to_owned(),
-                p["value"].as_f64(),
-            )
-        })
-        .collect()
+/// `metrics.jsonl`'s points without their times, wall-clock values left out.
+fn points(run: &Path) -> Vec<Point> {
+    let (points, _) = read_points(&run.join("metrics.jsonl"), 0).unwrap();
+    let stable = points
+        .into_iter()
+        .filter(|p| !danling::results::is_wall_clock(&p.name));
+    stable.map(|p| Point { time: 0.0, ..p }).collect()
 }
 
 fn lines(path: &Path) -> usize {

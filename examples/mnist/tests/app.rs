@@ -16,6 +16,7 @@ use common::{
     evaluates_as_recorded, inferred, json, knows_key, listed, model_tensors, resumes_exactly, run, run_dirs,
     stable_results, text, train,
 };
+use danling::workspace::metrics_log::{Point, read_points};
 use danling_example_mnist::data::{Split, digits_as_mnist, write_idx};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mnist");
@@ -194,23 +195,13 @@ fn an_image_folder_with_shifts_trains_the_same_with_any_workers_and_resumes_exac
     assert_eq!(message.lines().count(), 1, "{message}");
 }
 
-/// `metrics.jsonl` as (step, epoch, split, name, value) rows, wall-clock values left out.
-fn points(run: &Path) -> Vec<(u64, u64, String, String, Option<f64>)> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|p| !danling::results::is_wall_clock(p["name"].as_str().unwrap()))
-        .map(|p| {
-            (
-                p["step"].as_u64().unwrap(),
-                p["epoch"].as_u64().unwrap(),
-                p["split"].as_str().unwrap().to_owned(),
-                p["name"].as_str().unwrap().to_owned(),
-                p["value"].as_f64(),
-            )
-        })
-        .collect()
+/// `metrics.jsonl`'s points without their times, wall-clock values left out.
+fn points(run: &Path) -> Vec<Point> {
+    let (points, _) = read_points(&run.join("metrics.jsonl"), 0).unwrap();
+    let stable = points
+        .into_iter()
+        .filter(|p| !danling::results::is_wall_clock(&p.name));
+    stable.map(|p| Point { time: 0.0, ..p }).collect()
 }
 
 #[test]
