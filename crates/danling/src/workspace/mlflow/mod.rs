@@ -253,7 +253,7 @@ impl Sender {
         // Sending them again would log their points twice, with the times of their new lines.
         if let Some(sending) = sender.link.sending.clone() {
             let held = match sender.client.holds(&sender.link.run_id, &sending.last) {
-                // A server without the call (before MLflow 2.8): sent again, maybe twice.
+                // A server without the call (before MLflow 2.11): sent again, maybe twice.
                 Err(MlflowError::Refused { status: 404, .. }) => false,
                 held => held?,
             };
