@@ -234,7 +234,8 @@ fn a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint() {
     let trained = straight.train().unwrap();
     let dir = trained.dir.unwrap();
     let checkpoints = dir.join("checkpoints");
-    // Keep only latest (now truncated), a flipped step-12 and an intact step-7.
+    // Keep only latest (now truncated), a flipped step-12 and an intact step-7 (and add a step-12
+    // whose `param_ids` are damaged).
     for entry in std::fs::read_dir(&checkpoints).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -247,6 +248,16 @@ fn a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint() {
     std::fs::write(&latest, &bytes[..bytes.len() / 2]).unwrap();
     let step12 = checkpoints.join("step-12.safetensors");
     let mut bytes = std::fs::read(&step12).unwrap();
+    // The same step again, intact but for its `param_ids`, which only loading it reads: passed
+    // over too, not chosen and then failed on.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    header["__metadata__"]["param_ids"] = "{\"hidden.weight\": ".into();
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut ids_damaged = (header.len() as u64).to_le_bytes().to_vec();
+    ids_damaged.extend_from_slice(&header);
+    ids_damaged.extend_from_slice(&bytes[8 + header_len..]);
+    std::fs::write(checkpoints.join("step-12-ids.safetensors"), &ids_damaged).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xFF;
     std::fs::write(&step12, &bytes).unwrap();
@@ -266,7 +277,9 @@ fn a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint() {
     );
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
     assert!(
-        log.contains("latest.safetensors") && log.contains("step-12.safetensors"),
+        log.contains("latest.safetensors")
+            && log.contains("step-12.safetensors")
+            && log.contains("step-12-ids.safetensors: param_ids"),
         "{log}"
     );
     assert!(

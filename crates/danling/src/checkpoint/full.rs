@@ -16,7 +16,7 @@ use super::export::{Planned, export, plan, plan_prefixed};
 use super::header::Opened;
 use super::integrity::{CHECKSUM, Tally, checksum, has_crc, intact};
 use super::model::{EMA_PREFIX, header, load_opened, load_section, widest_first};
-use super::optimizer::{assign_param_ids, load_optimizer, param_ids};
+use super::optimizer::{assign_param_ids, distinct_ids, load_optimizer, param_ids};
 use crate::fs::{AtomicFile, IoError};
 use crate::identity::Identity;
 use crate::optim::LrScheduler;
@@ -214,6 +214,20 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let (opened, metadata) = open_full(path)?;
     let mut tally = Tally::default();
     let parsed = parse(path, &opened, &metadata, &mut tally);
+    intact(path, &opened, &metadata, &tally, parsed)
+}
+
+/// [`read_checkpoint`], and the `param_ids` that resuming from the file needs besides: a file that
+/// passes fails to resume only if its tensors do not fit the model. Choosing the checkpoint to
+/// resume from, a file that cannot be is passed over for an older one.
+pub(crate) fn read_resumable(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let (opened, metadata) = open_full(path)?;
+    let mut tally = Tally::default();
+    let parsed = parse(path, &opened, &metadata, &mut tally).and_then(|checkpoint| {
+        let ids: BTreeMap<String, u64> = field(path, &metadata, "param_ids")?;
+        distinct_ids(&ids).map_err(|e| CheckpointError::format(path, format!("param_ids: {e}")))?;
+        Ok(checkpoint)
+    });
     intact(path, &opened, &metadata, &tally, parsed)
 }
 

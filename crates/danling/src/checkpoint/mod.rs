@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use crate::fs::IoError;
 
 pub use full::{Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint};
-pub(crate) use full::{Prepared, load_with_ema};
+pub(crate) use full::{Prepared, load_with_ema, read_resumable};
 pub use model::{EMA_PREFIX, MODEL_PREFIX, load_ema, load_model, save_model};
 
 /// Why a checkpoint could not be written or read.

@@ -133,15 +133,21 @@ pub(crate) fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
     visit_with_path(model, Collect(BTreeMap::new())).0
 }
 
-/// Gives each float parameter the id recorded for its path. Two paths recorded with the same id
-/// are refused: the two parameters would share one optimizer state (and one gradient).
-pub(crate) fn assign_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> Result<M, String> {
+/// Refuses two paths recorded with the same id.
+pub(crate) fn distinct_ids(ids: &BTreeMap<String, u64>) -> Result<(), String> {
     let mut paths: HashMap<u64, &str> = HashMap::with_capacity(ids.len());
     for (path, &id) in ids {
         if let Some(other) = paths.insert(id, path) {
             return Err(format!("`{other}` and `{path}` have the same id"));
         }
     }
+    Ok(())
+}
+
+/// Gives each float parameter the id recorded for its path. Two paths recorded with the same id
+/// are refused: the two parameters would share one optimizer state (and one gradient).
+pub(crate) fn assign_param_ids<M: Module>(model: M, ids: &BTreeMap<String, u64>) -> Result<M, String> {
+    distinct_ids(ids)?;
     struct Assign<'a>(&'a BTreeMap<String, u64>);
     impl PathMapper for Assign<'_> {
         fn map_float<const D: usize>(

@@ -11,7 +11,7 @@ use super::platform::broadcast_json;
 use super::session::Session;
 use super::{EpochProgress, Platform, Runner, RunnerError, State, Task};
 use super::{mixed, retention};
-use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_with_ema, read_checkpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError, Prepared, load_with_ema, read_resumable};
 use crate::config::{Resume, Sections};
 use crate::fs::{IoError, PendingFiles, link_atomic};
 use crate::identity::{Identity, Parent};
@@ -66,7 +66,7 @@ impl<T: Task, S: Sections, P: Platform> Runner<T, S, P> {
             if path.extension().is_none_or(|ext| ext != CHECKPOINT_EXTENSION) {
                 continue;
             }
-            match read_checkpoint(&path) {
+            match read_resumable(&path) {
                 Ok(checkpoint) => {
                     let is_latest = path.file_stem().is_some_and(|stem| stem == LATEST);
                     let rank = (checkpoint.state.step, checkpoint.state.iter, is_latest);
